@@ -1,0 +1,64 @@
+// The addon's entry: registers NativeTrainer and the free functions.
+#include <napi.h>
+
+#include "binding/convert.h"
+#include "binding/trainer_wrap.h"
+#include "models/registry.h"
+#include "src/losses/loss.h"
+#include "src/train/runtime.h"
+
+namespace torchfocal::binding {
+namespace {
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto r = train::runtime_info();
+  auto out = Napi::Object::New(env);
+  out.Set("torchVersion", r.torch_version);
+  out.Set("cudaAvailable", r.cuda_available);
+  out.Set("cudaDevices", r.cuda_devices);
+  out.Set("threads", r.threads);
+  out.Set("blasLibrary", r.blas_library);
+  return out;
+}
+
+Napi::Value ModelInfos(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto& infos = models::model_infos();
+  auto out = Napi::Array::New(env, infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("name", infos[i].name);
+    o.Set("inputSize", static_cast<double>(infos[i].input_size));
+    o.Set("description", infos[i].description);
+    out.Set(i, o);
+  }
+  return out;
+}
+
+Napi::Value LossNames(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto& names = losses::loss_names();
+  auto out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(i, names[i]);
+  return out;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeTrainer", TrainerWrap::Init(env));
+  exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
+  exports.Set("modelInfos", Napi::Function::New<ModelInfos>(env, "modelInfos"));
+  exports.Set("lossNames", Napi::Function::New<LossNames>(env, "lossNames"));
+  return exports;
+}
+
+}  // namespace torchfocal::binding
+
+// NODE_API_MODULE pastes the function name into an identifier: it needs an unqualified name.
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return torchfocal::binding::Init(env, exports);
+}
+
+NODE_API_MODULE(torchfocal, InitAddon)

@@ -1,0 +1,145 @@
+#include "binding/convert.h"
+
+#include <cmath>
+#include <limits>
+
+namespace torchfocal::binding {
+
+namespace {
+std::string Quote(const char* key) { return std::string("option '") + key + "'"; }
+}  // namespace
+
+std::string GetString(const Napi::Object& o, const char* key, const std::string& fallback) {
+  auto v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double GetNumber(const Napi::Object& o, const char* key, double fallback) {
+  auto v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw Napi::RangeError::New(o.Env(), Quote(key) + " must be finite");
+  return d;
+}
+
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t min, int64_t max) {
+  auto v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  double d = GetNumber(o, key, 0);
+  if (d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
+    throw Napi::RangeError::New(o.Env(), Quote(key) + " must be an integer in [" +
+                                             std::to_string(min) + ", " + std::to_string(max) + "]");
+  }
+  return static_cast<int64_t>(d);
+}
+
+std::vector<double> GetNumbers(const Napi::Object& o, const char* key) {
+  auto v = o.Get(key);
+  if (v.IsUndefined()) return {};
+  if (v.IsNumber()) return {GetNumber(o, key, 0)};
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a number or an array of numbers");
+  auto arr = v.As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    auto item = arr.Get(i);
+    if (!item.IsNumber() || !std::isfinite(item.As<Napi::Number>().DoubleValue())) {
+      throw Napi::TypeError::New(o.Env(), Quote(key) + "[" + std::to_string(i) + "] must be a finite number");
+    }
+    out.push_back(item.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+train::TrainConfig ToTrainConfig(const Napi::Object& o) {
+  constexpr int64_t kMaxInt = int64_t{1} << 40;
+  train::TrainConfig c;
+  c.model = GetString(o, "model", c.model);
+  c.num_classes = GetInt(o, "numClasses", c.num_classes, 2, 1 << 20);
+  c.width_divisor = GetInt(o, "widthDivisor", c.width_divisor, 1, 64);
+  c.batch_size = GetInt(o, "batchSize", c.batch_size, 1, 1 << 20);
+  c.optimizer = GetString(o, "optimizer", c.optimizer);
+  c.lr = GetNumber(o, "lr", c.lr);
+  c.loss.name = GetString(o, "loss", c.loss.name);
+  c.loss.alpha = GetNumbers(o, "alpha");
+  c.loss.gamma = GetNumber(o, "gamma", c.loss.gamma);
+  c.seed = static_cast<uint64_t>(GetInt(o, "seed", 0, 0, kMaxInt));
+  c.threads = static_cast<int>(GetInt(o, "threads", 0, 0, 1024));
+  c.device = GetString(o, "device", c.device);
+  c.progress_every = GetInt(o, "progressEvery", c.progress_every, 1, kMaxInt);
+  c.eval_batch_size = GetInt(o, "evalBatchSize", c.eval_batch_size, 1, 1 << 20);
+  return c;
+}
+
+ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
+                    const Napi::Value& height, const Napi::Value& width) {
+  if (!images.IsTypedArray() || images.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(env, "images must be a Uint8Array");
+  }
+  auto dim = [&](const Napi::Value& v, const char* name) {
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(name) + " must be a number");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 1) || d != std::floor(d) || d > (1 << 30)) {
+      throw Napi::RangeError::New(env, std::string(name) + " must be a positive integer");
+    }
+    return static_cast<int64_t>(d);
+  };
+  auto arr = images.As<Napi::Uint8Array>();
+  ImageView view{arr.Data(), dim(count, "count"), dim(height, "height"), dim(width, "width")};
+  const double expected = static_cast<double>(view.count) * view.height * view.width;
+  if (expected != static_cast<double>(arr.ElementLength())) {
+    throw Napi::RangeError::New(env, "images has " + std::to_string(arr.ElementLength()) +
+                                         " bytes but count × height × width = " +
+                                         std::to_string(static_cast<int64_t>(expected)));
+  }
+  return view;
+}
+
+Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m) {
+  auto out = Napi::Object::New(env);
+  out.Set("total", static_cast<double>(m.total));
+  out.Set("accuracy", m.accuracy);
+  out.Set("balancedAccuracy", m.balanced_accuracy);
+  out.Set("macroF1", m.macro_f1);
+  auto per_class = Napi::Array::New(env, m.per_class.size());
+  for (size_t i = 0; i < m.per_class.size(); ++i) {
+    const auto& k = m.per_class[i];
+    auto row = Napi::Object::New(env);
+    row.Set("class", static_cast<double>(i));
+    row.Set("support", static_cast<double>(k.support));
+    row.Set("predicted", static_cast<double>(k.predicted));
+    row.Set("recall", k.recall);
+    row.Set("precision", k.precision);
+    row.Set("f1", k.f1);
+    per_class.Set(i, row);
+  }
+  out.Set("perClass", per_class);
+  auto confusion = Napi::Array::New(env, m.confusion.size());
+  for (size_t i = 0; i < m.confusion.size(); ++i) {
+    auto row = Napi::Array::New(env, m.confusion[i].size());
+    for (size_t j = 0; j < m.confusion[i].size(); ++j) row.Set(j, static_cast<double>(m.confusion[i][j]));
+    confusion.Set(i, row);
+  }
+  out.Set("confusion", confusion);
+  return out;
+}
+
+Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r) {
+  auto out = Napi::Object::New(env);
+  out.Set("epoch", static_cast<double>(r.epoch));
+  out.Set("steps", static_cast<double>(r.steps));
+  out.Set("loss", r.loss);
+  out.Set("trainAcc", r.train_acc);
+  out.Set("seconds", r.seconds);
+  if (r.has_test) out.Set("test", ToJs(env, r.test));
+  return out;
+}
+
+std::string Describe(const std::exception& e) {
+  if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+}  // namespace torchfocal::binding

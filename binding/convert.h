@@ -1,0 +1,41 @@
+// JS <-> C++ conversion and error translation for the addon. No maths here.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/metrics/metrics.h"
+#include "src/train/trainer.h"
+
+namespace torchfocal::binding {
+
+// Readers for one options object: each names the option and what was expected when it is wrong,
+// and throws Napi::TypeError / Napi::RangeError (never aborts).
+std::string GetString(const Napi::Object& o, const char* key, const std::string& fallback);
+double GetNumber(const Napi::Object& o, const char* key, double fallback);
+int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t min, int64_t max);
+std::vector<double> GetNumbers(const Napi::Object& o, const char* key);
+
+// The options object of `new NativeTrainer(options)` as a TrainConfig (validated shape only;
+// the engine validates meaning).
+train::TrainConfig ToTrainConfig(const Napi::Object& o);
+
+// A [N, H, W] uint8 image stack and an [N] label array viewed without copying. The caller keeps
+// the JS arrays alive (Napi::Reference) while the views are in use.
+struct ImageView {
+  uint8_t* data;
+  int64_t count, height, width;
+};
+ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
+                    const Napi::Value& height, const Napi::Value& width);
+
+Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m);
+Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r);
+
+// The message of an exception caught at the boundary, without LibTorch's C++ backtrace.
+std::string Describe(const std::exception& e);
+
+}  // namespace torchfocal::binding

@@ -1,0 +1,343 @@
+#include "binding/trainer_wrap.h"
+
+#include <cstring>
+
+#include "binding/convert.h"
+#include "binding/workers/task_worker.h"
+
+namespace torchfocal::binding {
+namespace {
+
+struct Nothing {};
+Napi::Value Undefined(Napi::Env env, Nothing&) { return env.Undefined(); }
+
+Napi::String PathArg(const Napi::CallbackInfo& info, const char* op) {
+  if (info.Length() < 1 || !info[0].IsString()) {
+    throw Napi::TypeError::New(info.Env(), std::string(op) + ": path must be a string");
+  }
+  return info[0].As<Napi::String>();
+}
+
+// View of a JS image stack as a uint8 tensor; the JS array must outlive it (see TaskWorker).
+torch::Tensor ImagesTensor(const ImageView& v) {
+  return torch::from_blob(v.data, {v.count, v.height, v.width}, torch::kUInt8);
+}
+
+}  // namespace
+
+Napi::Function TrainerWrap::Init(Napi::Env env) {
+  return DefineClass(env, "NativeTrainer",
+                     {
+                         InstanceMethod<&TrainerWrap::Init>("init"),
+                         InstanceMethod<&TrainerWrap::SetData>("setData"),
+                         InstanceMethod<&TrainerWrap::TrainEpoch>("trainEpoch"),
+                         InstanceMethod<&TrainerWrap::Evaluate>("evaluate"),
+                         InstanceMethod<&TrainerWrap::Predict>("predict"),
+                         InstanceMethod<&TrainerWrap::StateDict>("stateDict"),
+                         InstanceMethod<&TrainerWrap::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&TrainerWrap::SaveOptimizer>("saveOptimizer"),
+                         InstanceMethod<&TrainerWrap::LoadOptimizer>("loadOptimizer"),
+                         InstanceMethod<&TrainerWrap::ClassCounts>("classCounts"),
+                         InstanceMethod<&TrainerWrap::SetEpochsDone>("setEpochsDone"),
+                         InstanceMethod<&TrainerWrap::Info>("info"),
+                         InstanceMethod<&TrainerWrap::Cancel>("cancel"),
+                         InstanceMethod<&TrainerWrap::Dispose>("dispose"),
+                     });
+}
+
+TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(info.Env(), "NativeTrainer: expected an options object");
+  }
+  config_ = ToTrainConfig(info[0].As<Napi::Object>());
+}
+
+std::shared_ptr<train::Trainer> TrainerWrap::Ready(const Napi::Env& env, const char* op) const {
+  if (disposed_) throw Napi::Error::New(env, std::string(op) + ": the trainer has been disposed");
+  if (busy_) {
+    throw Napi::Error::New(env, std::string(op) +
+                                    ": the trainer is busy with another call (await it first)");
+  }
+  if (!trainer_) throw Napi::Error::New(env, std::string(op) + ": call init() first");
+  return trainer_;
+}
+
+std::shared_ptr<train::Trainer> TrainerWrap::Claim(const Napi::Env& env, const char* op) {
+  auto trainer = Ready(env, op);
+  busy_ = true;
+  return trainer;
+}
+
+std::function<void()> TrainerWrap::Release() {
+  return [this] { busy_ = false; };  // the worker holds a reference to this object meanwhile
+}
+
+Napi::Value TrainerWrap::Init(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (disposed_ || busy_ || trainer_) {
+    throw Napi::Error::New(env, "init: the trainer is already initialised, busy or disposed");
+  }
+  busy_ = true;
+  auto config = config_;
+  auto slot = std::make_shared<std::shared_ptr<train::Trainer>>();
+  return TaskWorker<Nothing>::Start(
+      env, "init", Value(), {},
+      [config, slot] {
+        *slot = std::make_shared<train::Trainer>(config);
+        return Nothing{};
+      },
+      [this, slot](Napi::Env e, Nothing&) {
+        trainer_ = *slot;
+        return e.Undefined();
+      },
+      Release());
+}
+
+Napi::Value TrainerWrap::SetData(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 6 || !info[0].IsString()) {
+    throw Napi::TypeError::New(env, "setData(split, images, labels, count, height, width)");
+  }
+  const std::string split = info[0].As<Napi::String>();
+  if (split != "train" && split != "test") {
+    throw Napi::RangeError::New(env, "setData: split must be 'train' or 'test'");
+  }
+  auto view = GetImages(env, info[1], info[3], info[4], info[5]);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(env, "setData: labels must be an Int32Array");
+  }
+  auto labels = info[2].As<Napi::Int32Array>();
+  if (static_cast<int64_t>(labels.ElementLength()) != view.count) {
+    throw Napi::RangeError::New(env, "setData: " + std::to_string(labels.ElementLength()) +
+                                         " labels for " + std::to_string(view.count) + " images");
+  }
+  auto trainer = Claim(env, "setData");
+  int32_t* label_data = labels.Data();
+  return TaskWorker<Nothing>::Start(
+      env, "setData", Value(), {info[1], info[2]},
+      [trainer, split, view, label_data] {
+        auto images = ImagesTensor(view);
+        auto y = torch::from_blob(label_data, {view.count}, torch::kInt32);
+        if (split == "train") {
+          trainer->set_train_data(images, y);
+        } else {
+          trainer->set_test_data(images, y);
+        }
+        return Nothing{};
+      },
+      Undefined, Release());
+}
+
+Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  Napi::ThreadSafeFunction progress;
+  const bool has_progress = info.Length() > 0 && info[0].IsFunction();
+  if (info.Length() > 0 && !info[0].IsFunction() && !info[0].IsUndefined()) {
+    throw Napi::TypeError::New(env, "trainEpoch: onProgress must be a function");
+  }
+  auto trainer = Claim(env, "trainEpoch");
+  cancel_ = false;
+  if (has_progress) {
+    progress = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "progress", 0, 1);
+  }
+  return TaskWorker<train::EpochResult>::Start(
+      env, "trainEpoch", Value(), {},
+      [trainer, progress, has_progress, this]() mutable {
+        train::ProgressFn report;
+        if (has_progress) {
+          report = [&progress](const train::Progress& p) {
+            auto* copy = new train::Progress(p);
+            auto status = progress.NonBlockingCall(copy, [](Napi::Env e, Napi::Function fn, train::Progress* q) {
+              auto o = Napi::Object::New(e);
+              o.Set("epoch", static_cast<double>(q->epoch));
+              o.Set("step", static_cast<double>(q->step));
+              o.Set("steps", static_cast<double>(q->steps));
+              o.Set("loss", q->loss);
+              delete q;
+              fn.Call({o});
+            });
+            if (status != napi_ok) delete copy;  // queue closed: drop this report
+          };
+        }
+        struct ReleaseOnExit {
+          Napi::ThreadSafeFunction& fn;
+          bool active;
+          ~ReleaseOnExit() {
+            if (active) fn.Release();
+          }
+        } release{progress, has_progress};
+        return trainer->train_epoch(report, &cancel_);
+      },
+      [](Napi::Env e, train::EpochResult& r) -> Napi::Value { return ToJs(e, r); }, Release());
+}
+
+Napi::Value TrainerWrap::Evaluate(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto trainer = Claim(env, "evaluate");
+  return TaskWorker<metrics::Metrics>::Start(
+      env, "evaluate", Value(), {}, [trainer] { return trainer->evaluate_test(); },
+      [](Napi::Env e, metrics::Metrics& m) -> Napi::Value { return ToJs(e, m); }, Release());
+}
+
+Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 4) throw Napi::TypeError::New(env, "predict(images, count, height, width)");
+  auto view = GetImages(env, info[0], info[1], info[2], info[3]);
+  auto trainer = Claim(env, "predict");
+  return TaskWorker<torch::Tensor>::Start(
+      env, "predict", Value(), {info[0]},
+      [trainer, view] { return trainer->predict(ImagesTensor(view)).contiguous(); },
+      [](Napi::Env e, torch::Tensor& probs) -> Napi::Value {
+        auto out = Napi::Float32Array::New(e, probs.numel());
+        std::memcpy(out.Data(), probs.data_ptr<float>(), probs.numel() * sizeof(float));
+        return out;
+      },
+      Release());
+}
+
+Napi::Value TrainerWrap::StateDict(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto trainer = Claim(env, "stateDict");
+  return TaskWorker<train::NamedTensors>::Start(
+      env, "stateDict", Value(), {}, [trainer] { return trainer->state_dict(); },
+      [](Napi::Env e, train::NamedTensors& state) -> Napi::Value {
+        auto out = Napi::Array::New(e, state.size());
+        for (size_t i = 0; i < state.size(); ++i) {
+          const auto& [name, t] = state[i];
+          auto entry = Napi::Object::New(e);
+          entry.Set("name", name);
+          entry.Set("dtype", t.scalar_type() == torch::kFloat32 ? "F32" : "I64");
+          auto shape = Napi::Array::New(e, t.dim());
+          for (int64_t d = 0; d < t.dim(); ++d) shape.Set(d, static_cast<double>(t.size(d)));
+          entry.Set("shape", shape);
+          auto bytes = Napi::ArrayBuffer::New(e, t.nbytes());
+          std::memcpy(bytes.Data(), t.data_ptr(), t.nbytes());
+          entry.Set("data", bytes);
+          out.Set(i, entry);
+        }
+        return out;
+      },
+      Release());
+}
+
+Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) {
+    throw Napi::TypeError::New(env, "loadStateDict: expected an array of {name, dtype, shape, data}");
+  }
+  auto entries = info[0].As<Napi::Array>();
+  // Copy every tensor on the JS thread: entries may be many small views into one file buffer.
+  auto state = std::make_shared<train::NamedTensors>();
+  for (uint32_t i = 0; i < entries.Length(); ++i) {
+    auto entry = entries.Get(i).As<Napi::Object>();
+    const std::string name = GetString(entry, "name", "");
+    const std::string dtype = GetString(entry, "dtype", "");
+    auto scalar = dtype == "F32" ? torch::kFloat32 : dtype == "I64" ? torch::kInt64 : torch::kByte;
+    if (dtype != "F32" && dtype != "I64") {
+      throw Napi::TypeError::New(env, "loadStateDict: tensor '" + name + "' has unsupported dtype '" + dtype + "'");
+    }
+    std::vector<int64_t> shape;
+    for (double d : GetNumbers(entry, "shape")) shape.push_back(static_cast<int64_t>(d));
+    auto data = entry.Get("data");
+    if (!data.IsTypedArray()) throw Napi::TypeError::New(env, "loadStateDict: tensor '" + name + "' data must be a typed array");
+    auto bytes = data.As<Napi::TypedArray>();
+    auto t = torch::empty(shape, torch::TensorOptions().dtype(scalar));
+    if (static_cast<size_t>(t.nbytes()) != bytes.ByteLength()) {
+      throw Napi::RangeError::New(env, "loadStateDict: tensor '" + name + "' holds " +
+                                           std::to_string(bytes.ByteLength()) + " bytes, its shape needs " +
+                                           std::to_string(t.nbytes()));
+    }
+    auto* src = static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
+    std::memcpy(t.data_ptr(), src, t.nbytes());
+    state->emplace_back(name, t);
+  }
+  auto trainer = Claim(env, "loadStateDict");
+  return TaskWorker<Nothing>::Start(
+      env, "loadStateDict", Value(), {},
+      [trainer, state] {
+        trainer->load_state_dict(*state);
+        return Nothing{};
+      },
+      Undefined, Release());
+}
+
+Napi::Value TrainerWrap::SaveOptimizer(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  std::string path = PathArg(info, "saveOptimizer");
+  auto trainer = Claim(env, "saveOptimizer");
+  return TaskWorker<Nothing>::Start(
+      env, "saveOptimizer", Value(), {},
+      [trainer, path] {
+        trainer->save_optimizer(path);
+        return Nothing{};
+      },
+      Undefined, Release());
+}
+
+Napi::Value TrainerWrap::LoadOptimizer(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  std::string path = PathArg(info, "loadOptimizer");
+  auto trainer = Claim(env, "loadOptimizer");
+  return TaskWorker<Nothing>::Start(
+      env, "loadOptimizer", Value(), {},
+      [trainer, path] {
+        trainer->load_optimizer(path);
+        return Nothing{};
+      },
+      Undefined, Release());
+}
+
+Napi::Value TrainerWrap::ClassCounts(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto trainer = Ready(env, "classCounts");
+  try {
+    auto counts = trainer->train_class_counts();
+    auto out = Napi::Array::New(env, counts.size());
+    for (size_t i = 0; i < counts.size(); ++i) out.Set(i, static_cast<double>(counts[i]));
+    return out;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, "classCounts: " + Describe(e));
+  }
+}
+
+Napi::Value TrainerWrap::SetEpochsDone(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setEpochsDone: expected a number");
+  auto trainer = Ready(env, "setEpochsDone");
+  double n = info[0].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0) || n != static_cast<double>(static_cast<int64_t>(n))) {
+    throw Napi::RangeError::New(env, "setEpochsDone: expected an integer >= 0");
+  }
+  trainer->set_epochs_done(static_cast<int64_t>(n));
+  return env.Undefined();
+}
+
+Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto out = Napi::Object::New(env);
+  out.Set("initialised", trainer_ != nullptr);
+  out.Set("busy", busy_);
+  out.Set("disposed", disposed_);
+  if (trainer_) {
+    out.Set("device", trainer_->device().str());
+    out.Set("inputSize", static_cast<double>(trainer_->input_size()));
+    out.Set("epochsDone", static_cast<double>(trainer_->epochs_done()));
+  }
+  return out;
+}
+
+Napi::Value TrainerWrap::Cancel(const Napi::CallbackInfo& info) {
+  cancel_ = true;  // polled by the engine between two steps
+  return info.Env().Undefined();
+}
+
+Napi::Value TrainerWrap::Dispose(const Napi::CallbackInfo& info) {
+  if (busy_) {
+    throw Napi::Error::New(info.Env(), "dispose: the trainer is busy (cancel and await it first)");
+  }
+  disposed_ = true;
+  trainer_.reset();  // frees the model, the optimizer and the device data now, not at GC
+  return info.Env().Undefined();
+}
+
+}  // namespace torchfocal::binding

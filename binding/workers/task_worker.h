@@ -1,0 +1,88 @@
+// One long native operation off the JS thread, settled as a Promise.
+#pragma once
+
+#include <napi.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+
+#include "binding/convert.h"
+
+namespace torchfocal::binding {
+
+// Runs `run` on a libuv worker thread; `convert` turns its result into JS on the JS thread.
+// Holds references to its owner and to any JS values whose memory `run` reads, so neither is
+// collected while it runs. Every exception becomes a rejection "<op>: <message>".
+template <typename Result>
+class TaskWorker final : public Napi::AsyncWorker {
+ public:
+  using Run = std::function<Result()>;
+  using Convert = std::function<Napi::Value(Napi::Env, Result&)>;
+  using Done = std::function<void()>;
+
+  static Napi::Promise Start(Napi::Env env, std::string op, Napi::Object owner,
+                             std::vector<Napi::Value> keep_alive, Run run, Convert convert,
+                             Done done) {
+    auto* worker = new TaskWorker(env, std::move(op), owner, std::move(keep_alive),
+                                  std::move(run), std::move(convert), std::move(done));
+    auto promise = worker->deferred_.Promise();
+    worker->Queue();  // libuv owns the worker now and deletes it after OnOK/OnError
+    return promise;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      result_ = run_();
+    } catch (const std::exception& e) {
+      SetError(op_ + ": " + Describe(e));
+    } catch (...) {
+      SetError(op_ + ": unknown native error");
+    }
+  }
+
+  void OnOK() override {
+    Napi::HandleScope scope(Env());
+    Finish();
+    try {
+      deferred_.Resolve(convert_(Env(), result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+
+  void OnError(const Napi::Error& e) override {
+    Napi::HandleScope scope(Env());
+    Finish();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  TaskWorker(Napi::Env env, std::string op, Napi::Object owner, std::vector<Napi::Value> keep_alive,
+             Run run, Convert convert, Done done)
+      : Napi::AsyncWorker(env, "torchfocal"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        op_(std::move(op)),
+        owner_(Napi::Persistent(owner)),
+        run_(std::move(run)),
+        convert_(std::move(convert)),
+        done_(std::move(done)) {
+    for (auto& v : keep_alive) kept_.push_back(Napi::Persistent(v));
+  }
+
+  void Finish() {
+    if (done_) done_();
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::string op_;
+  Napi::ObjectReference owner_;
+  std::vector<Napi::Reference<Napi::Value>> kept_;
+  Run run_;
+  Convert convert_;
+  Done done_;
+  Result result_{};
+};
+
+}  // namespace torchfocal::binding

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything torchfocal needs on Debian/Ubuntu: system packages (only those missing),
+# then the npm dependencies, which builds the native addon. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# libtorch-dev: the engine's LibTorch. libopenblas0-pthread: a fast libblas.so.3 for it (the
+# reference BLAS is ~3x slower). python3-torch: the PyTorch baseline of `npm run bench` and the
+# cross-checks in the tests. dataset-fashion-mnist: the second built-in dataset.
+PACKAGES=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread libgtest-dev
+  python3-torch python3-numpy dataset-fashion-mnist)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+  echo "setup: Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+# npm ci installs the locked dependencies and runs our install script: cmake-js builds the addon.
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+npm run build:ts

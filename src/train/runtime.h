@@ -1,0 +1,26 @@
+// Process-wide runtime settings: threads, BLAS, devices.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace torchfocal::train {
+
+// Resolves "auto" | "cpu" | "cuda" | "cuda:N"; throws std::invalid_argument when unavailable.
+torch::Device resolve_device(const std::string& name);
+
+// Sets LibTorch's intra-op threads (0 = all cores) and keeps BLAS single-threaded under them:
+// a multi-threaded OpenBLAS inside LibTorch's own threads oversubscribes the cores (3x slower).
+void configure_threads(int threads);
+
+struct RuntimeInfo {
+  std::string torch_version;
+  bool cuda_available = false;
+  int cuda_devices = 0;
+  int threads = 0;
+  std::string blas_library;  // the libblas / openblas file actually mapped into the process
+};
+RuntimeInfo runtime_info();
+
+}  // namespace torchfocal::train

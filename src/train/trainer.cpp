@@ -1,0 +1,233 @@
+#include "src/train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include "models/registry.h"
+#include "src/io/atomic_file.h"
+#include "src/train/runtime.h"
+
+namespace torchfocal::train {
+namespace {
+
+// SplitMix64: turns (seed, epoch) into well-spread generator seeds, so each epoch's shuffle is
+// a pure function of the run's seed and the epoch number (resumable without generator state).
+uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (epoch + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::string shape_string(c10::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
+  out << ']';
+  return out.str();
+}
+
+void validate(const TrainConfig& c) {
+  if (c.num_classes < 2) throw std::invalid_argument("num_classes must be at least 2");
+  if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
+  if (c.eval_batch_size < 1) throw std::invalid_argument("eval_batch_size must be at least 1");
+  if (!std::isfinite(c.lr) || c.lr <= 0) throw std::invalid_argument("lr must be a number > 0");
+  if (c.optimizer != "adam" && c.optimizer != "sgd") {
+    throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: adam, sgd)");
+  }
+  if (c.progress_every < 1) throw std::invalid_argument("progress_every must be at least 1");
+}
+
+// Model initialisation draws from LibTorch's global generator: serialise seeding + building so
+// two trainers created at once in one process still get the weights their seeds promise.
+std::mutex init_mutex;
+
+}  // namespace
+
+Trainer::Trainer(TrainConfig config)
+    : config_(std::move(config)), device_(torch::kCPU), input_size_(0) {
+  validate(config_);
+  device_ = resolve_device(config_.device);
+  input_size_ = models::model_info(config_.model).input_size;
+  configure_threads(config_.threads);
+  {
+    std::lock_guard<std::mutex> lock(init_mutex);
+    torch::manual_seed(config_.seed);
+    model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
+  }
+  model_->to(device_);
+  if (config_.optimizer == "adam") {
+    optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
+                                                      torch::optim::AdamOptions(config_.lr));
+  } else {
+    optimizer_ = std::make_unique<torch::optim::SGD>(model_->parameters(),
+                                                     torch::optim::SGDOptions(config_.lr));
+  }
+  loss_ = losses::make_loss(config_.loss, config_.num_classes, device_);
+}
+
+void Trainer::set_epochs_done(int64_t epoch) {
+  if (epoch < 0) throw std::invalid_argument("epoch must be >= 0");
+  epoch_ = epoch;
+}
+
+void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
+  train_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+}
+
+void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& labels) {
+  test_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+}
+
+std::vector<int64_t> Trainer::train_class_counts() const {
+  if (train_.empty()) throw std::logic_error("no training data has been set");
+  return train_.class_counts();
+}
+
+EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<bool>* cancel) {
+  if (train_.empty()) throw std::logic_error("no training data has been set");
+  configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
+  c10::AutoGradMode grad(true);
+  model_->train();
+
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = train_.size();
+  const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
+  auto generator = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch_));
+  auto order = torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
+
+  // Running sums stay on the device: reading them forces a sync, done only for progress.
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  const auto params = model_->parameters();
+
+  for (int64_t step = 0; step < steps; ++step) {
+    if (cancel != nullptr && cancel->load()) throw Cancelled();
+    const int64_t begin = step * config_.batch_size;
+    auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
+                               input_size_);
+    for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
+    auto logits = model_->forward(batch.images);
+    auto loss = loss_->forward(logits, batch.labels);
+    loss.backward();
+    optimizer_->step();
+    {
+      torch::NoGradGuard no_grad;
+      loss_sum += loss.detach();
+      correct += logits.argmax(1).eq(batch.labels).sum();
+    }
+    if (progress && ((step + 1) % config_.progress_every == 0 || step + 1 == steps)) {
+      progress({epoch_, step + 1, steps, loss_sum.item<double>() / (step + 1)});
+    }
+  }
+
+  EpochResult result;
+  result.epoch = epoch_;
+  result.steps = steps;
+  result.loss = loss_sum.item<double>() / steps;
+  result.train_acc = static_cast<double>(correct.item<int64_t>()) / n;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++epoch_;
+  if (!test_.empty()) {
+    result.has_test = true;
+    result.test = evaluate(test_);
+  }
+  return result;
+}
+
+metrics::Metrics Trainer::evaluate_test() {
+  if (test_.empty()) throw std::logic_error("no test data has been set");
+  configure_threads(config_.threads);
+  return evaluate(test_);
+}
+
+metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
+                                torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
+    auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
+                               input_size_);
+    auto predicted = model_->forward(batch.images).argmax(1);
+    confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
+  }
+  model_->train();
+  return metrics::compute_metrics(confusion);
+}
+
+torch::Tensor Trainer::predict(const torch::Tensor& images) {
+  if (images.dim() != 3 || images.scalar_type() != torch::kUInt8 || images.size(0) == 0) {
+    throw std::invalid_argument("predict: images must be a non-empty [N, H, W] uint8 tensor");
+  }
+  configure_threads(config_.threads);
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  std::vector<torch::Tensor> out;
+  for (int64_t begin = 0; begin < images.size(0); begin += config_.eval_batch_size) {
+    auto chunk = images.slice(0, begin, std::min(images.size(0), begin + config_.eval_batch_size));
+    auto x = data::to_model_input(chunk.to(device_), input_size_);
+    out.push_back(torch::softmax(model_->forward(x), /*dim=*/1).to(torch::kCPU));
+  }
+  model_->train();
+  return torch::cat(out);
+}
+
+NamedTensors Trainer::state_dict() const {
+  NamedTensors state;
+  for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
+    state.emplace_back(item.key(), item.value().detach().to(torch::kCPU).clone());
+  }
+  for (const auto& item : model_->named_buffers(/*recurse=*/true)) {
+    state.emplace_back(item.key(), item.value().detach().to(torch::kCPU).clone());
+  }
+  return state;
+}
+
+void Trainer::load_state_dict(const NamedTensors& state) {
+  std::map<std::string, torch::Tensor> expected;
+  for (const auto& item : model_->named_parameters(true)) expected[item.key()] = item.value();
+  for (const auto& item : model_->named_buffers(true)) expected[item.key()] = item.value();
+
+  const std::string where = "does not match model '" + config_.model + "'";
+  std::map<std::string, const torch::Tensor*> given;
+  for (const auto& [name, tensor] : state) {
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      throw std::invalid_argument("checkpoint " + where + ": unexpected tensor '" + name + "'");
+    }
+    if (!tensor.sizes().equals(it->second.sizes())) {
+      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' has shape " +
+                                  shape_string(tensor.sizes()) + ", expected " +
+                                  shape_string(it->second.sizes()));
+    }
+    if (tensor.scalar_type() != it->second.scalar_type()) {
+      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name +
+                                  "' has dtype " + std::string(c10::toString(tensor.scalar_type())) +
+                                  ", expected " + c10::toString(it->second.scalar_type()));
+    }
+    given[name] = &tensor;
+  }
+  for (const auto& [name, tensor] : expected) {
+    if (!given.count(name)) {
+      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' is missing");
+    }
+  }
+  // Everything checked: only now copy, so a bad file never leaves a half-loaded model.
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : expected) target.copy_(*given[name]);
+}
+
+void Trainer::save_optimizer(const std::string& path) const {
+  io::write_atomically(path, [&](const std::string& tmp) { torch::save(*optimizer_, tmp); });
+}
+
+void Trainer::load_optimizer(const std::string& path) { torch::load(*optimizer_, path); }
+
+}  // namespace torchfocal::train

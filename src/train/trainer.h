@@ -1,0 +1,101 @@
+// The training engine: one model, its optimizer and its data, all on one device.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/data/device_dataset.h"
+#include "src/losses/loss.h"
+#include "src/metrics/metrics.h"
+
+namespace torchfocal::train {
+
+struct TrainConfig {
+  std::string model = "lenet";
+  int64_t num_classes = 10;
+  int64_t width_divisor = 1;
+  int64_t batch_size = 128;
+  std::string optimizer = "adam";  // adam | sgd
+  double lr = 0.001;
+  losses::LossConfig loss;
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = all cores
+  std::string device = "auto";
+  int64_t progress_every = 20;  // steps between progress reports
+  int64_t eval_batch_size = 1000;
+};
+
+struct Progress {
+  int64_t epoch, step, steps;
+  double loss;  // mean batch loss since the start of the epoch
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+struct EpochResult {
+  int64_t epoch = 0;
+  int64_t steps = 0;
+  double loss = 0;       // mean of the batch losses, as the original experiment prints it
+  double train_acc = 0;  // over the epoch's training samples, in training mode
+  double seconds = 0;    // training time, evaluation excluded
+  bool has_test = false;
+  metrics::Metrics test;  // test-set evaluation after the epoch, when a test set is set
+};
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Thrown when a run is cancelled between two steps.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainConfig config);
+
+  const TrainConfig& config() const { return config_; }
+  const torch::Device& device() const { return device_; }
+  int64_t input_size() const { return input_size_; }
+  int64_t epochs_done() const { return epoch_; }
+  void set_epochs_done(int64_t epoch);
+
+  // images: [N, H, W] uint8, labels: [N] integer; copied to the device once.
+  void set_train_data(const torch::Tensor& images, const torch::Tensor& labels);
+  void set_test_data(const torch::Tensor& images, const torch::Tensor& labels);
+  std::vector<int64_t> train_class_counts() const;
+
+  // One epoch: seeded shuffle, batches by index on the device, optimizer steps; then the test
+  // set's evaluation if one is set. `cancel` is polled between steps.
+  EpochResult train_epoch(const ProgressFn& progress = {},
+                          const std::atomic<bool>* cancel = nullptr);
+  metrics::Metrics evaluate_test();
+  // Class probabilities [N, C] (float, CPU) for [N, H, W] uint8 images.
+  torch::Tensor predict(const torch::Tensor& images);
+
+  // Parameters and buffers with PyTorch's state_dict names, on the CPU.
+  NamedTensors state_dict() const;
+  // Checks names, shapes and dtypes against the model before copying anything.
+  void load_state_dict(const NamedTensors& state);
+  void save_optimizer(const std::string& path) const;
+  void load_optimizer(const std::string& path);
+
+ private:
+  metrics::Metrics evaluate(const data::DeviceDataset& dataset);
+
+  TrainConfig config_;
+  torch::Device device_;
+  int64_t input_size_;
+  torch::nn::Sequential model_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<losses::Loss> loss_;
+  data::DeviceDataset train_, test_;
+  int64_t epoch_ = 0;
+};
+
+}  // namespace torchfocal::train

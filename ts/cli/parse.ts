@@ -1,0 +1,56 @@
+// Option parsers for commander: each names the option and what was expected.
+import { InvalidArgumentError } from 'commander';
+
+export function intAtLeast(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
+      throw new InvalidArgumentError(`expected an integer >= ${min}, got '${value}'`);
+    }
+    return n;
+  };
+}
+
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
+    throw new InvalidArgumentError(`expected a number > 0, got '${value}'`);
+  }
+  return n;
+}
+
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new InvalidArgumentError(`expected a number >= 0, got '${value}'`);
+  }
+  return n;
+}
+
+/** `--alpha 1,1,1,1,1,1,100,1,1,1` (one per class) or `--alpha 0.25` (all classes). */
+export function alphaList(value: string): number | number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  const numbers = parts.map(Number);
+  const bad = parts.findIndex((p, i) => p === '' || !Number.isFinite(numbers[i]) || numbers[i] < 0);
+  if (bad >= 0) {
+    throw new InvalidArgumentError(`'${parts[bad]}' is not a number >= 0 (give X or X,X,...)`);
+  }
+  return numbers.length === 1 ? numbers[0] : numbers;
+}
+
+export function oneOf(...allowed: string[]) {
+  return (value: string): string => {
+    if (!allowed.includes(value)) {
+      throw new InvalidArgumentError(`expected one of ${allowed.join(', ')}, got '${value}'`);
+    }
+    return value;
+  };
+}
+
+export function unitFraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) {
+    throw new InvalidArgumentError(`expected a fraction in (0, 1], got '${value}'`);
+  }
+  return n;
+}

@@ -1,0 +1,73 @@
+// `torchfocal train`: one run, the original script's lines or JSON lines.
+import { Command, Option } from 'commander';
+import { runTraining, type RunSpec } from '../train/run';
+import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
+import { EpochProgress, epochEvent, epochLine, printJson } from './output';
+
+/** Options shared by every command that trains (train, experiment). */
+export function addTrainingOptions(cmd: Command): Command {
+  return cmd
+    .option('--model <name>', 'network: mlp, lenet, alexnet, vgg, googlenet, resnet', 'lenet')
+    .option('--dataset <spec>', 'mnist, fashion-mnist, or an image-folder PATH', 'mnist')
+    .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
+    .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
+    .addOption(new Option('--optimizer <name>', 'adam (default) or sgd (default for mlp)').argParser(oneOf('adam', 'sgd')))
+    .option('--lr <x>', 'learning rate (default 0.001 adam, 0.5 sgd)', positiveNumber)
+    .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
+    .option('--device <name>', 'auto, cpu or cuda', 'auto')
+    .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
+    .option('--width-divisor <n>', 'VGG: divide conv widths by N', intAtLeast(1), 1)
+    .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
+}
+
+interface TrainFlags {
+  model: string;
+  dataset: string;
+  epochs: number;
+  batchSize: number;
+  optimizer?: 'adam' | 'sgd';
+  lr?: number;
+  loss: string;
+  alpha?: number | number[];
+  gamma: number;
+  imbalance?: string;
+  seed: number;
+  device: string;
+  threads: number;
+  widthDivisor: number;
+  out?: string;
+  json?: boolean;
+}
+
+export function trainCommand(): Command {
+  const cmd = new Command('train').description('train one network and write a checkpoint');
+  addTrainingOptions(cmd)
+    .option('--loss <name>', 'ce or focal', 'ce')
+    .option('--alpha <list>', "focal/ce class weights: one per class ('1,1,1,1,1,1,100,1,1,1') or one for all", alphaList)
+    .option('--gamma <x>', 'focal loss focusing parameter', nonNegativeNumber, 2)
+    .option('--imbalance <spec>', "keep a fraction of classes, e.g. '6=0.01' or '6=0.01,3=0.1'")
+    .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
+    .action(async (flags: TrainFlags) => {
+      const spec: RunSpec = {
+        ...flags,
+        out: flags.out ?? defaultRunDir(flags.model, flags.loss),
+      };
+      const progress = new EpochProgress();
+      const result = await runTraining(spec, {
+        onProgress: progress.update,
+        onEpoch: (r) => {
+          progress.stop();
+          if (flags.json) printJson(epochEvent(r));
+          else console.log(epochLine(r));
+        },
+      });
+      if (flags.json) printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
+      else console.error(`checkpoint written to ${result.checkpoint}`);
+    });
+  return cmd;
+}
+
+export function defaultRunDir(model: string, loss: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `runs/${model}-${loss}-${stamp}`;
+}

@@ -1,0 +1,150 @@
+// The one typed loader of the native addon. Nothing else in ts/ requires the .node file.
+import path from 'node:path';
+import fs from 'node:fs';
+
+export interface NativeTrainerOptions {
+  model: string;
+  numClasses: number;
+  widthDivisor?: number;
+  batchSize?: number;
+  optimizer?: 'adam' | 'sgd';
+  lr?: number;
+  loss?: string;
+  alpha?: number[];
+  gamma?: number;
+  seed?: number;
+  threads?: number;
+  device?: string;
+  progressEvery?: number;
+  evalBatchSize?: number;
+}
+
+export interface NativeClassMetrics {
+  class: number;
+  support: number;
+  predicted: number;
+  recall: number;
+  precision: number;
+  f1: number;
+}
+
+export interface NativeMetrics {
+  total: number;
+  accuracy: number;
+  balancedAccuracy: number;
+  macroF1: number;
+  perClass: NativeClassMetrics[];
+  confusion: number[][];
+}
+
+export interface NativeEpochResult {
+  epoch: number;
+  steps: number;
+  loss: number;
+  trainAcc: number;
+  seconds: number;
+  test?: NativeMetrics;
+}
+
+export interface NativeProgress {
+  epoch: number;
+  step: number;
+  steps: number;
+  loss: number;
+}
+
+export interface NativeTensor {
+  name: string;
+  dtype: 'F32' | 'I64';
+  shape: number[];
+  data: ArrayBuffer | Uint8Array;
+}
+
+export interface NativeTrainer {
+  init(): Promise<void>;
+  setData(
+    split: 'train' | 'test',
+    images: Uint8Array,
+    labels: Int32Array,
+    count: number,
+    height: number,
+    width: number,
+  ): Promise<void>;
+  trainEpoch(onProgress?: (p: NativeProgress) => void): Promise<NativeEpochResult>;
+  evaluate(): Promise<NativeMetrics>;
+  predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
+  stateDict(): Promise<NativeTensor[]>;
+  loadStateDict(state: NativeTensor[]): Promise<void>;
+  saveOptimizer(path: string): Promise<void>;
+  loadOptimizer(path: string): Promise<void>;
+  classCounts(): number[];
+  setEpochsDone(epochs: number): void;
+  info(): {
+    initialised: boolean;
+    busy: boolean;
+    disposed: boolean;
+    device?: string;
+    inputSize?: number;
+    epochsDone?: number;
+  };
+  cancel(): void;
+  dispose(): void;
+}
+
+export interface RuntimeInfo {
+  torchVersion: string;
+  cudaAvailable: boolean;
+  cudaDevices: number;
+  threads: number;
+  blasLibrary: string;
+}
+
+export interface ModelInfo {
+  name: string;
+  inputSize: number;
+  description: string;
+}
+
+export interface NativeAddon {
+  NativeTrainer: new (options: NativeTrainerOptions) => NativeTrainer;
+  runtimeInfo(): RuntimeInfo;
+  modelInfos(): ModelInfo[];
+  lossNames(): string[];
+}
+
+let addon: NativeAddon | undefined;
+
+/** The addon, loaded on first use. `TORCHFOCAL_ADDON` may point at another build. */
+export function native(): NativeAddon {
+  if (addon) return addon;
+  // OpenBLAS reads this when LibTorch loads it: BLAS must stay single-threaded under
+  // LibTorch's own thread pool (a threaded BLAS inside it oversubscribes the cores).
+  process.env.OPENBLAS_NUM_THREADS ??= '1';
+  const root = path.resolve(__dirname, '..', '..');
+  const file =
+    process.env.TORCHFOCAL_ADDON ?? path.join(root, 'build', 'Release', 'torchfocal.node');
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `torchfocal: the native addon is not built (${file} is missing); run 'npm run build:native'`,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  addon = require(file) as NativeAddon;
+  return addon;
+}
+
+/**
+ * Awaits a native promise and, when it rejects, re-throws with the caller's stack, so a failure
+ * points at the user's line rather than at the addon (sharp does the same).
+ */
+export async function call<T>(promise: () => Promise<T>): Promise<T> {
+  const site = new Error();
+  try {
+    return await promise();
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const wrapped = new Error(message);
+    wrapped.stack = `Error: ${message}\n${site.stack?.split('\n').slice(2).join('\n') ?? ''}`;
+    throw wrapped;
+  }
+}

@@ -1,0 +1,36 @@
+// The EVAL object of DESIGN.md: native metrics plus class names, in the documented key order.
+import type { NativeMetrics } from '../native';
+
+export interface ClassEvaluation {
+  class: number;
+  name: string;
+  support: number;
+  recall: number;
+  precision: number;
+  f1: number;
+}
+
+export interface Evaluation {
+  accuracy: number;
+  balancedAccuracy: number;
+  macroF1: number;
+  perClass: ClassEvaluation[];
+  confusion: number[][];
+}
+
+export function toEvaluation(m: NativeMetrics, classNames: string[]): Evaluation {
+  return {
+    accuracy: m.accuracy,
+    balancedAccuracy: m.balancedAccuracy,
+    macroF1: m.macroF1,
+    perClass: m.perClass.map((k) => ({
+      class: k.class,
+      name: classNames[k.class] ?? String(k.class),
+      support: k.support,
+      recall: k.recall,
+      precision: k.precision,
+      f1: k.f1,
+    })),
+    confusion: m.confusion,
+  };
+}

@@ -1,0 +1,97 @@
+// Trainer options: defaults of the original experiment and the checks that name what is wrong.
+import { native } from '../native';
+
+export type OptimizerName = 'adam' | 'sgd';
+
+export interface TrainerOptions {
+  /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet (default lenet) */
+  model?: string;
+  /** class names, index = label; their count sets the network's outputs */
+  classNames: string[];
+  /** VGG only: divide the conv widths by this (default 1) */
+  widthDivisor?: number;
+  batchSize?: number;
+  /** default: adam, except sgd for mlp (the original experiment) */
+  optimizer?: OptimizerName;
+  /** default: 0.001 for adam, 0.5 for sgd (the original experiment) */
+  lr?: number;
+  /** loss name (default 'ce') */
+  loss?: string;
+  /** per-class weights (focal's α), one number for all classes, or omitted for 1 */
+  alpha?: number | number[];
+  gamma?: number;
+  seed?: number;
+  /** intra-op threads; 0 = all cores */
+  threads?: number;
+  device?: 'auto' | 'cpu' | 'cuda' | string;
+  /** steps between progress reports */
+  progressEvery?: number;
+}
+
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha'>> & { alpha: number[] };
+
+export function resolveOptions(o: TrainerOptions): ResolvedOptions {
+  const model = o.model ?? 'lenet';
+  const known = native()
+    .modelInfos()
+    .map((m) => m.name);
+  if (!known.includes(model)) {
+    throw new Error(`model: unknown model '${model}' (known: ${known.join(', ')})`);
+  }
+  if (!Array.isArray(o.classNames) || o.classNames.length < 2) {
+    throw new Error('classNames: at least two classes are needed');
+  }
+  const optimizer = o.optimizer ?? (model === 'mlp' ? 'sgd' : 'adam');
+  if (optimizer !== 'adam' && optimizer !== 'sgd') {
+    throw new Error(`optimizer: unknown optimizer '${String(optimizer)}' (known: adam, sgd)`);
+  }
+  const losses = native().lossNames();
+  const loss = o.loss ?? 'ce';
+  if (!losses.includes(loss)) {
+    throw new Error(`loss: unknown loss '${loss}' (known: ${losses.join(', ')})`);
+  }
+  const alpha = o.alpha === undefined ? [] : typeof o.alpha === 'number' ? [o.alpha] : o.alpha;
+  if (alpha.length > 1 && alpha.length !== o.classNames.length) {
+    throw new Error(
+      `alpha: ${alpha.length} values for ${o.classNames.length} classes (give one value or one per class)`,
+    );
+  }
+  if (!alpha.every((a) => Number.isFinite(a) && a >= 0)) {
+    throw new Error('alpha: every value must be a finite number >= 0');
+  }
+  const resolved: ResolvedOptions = {
+    model,
+    classNames: o.classNames,
+    widthDivisor: o.widthDivisor ?? 1,
+    batchSize: o.batchSize ?? 128,
+    optimizer,
+    lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
+    loss,
+    alpha,
+    gamma: o.gamma ?? 2,
+    seed: o.seed ?? 0,
+    threads: o.threads ?? 0,
+    device: o.device ?? 'auto',
+    progressEvery: o.progressEvery ?? 20,
+  };
+  positiveInt('batchSize', resolved.batchSize);
+  positiveInt('widthDivisor', resolved.widthDivisor);
+  positiveInt('progressEvery', resolved.progressEvery);
+  if (!Number.isSafeInteger(resolved.seed) || resolved.seed < 0) {
+    throw new Error(`seed: expected an integer >= 0, got ${resolved.seed}`);
+  }
+  if (!Number.isSafeInteger(resolved.threads) || resolved.threads < 0) {
+    throw new Error(`threads: expected an integer >= 0, got ${resolved.threads}`);
+  }
+  if (!Number.isFinite(resolved.lr) || resolved.lr <= 0) {
+    throw new Error(`lr: expected a number > 0, got ${resolved.lr}`);
+  }
+  if (!Number.isFinite(resolved.gamma) || resolved.gamma < 0) {
+    throw new Error(`gamma: expected a number >= 0, got ${resolved.gamma}`);
+  }
+  return resolved;
+}
+
+function positiveInt(name: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name}: expected an integer >= 1, got ${v}`);
+}

@@ -1,0 +1,73 @@
+// One training run from a plain description: data, imbalance, trainer, epochs, checkpoints.
+import path from 'node:path';
+import { loadDataset, parseImbalance, applyImbalance, classCounts } from '../data/index';
+import type { DataSplit } from '../data/dataset';
+import type { Evaluation } from './evaluation';
+import type { TrainerOptions } from './options';
+import { Trainer, type EpochResult, type Progress } from './trainer';
+
+export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
+  /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
+  dataset?: string;
+  /** e.g. '6=0.01' or '6=0.01,3=0.1' */
+  imbalance?: string;
+  epochs?: number;
+  /** checkpoint directory, rewritten after every epoch */
+  out?: string;
+}
+
+export interface RunHooks {
+  /** a dataset already loaded for `spec.dataset` (experiments share one) */
+  data?: DataSplit;
+  onEpoch?: (result: EpochResult) => void;
+  onProgress?: (progress: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  checkpoint?: string;
+  history: EpochResult[];
+  eval: Evaluation;
+  trainCounts: number[];
+  /** total training seconds, evaluation excluded */
+  trainSeconds: number;
+}
+
+export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
+  const datasetName = spec.dataset ?? 'mnist';
+  const split = hooks.data ?? (await loadDataset(datasetName));
+  const seed = spec.seed ?? 0;
+  let train = split.train;
+  if (spec.imbalance) {
+    train = applyImbalance(train, parseImbalance(spec.imbalance, train.classNames.length, train.classNames), seed);
+  }
+  const epochs = spec.epochs ?? 5;
+  if (!Number.isSafeInteger(epochs) || epochs < 1) {
+    throw new Error(`epochs: expected an integer >= 1, got ${epochs}`);
+  }
+  const trainer = await Trainer.create({ ...spec, seed, classNames: train.classNames });
+  try {
+    await trainer.setData({ train, test: split.test });
+    const out = spec.out ? path.resolve(spec.out) : undefined;
+    const data = {
+      dataset: datasetName,
+      imbalance: spec.imbalance ?? null,
+      trainCounts: classCounts(train),
+      testCounts: classCounts(split.test),
+    };
+    for await (const r of trainer.epochs(epochs, hooks)) {
+      if (out) await trainer.save(out, data);
+      hooks.onEpoch?.(r);
+    }
+    const last = trainer.history[trainer.history.length - 1];
+    return {
+      checkpoint: out,
+      history: trainer.history,
+      eval: last.eval ?? (await trainer.evaluate()),
+      trainCounts: data.trainCounts,
+      trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
+    };
+  } finally {
+    trainer.dispose();
+  }
+}

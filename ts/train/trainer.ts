@@ -1,0 +1,282 @@
+// The public Trainer: one native model + optimizer + device data, driven epoch by epoch.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import writeFileAtomic from 'write-file-atomic';
+import { call, native, type NativeProgress, type NativeTrainer } from '../native';
+import type { Dataset } from '../data/dataset';
+import { readSafetensors, writeSafetensors } from '../io/safetensors';
+import { toEvaluation, type Evaluation } from './evaluation';
+import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
+
+export interface EpochResult {
+  epoch: number;
+  loss: number;
+  trainAcc: number;
+  /** accuracy on the test set after this epoch, when one is set */
+  testAcc?: number;
+  /** training time of the epoch, evaluation excluded */
+  seconds: number;
+  steps: number;
+  eval?: Evaluation;
+}
+
+export type Progress = NativeProgress;
+
+export interface FitOptions {
+  onEpoch?: (result: EpochResult) => void | Promise<void>;
+  onProgress?: (progress: Progress) => void;
+  /** aborting stops the native loop before its next step and rejects with an AbortError */
+  signal?: AbortSignal;
+}
+
+export interface Prediction {
+  class: number;
+  name: string;
+  probability: number;
+  probabilities: number[];
+}
+
+/** What a checkpoint directory's config.json holds: enough to rebuild the model alone. */
+export interface CheckpointConfig {
+  format: 'torchfocal-checkpoint';
+  version: 1;
+  options: ResolvedOptions;
+  inputSize: number;
+  /** how raw uint8 pixels become network inputs */
+  normalisation: { scale: number; mean: number; std: number; resize: 'bilinear' };
+  epochsDone: number;
+  data?: Record<string, unknown>;
+}
+
+export const CHECKPOINT_FILES = {
+  config: 'config.json',
+  weights: 'model.safetensors',
+  optimizer: 'optimizer.pt',
+  metrics: 'metrics.jsonl',
+} as const;
+
+export class Trainer {
+  /** @internal */
+  readonly handle: NativeTrainer;
+  readonly options: ResolvedOptions;
+  readonly history: EpochResult[] = [];
+  #disposed = false;
+
+  private constructor(handle: NativeTrainer, options: ResolvedOptions) {
+    this.handle = handle;
+    this.options = options;
+  }
+
+  /** Builds the network (seeded) and its optimizer natively, off the JS thread. */
+  static async create(options: TrainerOptions): Promise<Trainer> {
+    const o = resolveOptions(options);
+    const handle = new (native().NativeTrainer)({
+      model: o.model,
+      numClasses: o.classNames.length,
+      widthDivisor: o.widthDivisor,
+      batchSize: o.batchSize,
+      optimizer: o.optimizer,
+      lr: o.lr,
+      loss: o.loss,
+      alpha: o.alpha,
+      gamma: o.gamma,
+      seed: o.seed,
+      threads: o.threads,
+      device: o.device,
+      progressEvery: o.progressEvery,
+    });
+    await call(() => handle.init());
+    return new Trainer(handle, o);
+  }
+
+  /** Square input side of the network; images are resized to it on the device. */
+  get inputSize(): number {
+    return this.handle.info().inputSize ?? 0;
+  }
+
+  get device(): string {
+    return this.handle.info().device ?? 'cpu';
+  }
+
+  get epochsDone(): number {
+    return this.handle.info().epochsDone ?? 0;
+  }
+
+  /** Copies the data to the training device once; batches are then cut there by index. */
+  async setData(data: { train?: Dataset; test?: Dataset }): Promise<void> {
+    for (const split of ['train', 'test'] as const) {
+      const ds = data[split];
+      if (!ds) continue;
+      if (ds.classNames.length !== this.options.classNames.length) {
+        throw new Error(
+          `${split} data has ${ds.classNames.length} classes but the trainer was built for ${this.options.classNames.length}`,
+        );
+      }
+      await call(() =>
+        this.handle.setData(split, ds.images, ds.labels, ds.count, ds.height, ds.width),
+      );
+    }
+  }
+
+  /** Training-set count per class, as the engine sees it. */
+  classCounts(): number[] {
+    return this.handle.classCounts();
+  }
+
+  /** Trains `count` more epochs, yielding each result as it completes. */
+  async *epochs(count: number, options: Omit<FitOptions, 'onEpoch'> = {}): AsyncGenerator<EpochResult> {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new Error(`epochs: expected an integer >= 0, got ${count}`);
+    }
+    const { signal, onProgress } = options;
+    const abort = () => this.handle.cancel();
+    signal?.addEventListener('abort', abort);
+    try {
+      for (let i = 0; i < count; i++) {
+        if (signal?.aborted) throw abortError(signal);
+        let native;
+        try {
+          native = await call(() => this.handle.trainEpoch(onProgress));
+        } catch (err) {
+          if (signal?.aborted) throw abortError(signal);
+          throw err;
+        }
+        const result: EpochResult = {
+          epoch: native.epoch,
+          loss: native.loss,
+          trainAcc: native.trainAcc,
+          seconds: native.seconds,
+          steps: native.steps,
+        };
+        if (native.test) {
+          result.testAcc = native.test.accuracy;
+          result.eval = toEvaluation(native.test, this.options.classNames);
+        }
+        this.history.push(result);
+        yield result;
+      }
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  /** Trains `count` more epochs; resolves with their results. */
+  async fit(count: number, options: FitOptions = {}): Promise<EpochResult[]> {
+    const results: EpochResult[] = [];
+    for await (const r of this.epochs(count, options)) {
+      results.push(r);
+      await options.onEpoch?.(r);
+    }
+    return results;
+  }
+
+  /** Evaluates the test set: accuracy, balanced accuracy, macro-F1, per class, confusion. */
+  async evaluate(): Promise<Evaluation> {
+    const m = await call(() => this.handle.evaluate());
+    return toEvaluation(m, this.options.classNames);
+  }
+
+  /** Class probabilities for a [count, height, width] stack of grayscale uint8 images. */
+  async predict(images: Uint8Array, count: number, height: number, width: number): Promise<Prediction[]> {
+    const probs = await call(() => this.handle.predict(images, count, height, width));
+    const c = this.options.classNames.length;
+    const out: Prediction[] = [];
+    for (let i = 0; i < count; i++) {
+      const p = Array.from(probs.subarray(i * c, (i + 1) * c));
+      const best = p.indexOf(Math.max(...p));
+      out.push({ class: best, name: this.options.classNames[best], probability: p[best], probabilities: p });
+    }
+    return out;
+  }
+
+  /**
+   * Writes a checkpoint directory: weights (safetensors, PyTorch's names), optimizer state,
+   * config.json and metrics.jsonl. Every file is written to a temporary name and renamed; the
+   * config goes last, so a directory whose config exists is whole.
+   */
+  async save(dir: string, data?: Record<string, unknown>): Promise<void> {
+    await fs.mkdir(dir, { recursive: true });
+    const state = await call(() => this.handle.stateDict());
+    await writeSafetensors(path.join(dir, CHECKPOINT_FILES.weights), state, {
+      format: 'pt',
+      model: this.options.model,
+    });
+    await call(() => this.handle.saveOptimizer(path.join(dir, CHECKPOINT_FILES.optimizer)));
+    const metrics = this.history.map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n').join('');
+    await writeFileAtomic(path.join(dir, CHECKPOINT_FILES.metrics), metrics);
+    const config: CheckpointConfig = {
+      format: 'torchfocal-checkpoint',
+      version: 1,
+      options: this.options,
+      inputSize: this.inputSize,
+      normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' },
+      epochsDone: this.epochsDone,
+      data,
+    };
+    await writeFileAtomic(path.join(dir, CHECKPOINT_FILES.config), JSON.stringify(config, null, 2) + '\n');
+  }
+
+  /** Rebuilds a trainer from a checkpoint directory alone. */
+  static async load(
+    dir: string,
+    overrides: Pick<TrainerOptions, 'threads' | 'device'> = {},
+  ): Promise<Trainer> {
+    const config = await readCheckpointConfig(dir);
+    const trainer = await Trainer.create({ ...config.options, ...definedOnly(overrides) });
+    try {
+      const weights = await readSafetensors(path.join(dir, CHECKPOINT_FILES.weights));
+      await call(() => trainer.handle.loadStateDict(weights.tensors));
+      const optimizer = path.join(dir, CHECKPOINT_FILES.optimizer);
+      if (await exists(optimizer)) await call(() => trainer.handle.loadOptimizer(optimizer));
+      trainer.handle.setEpochsDone(config.epochsDone);
+    } catch (err) {
+      trainer.dispose();
+      throw new Error(`${dir}: ${(err as Error).message}`);
+    }
+    return trainer;
+  }
+
+  /** Frees the model, optimizer and device data now. Safe to call twice. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.handle.dispose();
+  }
+}
+
+export async function readCheckpointConfig(dir: string): Promise<CheckpointConfig> {
+  const file = path.join(dir, CHECKPOINT_FILES.config);
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new Error(`${dir}: not a torchfocal checkpoint (no ${CHECKPOINT_FILES.config})`);
+  }
+  let config: CheckpointConfig;
+  try {
+    config = JSON.parse(text) as CheckpointConfig;
+  } catch (err) {
+    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (config?.format !== 'torchfocal-checkpoint' || config.version !== 1 || !config.options) {
+    throw new Error(`${file}: not a torchfocal checkpoint config (format/version missing)`);
+  }
+  return config;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('training was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return err;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fs.access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
