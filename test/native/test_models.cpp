@@ -1,0 +1,468 @@
+// The network zoo against PyTorch: the reference numbers and names below come from
+// test/fixtures/d2l_models.py under PyTorch 1.13.1 (Debian's python3-torch), i.e. from the
+// Dive-into-Deep-Learning definitions themselves.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/registry.h"
+
+namespace {
+
+using torchfocal::models::make_model;
+using torchfocal::models::model_info;
+using torchfocal::models::model_infos;
+using torchfocal::models::ModelOptions;
+
+using NamedShape = std::pair<std::string, std::vector<int64_t>>;
+
+constexpr const char* kKnown = "known: mlp, lenet, alexnet, vgg, googlenet, resnet";
+
+struct Reference {
+  std::string name;
+  int64_t input_size;
+  int64_t parameters_10;  // trainable parameters with 10 classes (and width_divisor 1)
+  int64_t parameters_3;   // ... with 3 classes
+};
+
+// `d2l_models.py` and `d2l_models.py --num-classes 3`, numParameters.
+const std::vector<Reference> kReferences = {
+    {"mlp", 28, 203530, 201731},          {"lenet", 28, 61706, 61111},
+    {"alexnet", 224, 46764746, 46736067}, {"vgg", 224, 128806154, 128777475},
+    {"googlenet", 96, 5977530, 5970355},  {"resnet", 96, 11178378, 11174787},
+};
+
+// `d2l_models.py --width-divisor 8 vgg`: the narrow VGG the forward test runs.
+constexpr int64_t kVggDivisor8Parameters = 29815850;
+
+// `d2l_models.py`, params: state_dict names and shapes in state_dict order, buffers included.
+// mlp: 4 entries, 203530 parameters
+const std::vector<NamedShape> kMlpState = {
+    {"1.weight", {256, 784}},
+    {"1.bias", {256}},
+    {"3.weight", {10, 256}},
+    {"3.bias", {10}},
+};
+// lenet: 10 entries, 61706 parameters
+const std::vector<NamedShape> kLenetState = {
+    {"0.weight", {6, 1, 5, 5}}, {"0.bias", {6}},   {"3.weight", {16, 6, 5, 5}}, {"3.bias", {16}},
+    {"7.weight", {120, 400}},   {"7.bias", {120}}, {"9.weight", {84, 120}},     {"9.bias", {84}},
+    {"11.weight", {10, 84}},    {"11.bias", {10}},
+};
+// alexnet: 16 entries, 46764746 parameters
+const std::vector<NamedShape> kAlexnetState = {
+    {"0.weight", {96, 1, 11, 11}},   {"0.bias", {96}},
+    {"3.weight", {256, 96, 5, 5}},   {"3.bias", {256}},
+    {"6.weight", {384, 256, 3, 3}},  {"6.bias", {384}},
+    {"8.weight", {384, 384, 3, 3}},  {"8.bias", {384}},
+    {"10.weight", {256, 384, 3, 3}}, {"10.bias", {256}},
+    {"14.weight", {4096, 6400}},     {"14.bias", {4096}},
+    {"17.weight", {4096, 4096}},     {"17.bias", {4096}},
+    {"20.weight", {10, 4096}},       {"20.bias", {10}},
+};
+// vgg: 22 entries, 128806154 parameters
+const std::vector<NamedShape> kVggState = {
+    {"0.0.weight", {64, 1, 3, 3}},    {"0.0.bias", {64}},
+    {"1.0.weight", {128, 64, 3, 3}},  {"1.0.bias", {128}},
+    {"2.0.weight", {256, 128, 3, 3}}, {"2.0.bias", {256}},
+    {"2.2.weight", {256, 256, 3, 3}}, {"2.2.bias", {256}},
+    {"3.0.weight", {512, 256, 3, 3}}, {"3.0.bias", {512}},
+    {"3.2.weight", {512, 512, 3, 3}}, {"3.2.bias", {512}},
+    {"4.0.weight", {512, 512, 3, 3}}, {"4.0.bias", {512}},
+    {"4.2.weight", {512, 512, 3, 3}}, {"4.2.bias", {512}},
+    {"6.weight", {4096, 25088}},      {"6.bias", {4096}},
+    {"9.weight", {4096, 4096}},       {"9.bias", {4096}},
+    {"12.weight", {10, 4096}},        {"12.bias", {10}},
+};
+// resnet: 127 entries, 11178378 parameters
+const std::vector<NamedShape> kResnetState = {
+    {"0.0.weight", {64, 1, 7, 7}},
+    {"0.0.bias", {64}},
+    {"0.1.weight", {64}},
+    {"0.1.bias", {64}},
+    {"0.1.running_mean", {64}},
+    {"0.1.running_var", {64}},
+    {"0.1.num_batches_tracked", {}},
+    {"1.0.conv1.weight", {64, 64, 3, 3}},
+    {"1.0.conv1.bias", {64}},
+    {"1.0.conv2.weight", {64, 64, 3, 3}},
+    {"1.0.conv2.bias", {64}},
+    {"1.0.bn1.weight", {64}},
+    {"1.0.bn1.bias", {64}},
+    {"1.0.bn1.running_mean", {64}},
+    {"1.0.bn1.running_var", {64}},
+    {"1.0.bn1.num_batches_tracked", {}},
+    {"1.0.bn2.weight", {64}},
+    {"1.0.bn2.bias", {64}},
+    {"1.0.bn2.running_mean", {64}},
+    {"1.0.bn2.running_var", {64}},
+    {"1.0.bn2.num_batches_tracked", {}},
+    {"1.1.conv1.weight", {64, 64, 3, 3}},
+    {"1.1.conv1.bias", {64}},
+    {"1.1.conv2.weight", {64, 64, 3, 3}},
+    {"1.1.conv2.bias", {64}},
+    {"1.1.bn1.weight", {64}},
+    {"1.1.bn1.bias", {64}},
+    {"1.1.bn1.running_mean", {64}},
+    {"1.1.bn1.running_var", {64}},
+    {"1.1.bn1.num_batches_tracked", {}},
+    {"1.1.bn2.weight", {64}},
+    {"1.1.bn2.bias", {64}},
+    {"1.1.bn2.running_mean", {64}},
+    {"1.1.bn2.running_var", {64}},
+    {"1.1.bn2.num_batches_tracked", {}},
+    {"2.0.conv1.weight", {128, 64, 3, 3}},
+    {"2.0.conv1.bias", {128}},
+    {"2.0.conv2.weight", {128, 128, 3, 3}},
+    {"2.0.conv2.bias", {128}},
+    {"2.0.conv3.weight", {128, 64, 1, 1}},
+    {"2.0.conv3.bias", {128}},
+    {"2.0.bn1.weight", {128}},
+    {"2.0.bn1.bias", {128}},
+    {"2.0.bn1.running_mean", {128}},
+    {"2.0.bn1.running_var", {128}},
+    {"2.0.bn1.num_batches_tracked", {}},
+    {"2.0.bn2.weight", {128}},
+    {"2.0.bn2.bias", {128}},
+    {"2.0.bn2.running_mean", {128}},
+    {"2.0.bn2.running_var", {128}},
+    {"2.0.bn2.num_batches_tracked", {}},
+    {"2.1.conv1.weight", {128, 128, 3, 3}},
+    {"2.1.conv1.bias", {128}},
+    {"2.1.conv2.weight", {128, 128, 3, 3}},
+    {"2.1.conv2.bias", {128}},
+    {"2.1.bn1.weight", {128}},
+    {"2.1.bn1.bias", {128}},
+    {"2.1.bn1.running_mean", {128}},
+    {"2.1.bn1.running_var", {128}},
+    {"2.1.bn1.num_batches_tracked", {}},
+    {"2.1.bn2.weight", {128}},
+    {"2.1.bn2.bias", {128}},
+    {"2.1.bn2.running_mean", {128}},
+    {"2.1.bn2.running_var", {128}},
+    {"2.1.bn2.num_batches_tracked", {}},
+    {"3.0.conv1.weight", {256, 128, 3, 3}},
+    {"3.0.conv1.bias", {256}},
+    {"3.0.conv2.weight", {256, 256, 3, 3}},
+    {"3.0.conv2.bias", {256}},
+    {"3.0.conv3.weight", {256, 128, 1, 1}},
+    {"3.0.conv3.bias", {256}},
+    {"3.0.bn1.weight", {256}},
+    {"3.0.bn1.bias", {256}},
+    {"3.0.bn1.running_mean", {256}},
+    {"3.0.bn1.running_var", {256}},
+    {"3.0.bn1.num_batches_tracked", {}},
+    {"3.0.bn2.weight", {256}},
+    {"3.0.bn2.bias", {256}},
+    {"3.0.bn2.running_mean", {256}},
+    {"3.0.bn2.running_var", {256}},
+    {"3.0.bn2.num_batches_tracked", {}},
+    {"3.1.conv1.weight", {256, 256, 3, 3}},
+    {"3.1.conv1.bias", {256}},
+    {"3.1.conv2.weight", {256, 256, 3, 3}},
+    {"3.1.conv2.bias", {256}},
+    {"3.1.bn1.weight", {256}},
+    {"3.1.bn1.bias", {256}},
+    {"3.1.bn1.running_mean", {256}},
+    {"3.1.bn1.running_var", {256}},
+    {"3.1.bn1.num_batches_tracked", {}},
+    {"3.1.bn2.weight", {256}},
+    {"3.1.bn2.bias", {256}},
+    {"3.1.bn2.running_mean", {256}},
+    {"3.1.bn2.running_var", {256}},
+    {"3.1.bn2.num_batches_tracked", {}},
+    {"4.0.conv1.weight", {512, 256, 3, 3}},
+    {"4.0.conv1.bias", {512}},
+    {"4.0.conv2.weight", {512, 512, 3, 3}},
+    {"4.0.conv2.bias", {512}},
+    {"4.0.conv3.weight", {512, 256, 1, 1}},
+    {"4.0.conv3.bias", {512}},
+    {"4.0.bn1.weight", {512}},
+    {"4.0.bn1.bias", {512}},
+    {"4.0.bn1.running_mean", {512}},
+    {"4.0.bn1.running_var", {512}},
+    {"4.0.bn1.num_batches_tracked", {}},
+    {"4.0.bn2.weight", {512}},
+    {"4.0.bn2.bias", {512}},
+    {"4.0.bn2.running_mean", {512}},
+    {"4.0.bn2.running_var", {512}},
+    {"4.0.bn2.num_batches_tracked", {}},
+    {"4.1.conv1.weight", {512, 512, 3, 3}},
+    {"4.1.conv1.bias", {512}},
+    {"4.1.conv2.weight", {512, 512, 3, 3}},
+    {"4.1.conv2.bias", {512}},
+    {"4.1.bn1.weight", {512}},
+    {"4.1.bn1.bias", {512}},
+    {"4.1.bn1.running_mean", {512}},
+    {"4.1.bn1.running_var", {512}},
+    {"4.1.bn1.num_batches_tracked", {}},
+    {"4.1.bn2.weight", {512}},
+    {"4.1.bn2.bias", {512}},
+    {"4.1.bn2.running_mean", {512}},
+    {"4.1.bn2.running_var", {512}},
+    {"4.1.bn2.num_batches_tracked", {}},
+    {"7.weight", {10, 512}},
+    {"7.bias", {10}},
+};
+// googlenet: 116 entries, 5977530 parameters
+const std::vector<NamedShape> kGooglenetState = {
+    {"0.0.weight", {64, 1, 7, 7}},
+    {"0.0.bias", {64}},
+    {"1.0.weight", {64, 64, 1, 1}},
+    {"1.0.bias", {64}},
+    {"1.2.weight", {192, 64, 3, 3}},
+    {"1.2.bias", {192}},
+    {"2.0.p1_1.weight", {64, 192, 1, 1}},
+    {"2.0.p1_1.bias", {64}},
+    {"2.0.p2_1.weight", {96, 192, 1, 1}},
+    {"2.0.p2_1.bias", {96}},
+    {"2.0.p2_2.weight", {128, 96, 3, 3}},
+    {"2.0.p2_2.bias", {128}},
+    {"2.0.p3_1.weight", {16, 192, 1, 1}},
+    {"2.0.p3_1.bias", {16}},
+    {"2.0.p3_2.weight", {32, 16, 5, 5}},
+    {"2.0.p3_2.bias", {32}},
+    {"2.0.p4_2.weight", {32, 192, 1, 1}},
+    {"2.0.p4_2.bias", {32}},
+    {"2.1.p1_1.weight", {128, 256, 1, 1}},
+    {"2.1.p1_1.bias", {128}},
+    {"2.1.p2_1.weight", {128, 256, 1, 1}},
+    {"2.1.p2_1.bias", {128}},
+    {"2.1.p2_2.weight", {192, 128, 3, 3}},
+    {"2.1.p2_2.bias", {192}},
+    {"2.1.p3_1.weight", {32, 256, 1, 1}},
+    {"2.1.p3_1.bias", {32}},
+    {"2.1.p3_2.weight", {96, 32, 5, 5}},
+    {"2.1.p3_2.bias", {96}},
+    {"2.1.p4_2.weight", {64, 256, 1, 1}},
+    {"2.1.p4_2.bias", {64}},
+    {"3.0.p1_1.weight", {192, 480, 1, 1}},
+    {"3.0.p1_1.bias", {192}},
+    {"3.0.p2_1.weight", {96, 480, 1, 1}},
+    {"3.0.p2_1.bias", {96}},
+    {"3.0.p2_2.weight", {208, 96, 3, 3}},
+    {"3.0.p2_2.bias", {208}},
+    {"3.0.p3_1.weight", {16, 480, 1, 1}},
+    {"3.0.p3_1.bias", {16}},
+    {"3.0.p3_2.weight", {48, 16, 5, 5}},
+    {"3.0.p3_2.bias", {48}},
+    {"3.0.p4_2.weight", {64, 480, 1, 1}},
+    {"3.0.p4_2.bias", {64}},
+    {"3.1.p1_1.weight", {160, 512, 1, 1}},
+    {"3.1.p1_1.bias", {160}},
+    {"3.1.p2_1.weight", {112, 512, 1, 1}},
+    {"3.1.p2_1.bias", {112}},
+    {"3.1.p2_2.weight", {224, 112, 3, 3}},
+    {"3.1.p2_2.bias", {224}},
+    {"3.1.p3_1.weight", {24, 512, 1, 1}},
+    {"3.1.p3_1.bias", {24}},
+    {"3.1.p3_2.weight", {64, 24, 5, 5}},
+    {"3.1.p3_2.bias", {64}},
+    {"3.1.p4_2.weight", {64, 512, 1, 1}},
+    {"3.1.p4_2.bias", {64}},
+    {"3.2.p1_1.weight", {128, 512, 1, 1}},
+    {"3.2.p1_1.bias", {128}},
+    {"3.2.p2_1.weight", {128, 512, 1, 1}},
+    {"3.2.p2_1.bias", {128}},
+    {"3.2.p2_2.weight", {256, 128, 3, 3}},
+    {"3.2.p2_2.bias", {256}},
+    {"3.2.p3_1.weight", {24, 512, 1, 1}},
+    {"3.2.p3_1.bias", {24}},
+    {"3.2.p3_2.weight", {64, 24, 5, 5}},
+    {"3.2.p3_2.bias", {64}},
+    {"3.2.p4_2.weight", {64, 512, 1, 1}},
+    {"3.2.p4_2.bias", {64}},
+    {"3.3.p1_1.weight", {112, 512, 1, 1}},
+    {"3.3.p1_1.bias", {112}},
+    {"3.3.p2_1.weight", {144, 512, 1, 1}},
+    {"3.3.p2_1.bias", {144}},
+    {"3.3.p2_2.weight", {288, 144, 3, 3}},
+    {"3.3.p2_2.bias", {288}},
+    {"3.3.p3_1.weight", {32, 512, 1, 1}},
+    {"3.3.p3_1.bias", {32}},
+    {"3.3.p3_2.weight", {64, 32, 5, 5}},
+    {"3.3.p3_2.bias", {64}},
+    {"3.3.p4_2.weight", {64, 512, 1, 1}},
+    {"3.3.p4_2.bias", {64}},
+    {"3.4.p1_1.weight", {256, 528, 1, 1}},
+    {"3.4.p1_1.bias", {256}},
+    {"3.4.p2_1.weight", {160, 528, 1, 1}},
+    {"3.4.p2_1.bias", {160}},
+    {"3.4.p2_2.weight", {320, 160, 3, 3}},
+    {"3.4.p2_2.bias", {320}},
+    {"3.4.p3_1.weight", {32, 528, 1, 1}},
+    {"3.4.p3_1.bias", {32}},
+    {"3.4.p3_2.weight", {128, 32, 5, 5}},
+    {"3.4.p3_2.bias", {128}},
+    {"3.4.p4_2.weight", {128, 528, 1, 1}},
+    {"3.4.p4_2.bias", {128}},
+    {"4.0.p1_1.weight", {256, 832, 1, 1}},
+    {"4.0.p1_1.bias", {256}},
+    {"4.0.p2_1.weight", {160, 832, 1, 1}},
+    {"4.0.p2_1.bias", {160}},
+    {"4.0.p2_2.weight", {320, 160, 3, 3}},
+    {"4.0.p2_2.bias", {320}},
+    {"4.0.p3_1.weight", {32, 832, 1, 1}},
+    {"4.0.p3_1.bias", {32}},
+    {"4.0.p3_2.weight", {128, 32, 5, 5}},
+    {"4.0.p3_2.bias", {128}},
+    {"4.0.p4_2.weight", {128, 832, 1, 1}},
+    {"4.0.p4_2.bias", {128}},
+    {"4.1.p1_1.weight", {384, 832, 1, 1}},
+    {"4.1.p1_1.bias", {384}},
+    {"4.1.p2_1.weight", {192, 832, 1, 1}},
+    {"4.1.p2_1.bias", {192}},
+    {"4.1.p2_2.weight", {384, 192, 3, 3}},
+    {"4.1.p2_2.bias", {384}},
+    {"4.1.p3_1.weight", {48, 832, 1, 1}},
+    {"4.1.p3_1.bias", {48}},
+    {"4.1.p3_2.weight", {128, 48, 5, 5}},
+    {"4.1.p3_2.bias", {128}},
+    {"4.1.p4_2.weight", {128, 832, 1, 1}},
+    {"4.1.p4_2.bias", {128}},
+    {"5.weight", {10, 1024}},
+    {"5.bias", {10}},
+};
+
+const std::vector<NamedShape>& reference_state(const std::string& name) {
+  if (name == "mlp") return kMlpState;
+  if (name == "lenet") return kLenetState;
+  if (name == "alexnet") return kAlexnetState;
+  if (name == "vgg") return kVggState;
+  if (name == "googlenet") return kGooglenetState;
+  return kResnetState;
+}
+
+int64_t count_trainable(const torch::nn::Module& net) {
+  int64_t n = 0;
+  for (const auto& p : net.parameters()) {
+    if (p.requires_grad()) n += p.numel();
+  }
+  return n;
+}
+
+std::vector<NamedShape> named_shapes(const torch::OrderedDict<std::string, torch::Tensor>& dict) {
+  std::vector<NamedShape> out;
+  for (const auto& item : dict) out.emplace_back(item.key(), item.value().sizes().vec());
+  return out;
+}
+
+bool is_buffer_name(const std::string& name) {
+  for (const char* suffix : {".running_mean", ".running_var", ".num_batches_tracked"}) {
+    const std::string s(suffix);
+    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+class ZooModel : public ::testing::TestWithParam<Reference> {};
+
+TEST_P(ZooModel, InfoGivesTheInputSize) {
+  EXPECT_EQ(model_info(GetParam().name).name, GetParam().name);
+  EXPECT_EQ(model_info(GetParam().name).input_size, GetParam().input_size);
+  EXPECT_FALSE(model_info(GetParam().name).description.empty());
+}
+
+TEST_P(ZooModel, ParameterCountEqualsPyTorch) {
+  const auto& ref = GetParam();
+  EXPECT_EQ(count_trainable(*make_model(ref.name, {})), ref.parameters_10);
+  EXPECT_EQ(count_trainable(*make_model(ref.name, {/*num_classes=*/3})), ref.parameters_3);
+}
+
+TEST_P(ZooModel, NamesAndShapesEqualPyTorchStateDict) {
+  const auto& ref = reference_state(GetParam().name);
+  auto net = make_model(GetParam().name, {});
+  // PyTorch's state_dict interleaves each module's parameters and buffers; LibTorch lists
+  // them separately, each in registration order: compare both orders against the reference.
+  std::vector<NamedShape> ref_params, ref_buffers;
+  for (const auto& entry : ref) {
+    (is_buffer_name(entry.first) ? ref_buffers : ref_params).push_back(entry);
+  }
+  EXPECT_EQ(named_shapes(net->named_parameters()), ref_params);
+  EXPECT_EQ(named_shapes(net->named_buffers()), ref_buffers);
+}
+
+TEST_P(ZooModel, ForwardGivesOneRowOfLogitsPerImage) {
+  const auto& ref = GetParam();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  constexpr int64_t kClasses = 3;  // not the default 10, so num_classes must reach the head
+  // narrow VGG: the full one costs seconds per image on two cores
+  const int64_t divisor = ref.name == "vgg" ? 8 : 1;
+  auto net = make_model(ref.name, {kClasses, divisor});
+  net->eval();
+  auto y = net->forward(torch::rand({2, 1, ref.input_size, ref.input_size}));
+  EXPECT_EQ(y.sizes().vec(), (std::vector<int64_t>{2, kClasses}));
+  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+}
+
+INSTANTIATE_TEST_SUITE_P(PyTorchReference, ZooModel, ::testing::ValuesIn(kReferences),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(ModelRegistry, ListsTheSixNetworksInAStableOrder) {
+  ASSERT_EQ(model_infos().size(), kReferences.size());
+  for (size_t i = 0; i < kReferences.size(); ++i) {
+    EXPECT_EQ(model_infos()[i].name, kReferences[i].name);
+  }
+}
+
+TEST(ModelRegistry, UnknownNameThrowsNamingTheKnownModels) {
+  for (const auto& call : {+[] { model_info("resnet50"); }, +[] { make_model("resnet50", {}); }}) {
+    try {
+      call();
+      ADD_FAILURE() << "no exception";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("unknown model 'resnet50'"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find(kKnown), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(ModelRegistry, BadOptionsThrow) {
+  EXPECT_THROW(make_model("lenet", {/*num_classes=*/1}), std::invalid_argument);
+  EXPECT_THROW(make_model("mlp", {/*num_classes=*/0}), std::invalid_argument);
+  EXPECT_THROW(make_model("resnet", {/*num_classes=*/-3}), std::invalid_argument);
+  EXPECT_THROW(make_model("mlp", {10, /*width_divisor=*/0}), std::invalid_argument);
+  EXPECT_THROW(make_model("vgg", {10, /*width_divisor=*/-2}), std::invalid_argument);
+  // 3 does not divide 64; 128 would leave no channels at all
+  for (int64_t divisor : {3, 128}) {
+    try {
+      make_model("vgg", {10, divisor});
+      ADD_FAILURE() << "width_divisor " << divisor << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("width_divisor"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("vgg"), std::string::npos) << e.what();
+    }
+  }
+  // other networks have no widths to divide: the option is ignored there
+  EXPECT_EQ(count_trainable(*make_model("lenet", {10, /*width_divisor=*/4})), 61706);
+}
+
+TEST(ModelRegistry, VggWidthDivisorNarrowsTheConvolutions) {
+  auto net = make_model("vgg", {10, /*width_divisor=*/8});
+  EXPECT_EQ(count_trainable(*net), kVggDivisor8Parameters);
+  EXPECT_EQ(net->named_parameters()["0.0.weight"].sizes().vec(),
+            (std::vector<int64_t>{64 / 8, 1, 3, 3}));
+  EXPECT_EQ(net->named_parameters()["6.weight"].sizes().vec(),
+            (std::vector<int64_t>{4096, 512 / 8 * 7 * 7}));
+}
+
+TEST(ModelRegistry, NestedBlocksSurviveADeepCopy) {
+  // nested blocks are a Sequential subclass; clone() must hand back that subclass
+  auto net = make_model("vgg", {10, /*width_divisor=*/8});
+  auto copy = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(net->clone());
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(named_shapes(copy->named_parameters()), named_shapes(net->named_parameters()));
+  EXPECT_TRUE(
+      torch::equal(copy->named_parameters()["4.2.weight"], net->named_parameters()["4.2.weight"]));
+}
+
+}  // namespace

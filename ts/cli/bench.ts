@@ -1,0 +1,123 @@
+// `torchfocal bench`: times torchfocal against PyTorch on this machine and prints the ratios.
+import { Command } from 'commander';
+import { runLenetBench, type BenchReport, type TimedRun } from '../bench/lenet';
+import { intAtLeast } from './parse';
+import { printJson } from './output';
+
+interface BenchFlags {
+  json?: boolean;
+  threads: number;
+  repeats?: number;
+  quick?: boolean;
+  python?: string;
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description(
+      'time LeNet epochs: torchfocal vs PyTorch (tuned, default) and the original PNG loop',
+    )
+    .option('--json', 'print one JSON object of named figures on stdout')
+    .option(
+      '--threads <n>',
+      'torchfocal threads, and PyTorch best-run threads (0 = all cores)',
+      intAtLeast(0),
+      0,
+    )
+    .option(
+      '--repeats <n>',
+      'timed epochs per configuration, median reported (default 3, quick 1)',
+      intAtLeast(1),
+    )
+    .option('--quick', 'one timed epoch each, skip the original PNG-decoding loop')
+    .option(
+      '--python <path>',
+      'python with torch for the baselines (default $TORCHFOCAL_PYTHON or /usr/bin/python3)',
+    )
+    .action(async (flags: BenchFlags) => {
+      const report = await runLenetBench({
+        threads: flags.threads,
+        repeats: flags.repeats,
+        quick: flags.quick,
+        python: flags.python,
+        log: (line) => process.stderr.write(line + '\n'),
+      });
+      printBenchReport(report, flags.json ?? false);
+    });
+}
+
+/** Prints the report on stdout: one JSON object, or the readable table. */
+export function printBenchReport(report: BenchReport, json: boolean): void {
+  if (json) printJson(report);
+  else process.stdout.write(formatBenchReport(report).join('\n') + '\n');
+}
+
+const RATIO_LABELS: Record<string, string> = {
+  torchfocalVsPytorchBest: 'torchfocal / PyTorch best',
+  torchfocalVsPytorchDefault: 'torchfocal / PyTorch default',
+  torchfocalVsOriginal: 'torchfocal / original PNG loop',
+};
+
+/** The readable report: a headline, one line per run, every ratio, the notes. */
+export function formatBenchReport(report: BenchReport): string[] {
+  const { lenet, ratios } = report;
+  const head = [`torchfocal LeNet epoch ${secs(lenet.torchfocal.seconds)}`];
+  const versus = (label: string, run: TimedRun | undefined, ratio: string) => {
+    if (run)
+      head.push(
+        `${label} ${secs(run.seconds)} (${ratios[ratio] === undefined ? '-' : `ratio ${ratios[ratio].toFixed(2)}`})`,
+      );
+  };
+  versus('PyTorch best', lenet.pytorchBest, 'torchfocalVsPytorchBest');
+  versus('PyTorch default', lenet.pytorchDefault, 'torchfocalVsPytorchDefault');
+  versus('original', lenet.original, 'torchfocalVsOriginal');
+
+  const lines = [head.join(' | '), ''];
+  const rows: [string, string][] = [];
+  const tf = lenet.torchfocal;
+  rows.push(['torchfocal', `${runSummary(tf)}; wall ${secs(tf.wallSeconds)} seen from JS`]);
+  if (lenet.pytorchBest) rows.push(['PyTorch best', runSummary(lenet.pytorchBest)]);
+  if (lenet.pytorchDefault) rows.push(['PyTorch default', runSummary(lenet.pytorchDefault)]);
+  if (lenet.original) {
+    const o = lenet.original;
+    rows.push([
+      'original',
+      `${runSummary(o)}; ${o.decoder} decode of ${o.images} images per pass, scaled to ${o.epochImages}`,
+    ]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  for (const [k, v] of rows) lines.push(`${k.padEnd(width)}  ${v}`);
+  lines.push(
+    `LeNet, batch ${lenet.batchSize}, ${lenet.trainImages} images: median of ${lenet.timedEpochs} timed epoch(s) after ${lenet.warmupEpochs} warm-up`,
+  );
+
+  const names = Object.keys(ratios);
+  if (names.length > 0) {
+    lines.push('', 'ratios (time; < 1 means torchfocal is faster):');
+    const w = Math.max(...names.map((n) => (RATIO_LABELS[n] ?? n).length));
+    for (const n of names)
+      lines.push(`  ${(RATIO_LABELS[n] ?? n).padEnd(w)}  ${ratios[n].toFixed(3)}`);
+  }
+  const m = report.machine;
+  lines.push(
+    '',
+    `machine: ${m.cpus} cores, load average ${m.loadBefore} before, ${m.loadAfter} after`,
+  );
+  for (const note of report.notes) lines.push(`note: ${note}`);
+  return lines;
+}
+
+function runSummary(r: TimedRun): string {
+  const epochs = r.epochSeconds.map((s) => s.toFixed(2)).join(', ');
+  const blas = r.blas ? r.blas.split(', ').map(basename).join(' + ') : 'BLAS unknown';
+  return `${secs(r.seconds)} (epochs ${epochs}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
+}
+
+function basename(file: string): string {
+  const i = file.lastIndexOf('/');
+  return i < 0 ? file : file.slice(i + 1);
+}
+
+function secs(s: number): string {
+  return `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`;
+}

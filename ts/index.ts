@@ -1,0 +1,35 @@
+// torchfocal's public API.
+export { Trainer, readCheckpointConfig, CHECKPOINT_FILES } from './train/trainer';
+export type {
+  EpochResult,
+  FitOptions,
+  Prediction,
+  Progress,
+  CheckpointConfig,
+} from './train/trainer';
+export type { TrainerOptions, OptimizerName } from './train/options';
+export type { Evaluation, ClassEvaluation } from './train/evaluation';
+export { runTraining } from './train/run';
+export type { RunSpec, RunHooks, RunResult } from './train/run';
+export { runStarve, starveVariants } from './experiment/starve';
+export type { StarveOptions, StarveRow } from './experiment/starve';
+export * from './data/index';
+export { readSafetensors, writeSafetensors } from './io/safetensors';
+export type { RuntimeInfo, ModelInfo } from './native';
+
+import { native, type ModelInfo, type RuntimeInfo } from './native';
+
+/** LibTorch version, CUDA availability, threads and the BLAS library in use. */
+export function runtimeInfo(): RuntimeInfo {
+  return native().runtimeInfo();
+}
+
+/** The network zoo: names and input sizes. */
+export function models(): ModelInfo[] {
+  return native().modelInfos();
+}
+
+/** Loss names accepted by `loss`. */
+export function losses(): string[] {
+  return native().lossNames();
+}
