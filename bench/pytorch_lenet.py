@@ -17,7 +17,10 @@ Two data paths, same model (d2l LeNet, sigmoid + average pooling), same optimize
   (<png-dir>/training/<label>/<index>.png, the original layout). --limit N times N images
   per pass and scales the time to a full epoch.
 
-Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout.
+Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout:
+torch, threads, blas, openblasThreads, mode, epochSeconds (timed epochs), median, and
+userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads); --original adds
+decoder, images (per pass), epochImages and measuredSeconds (unscaled pass times).
 Run it with Debian's /usr/bin/python3 (python3-torch), e.g.
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_lenet.py \
@@ -29,6 +32,7 @@ import gzip
 import json
 import math
 import os
+import resource
 import statistics
 import sys
 import time
@@ -217,6 +221,12 @@ def original_pass(model, optimizer, samples, limit, generator):
 
 # ---------------------------------------------------------------- main
 
+def cpu_since(before) -> tuple[float, float]:
+    """User and system CPU seconds of this process (all threads) since `before`."""
+    now = resource.getrusage(resource.RUSAGE_SELF)
+    return now.ru_utime - before.ru_utime, now.ru_stime - before.ru_stime
+
+
 def epoch_line(epoch, loss, acc, seconds, suffix=""):
     return f"epoch {epoch}, loss {loss:.6f}, train acc {acc:.3f}, time {seconds:.1f}s{suffix}"
 
@@ -245,7 +255,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    images, labels = load_train(args.data_dir)
+    try:
+        images, labels = load_train(args.data_dir)
+    except (OSError, ValueError) as err:
+        print(f"pytorch_lenet.py: {err}", file=sys.stderr)
+        return 2
     model = lenet()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     n = images.shape[0]
@@ -262,34 +276,43 @@ def main(argv=None) -> int:
         del images, labels  # the original loop never holds the decoded set
         limit = min(args.limit or len(samples), len(samples))
         scale = len(samples) / limit
-        measured, scaled = [], []
+        measured, scaled, user, system = [], [], [], []
         for e in range(args.warmup + args.epochs):
+            before = resource.getrusage(resource.RUSAGE_SELF)
             seconds, loss, acc = original_pass(model, optimizer, samples, limit, generator)
             timed = e >= args.warmup
             if timed:
                 measured.append(seconds)
                 scaled.append(seconds * scale)
+                u, s = cpu_since(before)
+                user.append(u * scale)
+                system.append(s * scale)
             note = f" ({limit} images, {seconds * scale:.1f}s per epoch)" if scale != 1 else ""
             note += "" if timed else " [warm-up]"
             print(epoch_line(e, loss, acc, seconds, note), file=sys.stderr)
         result.update(decoder=f"PIL {PIL.__version__}", images=limit, epochImages=len(samples),
                       measuredSeconds=measured, epochSeconds=scaled)
     else:
-        seconds_list = []
+        seconds_list, user, system = [], [], []
         for e in range(args.warmup + args.epochs):
+            before = resource.getrusage(resource.RUSAGE_SELF)
             seconds, loss, acc = tensor_epoch(model, optimizer, images, labels, generator)
             timed = e >= args.warmup
             if timed:
                 seconds_list.append(seconds)
+                u, s = cpu_since(before)
+                user.append(u)
+                system.append(s)
             print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
         result.update(images=n, epochSeconds=seconds_list)
 
-    result = {**runtime_facts(), **result, "median": statistics.median(result["epochSeconds"])}
+    result = {**runtime_facts(), **result, "median": statistics.median(result["epochSeconds"]),
+              "userSeconds": statistics.median(user), "systemSeconds": statistics.median(system)}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"torch {result['torch']}, {result['threads']} threads, BLAS {result['blas']}, "
-              f"OPENBLAS_NUM_THREADS={result['openblasThreads']}: median epoch "
+        print(f"torch {result['torch']}, threads {result['threads']}, BLAS {result['blas']}, "
+              f"OPENBLAS_NUM_THREADS={result['openblasThreads'] or 'unset'}: median epoch "
               f"{result['median']:.2f}s over {len(result['epochSeconds'])} timed epoch(s)")
     return 0
 

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "binding/convert.h"
+#include "binding/ops.h"
 #include "binding/trainer_wrap.h"
 #include "models/registry.h"
 #include "src/losses/loss.h"
@@ -36,11 +37,17 @@ Napi::Value ModelInfos(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value LossNames(const Napi::CallbackInfo& info) {
+Napi::Value LossInfos(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  const auto& names = losses::loss_names();
-  auto out = Napi::Array::New(env, names.size());
-  for (size_t i = 0; i < names.size(); ++i) out.Set(i, names[i]);
+  const auto& infos = losses::loss_infos();
+  auto out = Napi::Array::New(env, infos.size());
+  for (size_t i = 0; i < infos.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("name", infos[i].name);
+    o.Set("summary", infos[i].summary);
+    o.Set("takesWeights", infos[i].takes_weights);
+    out.Set(i, o);
+  }
   return out;
 }
 
@@ -50,7 +57,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTrainer", TrainerWrap::Init(env));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("modelInfos", Napi::Function::New<ModelInfos>(env, "modelInfos"));
-  exports.Set("lossNames", Napi::Function::New<LossNames>(env, "lossNames"));
+  exports.Set("focalLoss", Napi::Function::New<FocalLoss>(env, "focalLoss"));
+  exports.Set("lossInfos", Napi::Function::New<LossInfos>(env, "lossInfos"));
   return exports;
 }
 

@@ -25,13 +25,21 @@ double GetNumber(const Napi::Object& o, const char* key, double fallback) {
   return d;
 }
 
+bool GetBool(const Napi::Object& o, const char* key, bool fallback) {
+  auto v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
 int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t min, int64_t max) {
   auto v = o.Get(key);
   if (v.IsUndefined()) return fallback;
   double d = GetNumber(o, key, 0);
   if (d != std::floor(d) || d < static_cast<double>(min) || d > static_cast<double>(max)) {
     throw Napi::RangeError::New(o.Env(), Quote(key) + " must be an integer in [" +
-                                             std::to_string(min) + ", " + std::to_string(max) + "]");
+                                             std::to_string(min) + ", " + std::to_string(max) +
+                                             "]");
   }
   return static_cast<int64_t>(d);
 }
@@ -40,13 +48,15 @@ std::vector<double> GetNumbers(const Napi::Object& o, const char* key) {
   auto v = o.Get(key);
   if (v.IsUndefined()) return {};
   if (v.IsNumber()) return {GetNumber(o, key, 0)};
-  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a number or an array of numbers");
+  if (!v.IsArray())
+    throw Napi::TypeError::New(o.Env(), Quote(key) + " must be a number or an array of numbers");
   auto arr = v.As<Napi::Array>();
   std::vector<double> out;
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     auto item = arr.Get(i);
     if (!item.IsNumber() || !std::isfinite(item.As<Napi::Number>().DoubleValue())) {
-      throw Napi::TypeError::New(o.Env(), Quote(key) + "[" + std::to_string(i) + "] must be a finite number");
+      throw Napi::TypeError::New(
+          o.Env(), Quote(key) + "[" + std::to_string(i) + "] must be a finite number");
     }
     out.push_back(item.As<Napi::Number>().DoubleValue());
   }
@@ -64,7 +74,12 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.lr = GetNumber(o, "lr", c.lr);
   c.loss.name = GetString(o, "loss", c.loss.name);
   c.loss.alpha = GetNumbers(o, "alpha");
+  c.loss.alpha_auto = GetString(o, "alphaMode", "") == "auto";
   c.loss.gamma = GetNumber(o, "gamma", c.loss.gamma);
+  c.loss.label_smoothing = GetNumber(o, "labelSmoothing", c.loss.label_smoothing);
+  c.loss.beta = GetNumber(o, "beta", c.loss.beta);
+  c.loss.tau = GetNumber(o, "tau", c.loss.tau);
+  c.loss.drw_epoch = GetInt(o, "drwEpoch", c.loss.drw_epoch, -1, kMaxInt);
   c.seed = static_cast<uint64_t>(GetInt(o, "seed", 0, 0, kMaxInt));
   c.threads = static_cast<int>(GetInt(o, "threads", 0, 0, 1024));
   c.device = GetString(o, "device", c.device);
@@ -75,7 +90,8 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
 
 ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
                     const Napi::Value& height, const Napi::Value& width) {
-  if (!images.IsTypedArray() || images.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  if (!images.IsTypedArray() ||
+      images.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     throw Napi::TypeError::New(env, "images must be a Uint8Array");
   }
   auto dim = [&](const Napi::Value& v, const char* name) {
@@ -119,7 +135,8 @@ Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m) {
   auto confusion = Napi::Array::New(env, m.confusion.size());
   for (size_t i = 0; i < m.confusion.size(); ++i) {
     auto row = Napi::Array::New(env, m.confusion[i].size());
-    for (size_t j = 0; j < m.confusion[i].size(); ++j) row.Set(j, static_cast<double>(m.confusion[i][j]));
+    for (size_t j = 0; j < m.confusion[i].size(); ++j)
+      row.Set(j, static_cast<double>(m.confusion[i][j]));
     confusion.Set(i, row);
   }
   out.Set("confusion", confusion);

@@ -16,6 +16,7 @@ namespace torchfocal::binding {
 // and throws Napi::TypeError / Napi::RangeError (never aborts).
 std::string GetString(const Napi::Object& o, const char* key, const std::string& fallback);
 double GetNumber(const Napi::Object& o, const char* key, double fallback);
+bool GetBool(const Napi::Object& o, const char* key, bool fallback);
 int64_t GetInt(const Napi::Object& o, const char* key, int64_t fallback, int64_t min, int64_t max);
 std::vector<double> GetNumbers(const Napi::Object& o, const char* key);
 

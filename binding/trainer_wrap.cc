@@ -55,8 +55,8 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trai
 std::shared_ptr<train::Trainer> TrainerWrap::Ready(const Napi::Env& env, const char* op) const {
   if (disposed_) throw Napi::Error::New(env, std::string(op) + ": the trainer has been disposed");
   if (busy_) {
-    throw Napi::Error::New(env, std::string(op) +
-                                    ": the trainer is busy with another call (await it first)");
+    throw Napi::Error::New(
+        env, std::string(op) + ": the trainer is busy with another call (await it first)");
   }
   if (!trainer_) throw Napi::Error::New(env, std::string(op) + ": call init() first");
   return trainer_;
@@ -103,7 +103,8 @@ Napi::Value TrainerWrap::SetData(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "setData: split must be 'train' or 'test'");
   }
   auto view = GetImages(env, info[1], info[3], info[4], info[5]);
-  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+  if (!info[2].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     throw Napi::TypeError::New(env, "setData: labels must be an Int32Array");
   }
   auto labels = info[2].As<Napi::Int32Array>();
@@ -147,15 +148,16 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
         if (has_progress) {
           report = [&progress](const train::Progress& p) {
             auto* copy = new train::Progress(p);
-            auto status = progress.NonBlockingCall(copy, [](Napi::Env e, Napi::Function fn, train::Progress* q) {
-              auto o = Napi::Object::New(e);
-              o.Set("epoch", static_cast<double>(q->epoch));
-              o.Set("step", static_cast<double>(q->step));
-              o.Set("steps", static_cast<double>(q->steps));
-              o.Set("loss", q->loss);
-              delete q;
-              fn.Call({o});
-            });
+            auto status = progress.NonBlockingCall(
+                copy, [](Napi::Env e, Napi::Function fn, train::Progress* q) {
+                  auto o = Napi::Object::New(e);
+                  o.Set("epoch", static_cast<double>(q->epoch));
+                  o.Set("step", static_cast<double>(q->step));
+                  o.Set("steps", static_cast<double>(q->steps));
+                  o.Set("loss", q->loss);
+                  delete q;
+                  fn.Call({o});
+                });
             if (status != napi_ok) delete copy;  // queue closed: drop this report
           };
         }
@@ -223,7 +225,8 @@ Napi::Value TrainerWrap::StateDict(const Napi::CallbackInfo& info) {
 Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) {
-    throw Napi::TypeError::New(env, "loadStateDict: expected an array of {name, dtype, shape, data}");
+    throw Napi::TypeError::New(env,
+                               "loadStateDict: expected an array of {name, dtype, shape, data}");
   }
   auto entries = info[0].As<Napi::Array>();
   // Copy every tensor on the JS thread: entries may be many small views into one file buffer.
@@ -234,18 +237,21 @@ Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
     const std::string dtype = GetString(entry, "dtype", "");
     auto scalar = dtype == "F32" ? torch::kFloat32 : dtype == "I64" ? torch::kInt64 : torch::kByte;
     if (dtype != "F32" && dtype != "I64") {
-      throw Napi::TypeError::New(env, "loadStateDict: tensor '" + name + "' has unsupported dtype '" + dtype + "'");
+      throw Napi::TypeError::New(
+          env, "loadStateDict: tensor '" + name + "' has unsupported dtype '" + dtype + "'");
     }
     std::vector<int64_t> shape;
     for (double d : GetNumbers(entry, "shape")) shape.push_back(static_cast<int64_t>(d));
     auto data = entry.Get("data");
-    if (!data.IsTypedArray()) throw Napi::TypeError::New(env, "loadStateDict: tensor '" + name + "' data must be a typed array");
+    if (!data.IsTypedArray())
+      throw Napi::TypeError::New(env,
+                                 "loadStateDict: tensor '" + name + "' data must be a typed array");
     auto bytes = data.As<Napi::TypedArray>();
     auto t = torch::empty(shape, torch::TensorOptions().dtype(scalar));
     if (static_cast<size_t>(t.nbytes()) != bytes.ByteLength()) {
       throw Napi::RangeError::New(env, "loadStateDict: tensor '" + name + "' holds " +
-                                           std::to_string(bytes.ByteLength()) + " bytes, its shape needs " +
-                                           std::to_string(t.nbytes()));
+                                           std::to_string(bytes.ByteLength()) +
+                                           " bytes, its shape needs " + std::to_string(t.nbytes()));
     }
     auto* src = static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
     std::memcpy(t.data_ptr(), src, t.nbytes());
@@ -302,7 +308,8 @@ Napi::Value TrainerWrap::ClassCounts(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerWrap::SetEpochsDone(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setEpochsDone: expected a number");
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "setEpochsDone: expected a number");
   auto trainer = Ready(env, "setEpochsDone");
   double n = info[0].As<Napi::Number>().DoubleValue();
   if (!(n >= 0) || n != static_cast<double>(static_cast<int64_t>(n))) {

@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     });
     await trainer.setData({ train, test: mnist.test });
     for await (const r of trainer.epochs(5)) {
-      console.log(`${loss} epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, test acc ${r.testAcc?.toFixed(3)}`);
+      console.log(
+        `${loss} epoch ${r.epoch}: loss ${r.loss.toFixed(4)}, test acc ${r.testAcc?.toFixed(3)}`,
+      );
     }
     const evaluation = await trainer.evaluate();
     console.log(`${loss}: accuracy on 6s ${evaluation.perClass[6].recall.toFixed(3)}`);

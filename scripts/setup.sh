@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # libtorch-dev: the engine's LibTorch. libopenblas0-pthread: a fast libblas.so.3 for it (the
 # reference BLAS is ~3x slower). python3-torch: the PyTorch baseline of `npm run bench` and the
-# cross-checks in the tests. dataset-fashion-mnist: the second built-in dataset.
+# cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark).
+# dataset-fashion-mnist: the second built-in dataset. chromium: renders reports in the tests.
 PACKAGES=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread libgtest-dev
-  python3-torch python3-numpy dataset-fashion-mnist)
+  python3-torch python3-numpy python3-pil dataset-fashion-mnist chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

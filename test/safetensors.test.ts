@@ -39,7 +39,10 @@ function corrupt(mutate: (buf: Buffer) => Buffer): string {
 }
 
 test('malformed files are refused with a message naming the file and the fault', (t) => {
-  t.regex(corrupt((b) => b.subarray(0, 4)), /^bad\.safetensors: .*too short/);
+  t.regex(
+    corrupt((b) => b.subarray(0, 4)),
+    /^bad\.safetensors: .*too short/,
+  );
   t.regex(
     corrupt((b) => {
       b.writeBigUInt64LE(10n ** 12n, 0);
@@ -47,8 +50,14 @@ test('malformed files are refused with a message naming the file and the fault',
     }),
     /header claims/,
   );
-  t.regex(corrupt((b) => b.subarray(0, b.length - 4)), /offsets outside|after the last|overlaps/);
-  t.regex(corrupt((b) => Buffer.concat([b, Buffer.alloc(3)])), /3 bytes after the last tensor/);
+  t.regex(
+    corrupt((b) => b.subarray(0, b.length - 4)),
+    /offsets outside|after the last|overlaps/,
+  );
+  t.regex(
+    corrupt((b) => Buffer.concat([b, Buffer.alloc(3)])),
+    /3 bytes after the last tensor/,
+  );
   t.regex(
     corrupt((b) => {
       b.write('{', 8);

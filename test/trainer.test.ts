@@ -9,7 +9,10 @@ import { PYTHON, ROOT, tempDir } from './helpers/cli';
 async function small(nTrain: number, nTest: number): Promise<{ train: Dataset; test: Dataset }> {
   const mnist = await loadMnist();
   const pick = (ds: Dataset, n: number) =>
-    subset(ds, Array.from({ length: n }, (_, i) => Math.floor((i * ds.count) / n)));
+    subset(
+      ds,
+      Array.from({ length: n }, (_, i) => Math.floor((i * ds.count) / n)),
+    );
   return { train: pick(mnist.train, nTrain), test: pick(mnist.test, nTest) };
 }
 
@@ -32,7 +35,12 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
 
 test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch results)', async (t) => {
   const data = await small(4000, 1000);
-  const trainer = await Trainer.create({ model: 'mlp', classNames: data.train.classNames, seed: 3, threads: 1 });
+  const trainer = await Trainer.create({
+    model: 'mlp',
+    classNames: data.train.classNames,
+    seed: 3,
+    threads: 1,
+  });
   t.is(trainer.options.optimizer, 'sgd'); // the original experiment's choice for mlp
   t.is(trainer.options.lr, 0.5);
   await trainer.setData(data);
@@ -48,7 +56,10 @@ test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch resu
   const last = results[2];
   t.true(last.testAcc! > 0.85, `test accuracy ${last.testAcc}`);
   t.is(last.eval!.perClass.length, 10);
-  t.is(last.eval!.confusion.flat().reduce((a, b) => a + b, 0), 1000);
+  t.is(
+    last.eval!.confusion.flat().reduce((a, b) => a + b, 0),
+    1000,
+  );
   const evaluation = await trainer.evaluate();
   t.is(evaluation.accuracy, last.testAcc!);
   const preds = await trainer.predict(data.test.images.subarray(0, 784 * 20), 20, 28, 28);
@@ -61,7 +72,12 @@ test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch resu
 
 test('a call while an epoch is in flight gets a clear error; abort stops the loop', async (t) => {
   const data = await small(6000, 100);
-  const trainer = await Trainer.create({ model: 'lenet', classNames: data.train.classNames, threads: 1, batchSize: 32 });
+  const trainer = await Trainer.create({
+    model: 'lenet',
+    classNames: data.train.classNames,
+    threads: 1,
+    batchSize: 32,
+  });
   await trainer.setData(data);
   const controller = new AbortController();
   const running = trainer.fit(5, { signal: controller.signal });
@@ -72,7 +88,10 @@ test('a call while an epoch is in flight gets a clear error; abort stops the loo
   t.is(err?.name, 'AbortError');
   // the trainer stays usable after an abort
   const m = await trainer.evaluate();
-  t.is(m.perClass.reduce((s, k) => s + k.support, 0), 100);
+  t.is(
+    m.perClass.reduce((s, k) => s + k.support, 0),
+    100,
+  );
   trainer.dispose();
   await t.throwsAsync(trainer.evaluate(), { message: /disposed/ });
 });
@@ -82,67 +101,130 @@ test('bad options and data are rejected with errors naming the argument', async 
   await t.throwsAsync(Trainer.create({ model: 'nosuchnet', classNames: names }), {
     message: /unknown model 'nosuchnet' \(known: mlp, lenet/,
   });
-  await t.throwsAsync(Trainer.create({ classNames: names, alpha: [1, 2] }), { message: /alpha: 2 values for 3 classes/ });
-  await t.throwsAsync(Trainer.create({ classNames: names, batchSize: 0 }), { message: /batchSize/ });
-  await t.throwsAsync(Trainer.create({ classNames: names, loss: 'hinge' }), { message: /unknown loss 'hinge'/ });
-  await t.throwsAsync(Trainer.create({ classNames: names, device: 'tpu' }), { message: /unknown device 'tpu'/ });
+  await t.throwsAsync(Trainer.create({ classNames: names, alpha: [1, 2] }), {
+    message: /alpha: 2 values for 3 classes/,
+  });
+  await t.throwsAsync(Trainer.create({ classNames: names, batchSize: 0 }), {
+    message: /batchSize/,
+  });
+  await t.throwsAsync(Trainer.create({ classNames: names, loss: 'hinge' }), {
+    message: /unknown loss 'hinge'/,
+  });
+  await t.throwsAsync(Trainer.create({ classNames: names, device: 'tpu' }), {
+    message: /unknown device 'tpu'/,
+  });
   const trainer = await Trainer.create({ model: 'mlp', classNames: names, threads: 1 });
   const images = new Uint8Array(4 * 28 * 28);
   await t.throwsAsync(
     trainer.setData({
-      train: { images, labels: new Int32Array([0, 1, 2, 7]), count: 4, height: 28, width: 28, classNames: names, source: 't' },
+      train: {
+        images,
+        labels: new Int32Array([0, 1, 2, 7]),
+        count: 4,
+        height: 28,
+        width: 28,
+        classNames: names,
+        source: 't',
+      },
     }),
     { message: /value 7 is out of range for 3 classes/ },
   );
   await t.throwsAsync(
     trainer.setData({
-      train: { images, labels: new Int32Array([0, 1, 2]), count: 4, height: 28, width: 28, classNames: names, source: 't' },
+      train: {
+        images,
+        labels: new Int32Array([0, 1, 2]),
+        count: 4,
+        height: 28,
+        width: 28,
+        classNames: names,
+        source: 't',
+      },
     }),
     { message: /3 labels for 4 images/ },
   );
   await t.throwsAsync(trainer.fit(1), { message: /no training data/ });
-  await t.throwsAsync(trainer.predict(images, 5, 28, 28), { message: /bytes but count × height × width/ });
+  await t.throwsAsync(trainer.predict(images, 5, 28, 28), {
+    message: /bytes but count × height × width/,
+  });
   trainer.dispose();
 });
 
 test('checkpoint: safetensors weights load into the original PyTorch definitions and give the same outputs', async (t) => {
   const data = await small(2000, 64);
-  const trainer = await Trainer.create({ model: 'lenet', classNames: data.train.classNames, seed: 5, threads: 1 });
+  const trainer = await Trainer.create({
+    model: 'lenet',
+    classNames: data.train.classNames,
+    seed: 5,
+    threads: 1,
+  });
   await trainer.setData(data);
   await trainer.fit(1);
   const dir = tempDir();
   await trainer.save(dir, { note: 'test' });
-  t.deepEqual(fs.readdirSync(dir).sort(), ['config.json', 'metrics.jsonl', 'model.safetensors', 'optimizer.pt']);
+  t.deepEqual(fs.readdirSync(dir).sort(), [
+    'config.json',
+    'metrics.jsonl',
+    'model.safetensors',
+    'optimizer.pt',
+  ]);
   const probs = await trainer.predict(data.test.images.subarray(0, 784 * 8), 8, 28, 28);
   fs.writeFileSync(path.join(dir, 'images.bin'), data.test.images.subarray(0, 784 * 8));
   const out = execFileSync(
     PYTHON,
-    [path.join(ROOT, 'test', 'fixtures', 'load_safetensors.py'), 'lenet', path.join(dir, 'model.safetensors'), path.join(dir, 'images.bin')],
+    [
+      path.join(ROOT, 'test', 'fixtures', 'load_safetensors.py'),
+      'lenet',
+      path.join(dir, 'model.safetensors'),
+      path.join(dir, 'images.bin'),
+    ],
     { encoding: 'utf8' },
   );
   const py = JSON.parse(out) as { names: [string, number[]][]; probs: number[][] };
   t.deepEqual(
     py.names.map(([n]) => n),
-    ['0.bias', '0.weight', '11.bias', '11.weight', '3.bias', '3.weight', '7.bias', '7.weight', '9.bias', '9.weight'],
+    [
+      '0.bias',
+      '0.weight',
+      '11.bias',
+      '11.weight',
+      '3.bias',
+      '3.weight',
+      '7.bias',
+      '7.weight',
+      '9.bias',
+      '9.weight',
+    ],
   );
   for (let i = 0; i < 8; i++) {
-    for (let k = 0; k < 10; k++) t.true(Math.abs(py.probs[i][k] - probs[i].probabilities[k]) < 1e-5);
+    for (let k = 0; k < 10; k++)
+      t.true(Math.abs(py.probs[i][k] - probs[i].probabilities[k]) < 1e-5);
   }
   // reload alone from the directory: same predictions, epoch counter restored
   const again = await Trainer.load(dir, { threads: 1 });
   t.is(again.epochsDone, 1);
   const probs2 = await again.predict(data.test.images.subarray(0, 784 * 8), 8, 28, 28);
-  t.deepEqual(probs2.map((p) => p.probabilities), probs.map((p) => p.probabilities));
+  t.deepEqual(
+    probs2.map((p) => p.probabilities),
+    probs.map((p) => p.probabilities),
+  );
   again.dispose();
   trainer.dispose();
 });
 
 test('every zoo network has the parameter names and shapes PyTorch gives the same definitions', async (t) => {
   const py = JSON.parse(
-    execFileSync(PYTHON, [path.join(ROOT, 'test', 'fixtures', 'd2l_models.py')], { encoding: 'utf8', maxBuffer: 1 << 24 }),
+    execFileSync(PYTHON, [path.join(ROOT, 'test', 'fixtures', 'd2l_models.py')], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 24,
+    }),
   ) as { name: string; params: [string, number[]][] }[];
   for (const ref of py) {
-    const trainer = await Trainer.create({ model: ref.name, classNames: Array.from({ length: 10 }, String), threads: 1 });
+    const trainer = await Trainer.create({
+      model: ref.name,
+      classNames: Array.from({ length: 10 }, String),
+      threads: 1,
+    });
     const state = await trainer.handle.stateDict();
     const ours = state.map((s) => [s.name, s.shape] as [string, number[]]).sort();
     t.deepEqual(ours, ref.params.slice().sort(), ref.name);

@@ -15,9 +15,11 @@ export { runStarve, starveVariants } from './experiment/starve';
 export type { StarveOptions, StarveRow } from './experiment/starve';
 export * from './data/index';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
-export type { RuntimeInfo, ModelInfo } from './native';
+export type { RuntimeInfo, ModelInfo, LossInfo } from './native';
+export * as ops from './ops';
+export type { FocalLossOptions, FocalLossResult } from './ops';
 
-import { native, type ModelInfo, type RuntimeInfo } from './native';
+import { native, type LossInfo, type ModelInfo, type RuntimeInfo } from './native';
 
 /** LibTorch version, CUDA availability, threads and the BLAS library in use. */
 export function runtimeInfo(): RuntimeInfo {
@@ -29,7 +31,7 @@ export function models(): ModelInfo[] {
   return native().modelInfos();
 }
 
-/** Loss names accepted by `loss`. */
-export function losses(): string[] {
-  return native().lossNames();
+/** The loss family: names accepted by `loss`, with a line on each. */
+export function losses(): LossInfo[] {
+  return native().lossInfos();
 }

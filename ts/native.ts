@@ -11,7 +11,14 @@ export interface NativeTrainerOptions {
   lr?: number;
   loss?: string;
   alpha?: number[];
+  /** 'auto': inverse class frequency from the training counts */
+  alphaMode?: 'auto';
   gamma?: number;
+  labelSmoothing?: number;
+  beta?: number;
+  tau?: number;
+  /** deferred re-weighting: class weights from this epoch on (-1: always) */
+  drwEpoch?: number;
   seed?: number;
   threads?: number;
   device?: string;
@@ -105,11 +112,33 @@ export interface ModelInfo {
   description: string;
 }
 
+export interface LossInfo {
+  name: string;
+  summary: string;
+  takesWeights: boolean;
+}
+
+export interface NativeFocalOptions {
+  input: Float32Array | Float64Array;
+  shape: number[];
+  target: Int32Array | BigInt64Array | Float32Array | Float64Array;
+  alpha?: number | number[];
+  gamma?: number;
+  mode?: 'softmax' | 'sigmoid';
+  reduction?: 'mean' | 'sum' | 'none';
+  ignoreIndex?: number;
+  withLogits?: boolean;
+  labelSmoothing?: number;
+}
+
 export interface NativeAddon {
   NativeTrainer: new (options: NativeTrainerOptions) => NativeTrainer;
   runtimeInfo(): RuntimeInfo;
   modelInfos(): ModelInfo[];
-  lossNames(): string[];
+  lossInfos(): LossInfo[];
+  focalLoss(
+    options: NativeFocalOptions,
+  ): Promise<{ loss: Float32Array | Float64Array; grad: Float32Array | Float64Array }>;
 }
 
 let addon: NativeAddon | undefined;

@@ -24,8 +24,8 @@ class TaskWorker final : public Napi::AsyncWorker {
   static Napi::Promise Start(Napi::Env env, std::string op, Napi::Object owner,
                              std::vector<Napi::Value> keep_alive, Run run, Convert convert,
                              Done done) {
-    auto* worker = new TaskWorker(env, std::move(op), owner, std::move(keep_alive),
-                                  std::move(run), std::move(convert), std::move(done));
+    auto* worker = new TaskWorker(env, std::move(op), owner, std::move(keep_alive), std::move(run),
+                                  std::move(convert), std::move(done));
     auto promise = worker->deferred_.Promise();
     worker->Queue();  // libuv owns the worker now and deletes it after OnOK/OnError
     return promise;

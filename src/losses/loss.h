@@ -1,4 +1,5 @@
-// Losses the trainer can optimise, chosen by name (`--loss`).
+// The loss family for imbalanced data, chosen by name (`--loss`). Every member runs on the
+// fused focal op (cross-entropy is its γ = 0 case), so all of them get its single-pass kernels.
 #pragma once
 
 #include <torch/torch.h>
@@ -12,23 +13,44 @@ namespace torchfocal::losses {
 
 struct LossConfig {
   std::string name = "ce";
-  // Per-class weights (focal's α); empty = 1 for every class; one value = the same for all.
+  // Per-class weights (focal's α, ce's class weights): empty = 1 for every class, one value =
+  // the same for all, C values = per class. `alpha_auto` replaces them with inverse frequency.
   std::vector<double> alpha;
-  double gamma = 2.0;  // focal's focusing parameter
+  bool alpha_auto = false;
+  double gamma = 2.0;            // focal's focusing parameter (focal, cb-focal)
+  double label_smoothing = 0.0;  // ce, focal: applied to the target distribution first
+  double beta = 0.9999;          // cb-*: effective-number β (Cui et al. 2019)
+  double ldam_max_margin = 0.5;  // ldam: the largest class margin (Cao et al. 2019)
+  double ldam_scale = 30.0;      // ldam: s
+  double tau = 1.0;              // logit-adjust: τ (Menon et al. 2021)
+  int64_t drw_epoch = -1;        // deferred re-weighting: class weights from this epoch on
 };
+
+struct LossInfo {
+  std::string name;
+  std::string summary;  // what it does, when to use it, its paper
+  bool takes_weights;   // whether --alpha / --drw apply
+};
+
+const std::vector<LossInfo>& loss_infos();
 
 class Loss {
  public:
   virtual ~Loss() = default;
-  // logits [N, C] float, target [N] int64 -> scalar mean loss over the batch.
+  // logits [N, C], target [N] int64 -> scalar mean loss over the batch.
   virtual torch::Tensor forward(const torch::Tensor& logits, const torch::Tensor& target) = 0;
+  // Deferred re-weighting switches class weights on at an epoch; called before each epoch.
+  virtual void set_epoch(int64_t epoch) {}
 };
 
-// Names accepted by make_loss, for messages and the CLI.
-const std::vector<std::string>& loss_names();
-
-// Throws std::invalid_argument for an unknown name, an α of the wrong length or a bad γ.
-std::unique_ptr<Loss> make_loss(const LossConfig& config, int64_t num_classes,
+// `class_counts`: the training set's count per class (priors, effective numbers, margins).
+// Throws std::invalid_argument for an unknown name, an α of the wrong length, bad numbers.
+std::unique_ptr<Loss> make_loss(const LossConfig& config, const std::vector<int64_t>& class_counts,
                                 const torch::Device& device);
+
+// Class-balanced weights from the effective number of samples, normalised to sum to C.
+std::vector<double> class_balanced_weights(const std::vector<int64_t>& counts, double beta);
+// Inverse-frequency weights normalised to mean 1 (empty classes get weight 0).
+std::vector<double> inverse_frequency_weights(const std::vector<int64_t>& counts);
 
 }  // namespace torchfocal::losses

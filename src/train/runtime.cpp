@@ -10,7 +10,8 @@
 namespace torchfocal::train {
 
 torch::Device resolve_device(const std::string& name) {
-  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
+  if (name == "auto")
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
   if (name == "cpu") return torch::kCPU;
   if (name.rfind("cuda", 0) == 0) {
     if (!torch::cuda::is_available()) {
@@ -28,7 +29,8 @@ torch::Device resolve_device(const std::string& name) {
 
 void configure_threads(int threads) {
   if (threads < 0) throw std::invalid_argument("threads must be >= 0");
-  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
   // OpenBLAS exports this setter; the reference BLAS has none and is single-threaded anyway.
   using SetThreads = void (*)(int);
@@ -52,8 +54,8 @@ RuntimeInfo runtime_info() {
     auto pos = line.find('/');
     if (pos == std::string::npos) continue;
     auto path = line.substr(pos);
-    if (path.find("libblas") != std::string::npos || path.find("libopenblas") != std::string::npos ||
-        path.find("libmkl") != std::string::npos) {
+    if (path.find("libblas") != std::string::npos ||
+        path.find("libopenblas") != std::string::npos || path.find("libmkl") != std::string::npos) {
       info.blas_library = path;
       break;
     }

@@ -69,7 +69,9 @@ Trainer::Trainer(TrainConfig config)
     optimizer_ = std::make_unique<torch::optim::SGD>(model_->parameters(),
                                                      torch::optim::SGDOptions(config_.lr));
   }
-  loss_ = losses::make_loss(config_.loss, config_.num_classes, device_);
+  // Built again from the real class counts when training data arrives; this one checks the
+  // loss options now, so a bad α fails at construction rather than at the first epoch.
+  loss_ = losses::make_loss(config_.loss, std::vector<int64_t>(config_.num_classes, 1), device_);
 }
 
 void Trainer::set_epochs_done(int64_t epoch) {
@@ -79,6 +81,7 @@ void Trainer::set_epochs_done(int64_t epoch) {
 
 void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
   train_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+  loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_);
 }
 
 void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& labels) {
@@ -95,12 +98,14 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
   c10::AutoGradMode grad(true);
   model_->train();
+  loss_->set_epoch(epoch_);
 
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = train_.size();
   const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
   auto generator = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch_));
-  auto order = torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
+  auto order =
+      torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
 
   // Running sums stay on the device: reading them forces a sync, done only for progress.
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
@@ -110,8 +115,8 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   for (int64_t step = 0; step < steps; ++step) {
     if (cancel != nullptr && cancel->load()) throw Cancelled();
     const int64_t begin = step * config_.batch_size;
-    auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
-                               input_size_);
+    auto batch =
+        train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)), input_size_);
     for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
     auto logits = model_->forward(batch.images);
     auto loss = loss_->forward(logits, batch.labels);
@@ -208,9 +213,9 @@ void Trainer::load_state_dict(const NamedTensors& state) {
                                   shape_string(it->second.sizes()));
     }
     if (tensor.scalar_type() != it->second.scalar_type()) {
-      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name +
-                                  "' has dtype " + std::string(c10::toString(tensor.scalar_type())) +
-                                  ", expected " + c10::toString(it->second.scalar_type()));
+      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' has dtype " +
+                                  std::string(c10::toString(tensor.scalar_type())) + ", expected " +
+                                  c10::toString(it->second.scalar_type()));
     }
     given[name] = &tensor;
   }

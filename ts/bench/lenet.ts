@@ -22,6 +22,9 @@ export interface TimedRun {
   openblasThreads: string | null;
   /** LibTorch / PyTorch version */
   torch: string;
+  /** median CPU seconds per timed epoch, all threads of the process: user and kernel */
+  userSeconds: number;
+  systemSeconds: number;
 }
 
 export interface TorchfocalRun extends TimedRun {
@@ -61,9 +64,12 @@ export interface LenetFigures {
 export interface BenchReport {
   machine: {
     cpus: number;
-    /** 1-minute load average before and after the run: a busy machine skews every figure */
-    loadBefore: number;
-    loadAfter: number;
+    /**
+     * Fraction of all cores busy (0..1) during one second before and one second after the run,
+     * while the benchmark itself was idle: other work on the machine skews every figure.
+     */
+    busyBefore: number;
+    busyAfter: number;
   };
   lenet: LenetFigures;
   ratios: Record<string, number>;
@@ -93,6 +99,10 @@ export interface LenetBenchOptions {
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const SCRIPT = path.join(ROOT, 'bench', 'pytorch_lenet.py');
 const BATCH_SIZE = 128;
+/** a machine busier than this (fraction of all cores) outside the benchmark gets a note */
+const BUSY_THRESHOLD = 0.15;
+/** kernel CPU above this share of an epoch's time gets a note (page-fault churn) */
+const SYSTEM_SHARE = 0.2;
 /** pytorch_lenet.py's exit status when PIL is missing for --original */
 const EXIT_MISSING_DEPENDENCY = 3;
 /** a baseline run that takes longer than this is stopped */
@@ -109,13 +119,8 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   checkInt('threads', threads, 0);
   checkInt('seed', seed, 0);
   const notes: string[] = [];
-  const loadBefore = os.loadavg()[0];
   const cpus = os.availableParallelism();
-  if (loadBefore > 0.5) {
-    notes.push(
-      `the machine was busy before the run (load average ${loadBefore.toFixed(2)} on ${cpus} cores): the timings may be skewed`,
-    );
-  }
+  const busyBefore = await busyFraction();
 
   const baseline = { python: pythonPath(options.python), seed, warmup, repeats, log };
   const unavailable = await pythonUnavailable(baseline.python);
@@ -130,6 +135,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   let pytorchDefault: TimedRun | undefined;
   let original: OriginalRun | undefined;
   if (unavailable) {
+    log(`PyTorch baselines skipped: ${unavailable}`);
     notes.push(`PyTorch baselines skipped: ${unavailable}`);
   } else {
     log(`PyTorch best: OPENBLAS_NUM_THREADS=1, ${torchfocal.threads} threads`);
@@ -190,14 +196,31 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
       `PyTorch at its defaults (${threadCount(pytorchDefault.threads)}) beat the tuned run (${threadCount(pytorchBest.threads)}, OPENBLAS_NUM_THREADS=1): compare against the faster one`,
     );
   }
+  if (torchfocal.systemSeconds > SYSTEM_SHARE * torchfocal.seconds) {
+    const share = Math.round((100 * torchfocal.systemSeconds) / torchfocal.seconds);
+    const py = pytorchBest ? ` (PyTorch best: ${pytorchBest.systemSeconds.toFixed(1)} s)` : '';
+    notes.push(
+      `torchfocal spent ${torchfocal.systemSeconds.toFixed(1)} s of kernel CPU per ${torchfocal.seconds.toFixed(1)} s epoch (${share}%)${py}: memory handed back to the OS and faulted in again at every step is the usual cause`,
+    );
+  }
   if (torchfocal.blas && !/openblas/i.test(torchfocal.blas)) {
     notes.push(
       `torchfocal's BLAS is ${torchfocal.blas}, not OpenBLAS: the Linear layers run about 3× slower (install libopenblas0-pthread)`,
     );
   }
-  const loadAfter = os.loadavg()[0];
+  const busyAfter = await busyFraction();
+  for (const [when, busy] of [
+    ['before', busyBefore],
+    ['after', busyAfter],
+  ] as const) {
+    if (busy > BUSY_THRESHOLD) {
+      notes.push(
+        `other work kept ${Math.round(busy * 100)}% of the ${cpus} cores busy ${when} the run: the timings are not trustworthy`,
+      );
+    }
+  }
   return {
-    machine: { cpus, loadBefore: round(loadBefore, 2), loadAfter: round(loadAfter, 2) },
+    machine: { cpus, busyBefore: round(busyBefore, 2), busyAfter: round(busyAfter, 2) },
     lenet: figures,
     ratios,
     notes,
@@ -223,23 +246,30 @@ async function timeTorchfocal(
   });
   const nativeSeconds: number[] = [];
   const wall: number[] = [];
+  const user: number[] = [];
+  const system: number[] = [];
   try {
     // training split only: the test set would be evaluated after each epoch
     await trainer.setData({ train });
     let i = 0;
     let start = performance.now();
+    let cpu = process.cpuUsage();
     for await (const r of trainer.epochs(o.warmup + o.repeats)) {
       const elapsed = (performance.now() - start) / 1000;
+      const used = process.cpuUsage(cpu);
       const timed = i >= o.warmup;
       if (timed) {
         nativeSeconds.push(r.seconds);
         wall.push(elapsed);
+        user.push(used.user / 1e6);
+        system.push(used.system / 1e6);
       }
       o.log(
         `torchfocal: epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}, time ${r.seconds.toFixed(2)}s${timed ? '' : ' [warm-up]'}`,
       );
       i++;
       start = performance.now();
+      cpu = process.cpuUsage();
     }
   } finally {
     trainer.dispose();
@@ -253,6 +283,8 @@ async function timeTorchfocal(
     blas: info.blasLibrary || null,
     openblasThreads: process.env.OPENBLAS_NUM_THREADS ?? null,
     torch: info.torchVersion,
+    userSeconds: round(median(user), 3),
+    systemSeconds: round(median(system), 3),
   };
 }
 
@@ -317,6 +349,8 @@ async function runPython(
     blas: (out.blas as string | null) ?? null,
     openblasThreads: (out.openblasThreads as string | null) ?? null,
     torch: out.torch as string,
+    userSeconds: round(out.userSeconds as number, 3),
+    systemSeconds: round(out.systemSeconds as number, 3),
   };
   if (out.mode === 'original') {
     const o: OriginalRun = {
@@ -373,6 +407,24 @@ function exec(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Fraction of all cores busy during `ms` milliseconds (this process idles meanwhile). */
+async function busyFraction(ms = 1000): Promise<number> {
+  const total = () =>
+    os.cpus().reduce(
+      (acc, c) => {
+        const t = c.times;
+        acc.busy += t.user + t.nice + t.sys + t.irq;
+        acc.all += t.user + t.nice + t.sys + t.irq + t.idle;
+        return acc;
+      },
+      { busy: 0, all: 0 },
+    );
+  const a = total();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const b = total();
+  return b.all > a.all ? (b.busy - a.busy) / (b.all - a.all) : 0;
 }
 
 function pythonPath(explicit?: string): string {

@@ -101,7 +101,7 @@ export function formatBenchReport(report: BenchReport): string[] {
   const m = report.machine;
   lines.push(
     '',
-    `machine: ${m.cpus} cores, load average ${m.loadBefore} before, ${m.loadAfter} after`,
+    `machine: ${m.cpus} cores; other work kept ${pct(m.busyBefore)} of them busy before the run, ${pct(m.busyAfter)} after`,
   );
   for (const note of report.notes) lines.push(`note: ${note}`);
   return lines;
@@ -110,12 +110,17 @@ export function formatBenchReport(report: BenchReport): string[] {
 function runSummary(r: TimedRun): string {
   const epochs = r.epochSeconds.map((s) => s.toFixed(2)).join(', ');
   const blas = r.blas ? r.blas.split(', ').map(basename).join(' + ') : 'BLAS unknown';
-  return `${secs(r.seconds)} (epochs ${epochs}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
+  const cpu = `cpu ${r.userSeconds.toFixed(1)} user + ${r.systemSeconds.toFixed(1)} sys`;
+  return `${secs(r.seconds)} (epochs ${epochs}; ${cpu}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
 }
 
 function basename(file: string): string {
   const i = file.lastIndexOf('/');
   return i < 0 ? file : file.slice(i + 1);
+}
+
+function pct(x: number): string {
+  return `${Math.round(x * 100)}%`;
 }
 
 function secs(s: number): string {

@@ -35,7 +35,10 @@ export function evalCommand(): Command {
         );
       }
       const classIndex = flags.class === undefined ? undefined : resolveClass(flags.class, names);
-      const trainer = await Trainer.load(flags.checkpoint, { threads: flags.threads, device: flags.device });
+      const trainer = await Trainer.load(flags.checkpoint, {
+        threads: flags.threads,
+        device: flags.device,
+      });
       try {
         await trainer.setData({ test: data.test });
         const evaluation = await trainer.evaluate();

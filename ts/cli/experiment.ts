@@ -1,6 +1,7 @@
 // `torchfocal experiment starve`: the original experiment's table in one run.
 import { Command } from 'commander';
 import { runStarve, type StarveRow } from '../experiment/starve';
+import { defaultRunDir } from './train';
 import { addTrainingOptions } from './train';
 import { intAtLeast, unitFraction } from './parse';
 import { EpochProgress, epochEvent, epochLine, printJson, round } from './output';
@@ -9,6 +10,7 @@ interface StarveFlags {
   class: number;
   keep: number;
   ablation?: boolean;
+  losses?: string[];
   out?: string;
   json?: boolean;
   model: string;
@@ -32,11 +34,21 @@ export function experimentCommand(): Command {
     .option('--class <n>', 'the class to starve', intAtLeast(0), 6)
     .option('--keep <fraction>', 'fraction of its training images to keep', unitFraction, 0.01)
     .option('--ablation', 'add focal runs with alpha only (gamma 0) and gamma only (alpha 1)')
-    .option('--out <dir>', 'write each run checkpoint to DIR/<run>')
+    .option(
+      '--losses <list>',
+      'add an imbalanced row per loss, e.g. cb-focal,balanced-softmax,logit-adjust',
+      (v: string) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+    )
+    .option('--out <dir>', 'checkpoints in DIR/<run>, report in DIR (default runs/starve-<time>)')
     .action(async (flags: StarveFlags) => {
       const progress = new EpochProgress();
-      const rows = await runStarve(
-        { ...flags, starvedClass: flags.class },
+      const out = flags.out ?? defaultRunDir('starve', flags.model);
+      const { rows, findings, report } = await runStarve(
+        { ...flags, out, starvedClass: flags.class },
         {
           onProgress: progress.update,
           onRunStart: (name) => {
@@ -54,10 +66,17 @@ export function experimentCommand(): Command {
           event: 'experiment',
           starvedClass: flags.class,
           keep: flags.keep,
-          rows: rows.map(({ history, ...row }) => ({ ...row, epochs: history.length })),
+          findings,
+          report,
+          rows: rows.map(({ history, trainCounts, ...row }) => ({
+            ...row,
+            epochs: history.length,
+          })),
         });
       } else {
         console.log(starveTable(rows, flags.class));
+        for (const f of findings) console.log(f);
+        console.error(`report written to ${report}`);
       }
     });
   experiment.addCommand(starve);
@@ -70,7 +89,9 @@ export function starveTable(rows: StarveRow[], starved: number): string {
     (r) =>
       `${r.name.padEnd(30)} ${r.testAcc.toFixed(3).padStart(8)}  ${r.classAcc.toFixed(3).padStart(11)}  ${r.balancedAccuracy
         .toFixed(3)
-        .padStart(8)}  ${r.macroF1.toFixed(3).padStart(8)}  ${`${round(r.trainSeconds, 1)}s`.padStart(10)}`,
+        .padStart(
+          8,
+        )}  ${r.macroF1.toFixed(3).padStart(8)}  ${`${round(r.trainSeconds, 1)}s`.padStart(10)}`,
   );
   return [header, ...lines].join('\n');
 }

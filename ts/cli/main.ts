@@ -16,7 +16,13 @@ export async function main(args: string[]): Promise<number> {
     .option('--verbose', 'print stack traces of errors')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const cmd of [trainCommand(), evalCommand(), predictCommand(), experimentCommand(), benchCommand()]) {
+  for (const cmd of [
+    trainCommand(),
+    evalCommand(),
+    predictCommand(),
+    experimentCommand(),
+    benchCommand(),
+  ]) {
     cmd.exitOverride();
     program.addCommand(cmd);
   }

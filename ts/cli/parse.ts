@@ -27,13 +27,16 @@ export function nonNegativeNumber(value: string): number {
   return n;
 }
 
-/** `--alpha 1,1,1,1,1,1,100,1,1,1` (one per class) or `--alpha 0.25` (all classes). */
-export function alphaList(value: string): number | number[] {
+/** `--alpha 1,1,1,1,1,1,100,1,1,1` (one per class), `--alpha 0.25` (all classes) or `auto`. */
+export function alphaList(value: string): number | number[] | 'auto' {
+  if (value === 'auto') return 'auto';
   const parts = value.split(',').map((s) => s.trim());
   const numbers = parts.map(Number);
   const bad = parts.findIndex((p, i) => p === '' || !Number.isFinite(numbers[i]) || numbers[i] < 0);
   if (bad >= 0) {
-    throw new InvalidArgumentError(`'${parts[bad]}' is not a number >= 0 (give X or X,X,...)`);
+    throw new InvalidArgumentError(
+      `'${parts[bad]}' is not a number >= 0 (give X, X,X,... or auto)`,
+    );
   }
   return numbers.length === 1 ? numbers[0] : numbers;
 }
@@ -51,6 +54,14 @@ export function unitFraction(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) {
     throw new InvalidArgumentError(`expected a fraction in (0, 1], got '${value}'`);
+  }
+  return n;
+}
+
+export function probability(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n >= 1) {
+    throw new InvalidArgumentError(`expected a number in [0, 1), got '${value}'`);
   }
   return n;
 }

@@ -24,10 +24,15 @@ export function predictCommand(): Command {
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .action(async (inputs: string[], flags: PredictFlags) => {
       const files = await expandInputs(inputs);
-      const trainer = await Trainer.load(flags.checkpoint, { threads: flags.threads, device: flags.device });
+      const trainer = await Trainer.load(flags.checkpoint, {
+        threads: flags.threads,
+        device: flags.device,
+      });
       try {
         // Images of one size go to the engine together; it resizes them to the network's input.
-        const decoded = await Promise.all(files.map(async (f) => ({ file: f, ...(await decodeGrayscale(f)) })));
+        const decoded = await Promise.all(
+          files.map(async (f) => ({ file: f, ...(await decodeGrayscale(f)) })),
+        );
         const bySize = new Map<string, typeof decoded>();
         for (const d of decoded) {
           const key = `${d.width}x${d.height}`;
@@ -43,7 +48,8 @@ export function predictCommand(): Command {
         }
         for (const file of files) {
           const p = results.get(file)!;
-          if (flags.json) printJson({ file, class: p.class, name: p.name, probability: p.probability });
+          if (flags.json)
+            printJson({ file, class: p.class, name: p.name, probability: p.probability });
           else console.log(`${file}\t${p.name}\t${p.probability.toFixed(4)}`);
         }
       } finally {
@@ -63,7 +69,9 @@ async function expandInputs(inputs: string[]): Promise<string[]> {
       files.push(input);
       continue;
     }
-    const names = (await fs.readdir(input)).filter((n) => !n.startsWith('.') && isImageFile(n)).sort();
+    const names = (await fs.readdir(input))
+      .filter((n) => !n.startsWith('.') && isImageFile(n))
+      .sort();
     if (names.length === 0) throw new Error(`${input}: no image files in this folder`);
     files.push(...names.map((n) => path.join(input, n)));
   }

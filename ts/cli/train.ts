@@ -1,7 +1,14 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
 import { runTraining, type RunSpec } from '../train/run';
-import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
+import {
+  alphaList,
+  intAtLeast,
+  nonNegativeNumber,
+  oneOf,
+  positiveNumber,
+  probability,
+} from './parse';
 import { EpochProgress, epochEvent, epochLine, printJson } from './output';
 
 /** Options shared by every command that trains (train, experiment). */
@@ -11,7 +18,11 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--dataset <spec>', 'mnist, fashion-mnist, or an image-folder PATH', 'mnist')
     .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
     .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
-    .addOption(new Option('--optimizer <name>', 'adam (default) or sgd (default for mlp)').argParser(oneOf('adam', 'sgd')))
+    .addOption(
+      new Option('--optimizer <name>', 'adam (default) or sgd (default for mlp)').argParser(
+        oneOf('adam', 'sgd'),
+      ),
+    )
     .option('--lr <x>', 'learning rate (default 0.001 adam, 0.5 sgd)', positiveNumber)
     .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
@@ -28,8 +39,12 @@ interface TrainFlags {
   optimizer?: 'adam' | 'sgd';
   lr?: number;
   loss: string;
-  alpha?: number | number[];
+  alpha?: number | number[] | 'auto';
   gamma: number;
+  labelSmoothing: number;
+  beta: number;
+  tau: number;
+  drw?: number;
   imbalance?: string;
   seed: number;
   device: string;
@@ -43,7 +58,11 @@ export function trainCommand(): Command {
   const cmd = new Command('train').description('train one network and write a checkpoint');
   addTrainingOptions(cmd)
     .option('--loss <name>', 'ce or focal', 'ce')
-    .option('--alpha <list>', "focal/ce class weights: one per class ('1,1,1,1,1,1,100,1,1,1') or one for all", alphaList)
+    .option(
+      '--alpha <list>',
+      "focal/ce class weights: one per class ('1,1,1,1,1,1,100,1,1,1') or one for all",
+      alphaList,
+    )
     .option('--gamma <x>', 'focal loss focusing parameter', nonNegativeNumber, 2)
     .option('--imbalance <spec>', "keep a fraction of classes, e.g. '6=0.01' or '6=0.01,3=0.1'")
     .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
@@ -61,7 +80,8 @@ export function trainCommand(): Command {
           else console.log(epochLine(r));
         },
       });
-      if (flags.json) printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
+      if (flags.json)
+        printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
       else console.error(`checkpoint written to ${result.checkpoint}`);
     });
   return cmd;

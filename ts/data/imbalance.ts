@@ -1,13 +1,7 @@
 // Starving chosen classes of training images: the class-imbalanced setting focal loss is for.
-import type * as Xoroshiro from 'pure-rand/lib/generator/xoroshiro128plus';
-import type * as UniformInt from 'pure-rand/lib/distribution/uniformInt';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { subset, type Dataset } from './dataset';
-
-// pure-rand 8 publishes its modules only through package.json "exports", which the project's
-// moduleResolution "node" cannot follow: the types come from the files, the code through
-// Node's exports-aware require.
-const { xoroshiro128plus } = require('pure-rand/generator/xoroshiro128plus') as typeof Xoroshiro;
-const { uniformInt } = require('pure-rand/distribution/uniformInt') as typeof UniformInt;
 
 const FRACTION = /^(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i;
 

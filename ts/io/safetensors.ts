@@ -93,7 +93,9 @@ export function decodeSafetensors(buf: Buffer, name: string): SafetensorsFile {
     const dtype = v.dtype as NativeTensor['dtype'];
     const elements = (shape as number[]).reduce((a, b) => a * b, 1);
     if (elements * DTYPE_BYTES[dtype] !== end - begin) {
-      fail(`tensor '${key}' spans ${end - begin} bytes but its shape needs ${elements * DTYPE_BYTES[dtype]}`);
+      fail(
+        `tensor '${key}' spans ${end - begin} bytes but its shape needs ${elements * DTYPE_BYTES[dtype]}`,
+      );
     }
     spans.push([begin, end]);
     tensors.push({

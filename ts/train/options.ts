@@ -17,9 +17,20 @@ export interface TrainerOptions {
   lr?: number;
   /** loss name (default 'ce') */
   loss?: string;
-  /** per-class weights (focal's α), one number for all classes, or omitted for 1 */
-  alpha?: number | number[];
+  /**
+   * per-class weights (focal's α, ce's class weights): one per class, one number for all,
+   * 'auto' for inverse class frequency, or omitted for 1
+   */
+  alpha?: number | number[] | 'auto';
   gamma?: number;
+  /** ce, focal: label smoothing ε, applied to the target distribution first */
+  labelSmoothing?: number;
+  /** cb-ce, cb-focal: effective-number β (default 0.9999) */
+  beta?: number;
+  /** logit-adjust: τ (default 1) */
+  tau?: number;
+  /** deferred re-weighting: class weights switch on at this epoch */
+  drw?: number | null;
   seed?: number;
   /** intra-op threads; 0 = all cores */
   threads?: number;
@@ -28,7 +39,10 @@ export interface TrainerOptions {
   progressEvery?: number;
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha'>> & { alpha: number[] };
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
+  alpha: number[] | 'auto';
+  drw: number | null;
+};
 
 export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   const model = o.model ?? 'lenet';
@@ -45,19 +59,36 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (optimizer !== 'adam' && optimizer !== 'sgd') {
     throw new Error(`optimizer: unknown optimizer '${String(optimizer)}' (known: adam, sgd)`);
   }
-  const losses = native().lossNames();
+  const losses = native().lossInfos();
   const loss = o.loss ?? 'ce';
-  if (!losses.includes(loss)) {
-    throw new Error(`loss: unknown loss '${loss}' (known: ${losses.join(', ')})`);
-  }
-  const alpha = o.alpha === undefined ? [] : typeof o.alpha === 'number' ? [o.alpha] : o.alpha;
-  if (alpha.length > 1 && alpha.length !== o.classNames.length) {
+  const info = losses.find((l) => l.name === loss);
+  if (!info) {
     throw new Error(
-      `alpha: ${alpha.length} values for ${o.classNames.length} classes (give one value or one per class)`,
+      `loss: unknown loss '${loss}' (known: ${losses.map((l) => l.name).join(', ')})`,
     );
   }
-  if (!alpha.every((a) => Number.isFinite(a) && a >= 0)) {
-    throw new Error('alpha: every value must be a finite number >= 0');
+  const alpha =
+    o.alpha === undefined
+      ? []
+      : o.alpha === 'auto'
+        ? 'auto'
+        : typeof o.alpha === 'number'
+          ? [o.alpha]
+          : o.alpha;
+  if (alpha !== 'auto') {
+    if (!Array.isArray(alpha))
+      throw new Error(`alpha: expected numbers or 'auto', got ${JSON.stringify(o.alpha)}`);
+    if (alpha.length > 1 && alpha.length !== o.classNames.length) {
+      throw new Error(
+        `alpha: ${alpha.length} values for ${o.classNames.length} classes (give one value or one per class)`,
+      );
+    }
+    if (!alpha.every((a) => Number.isFinite(a) && a >= 0)) {
+      throw new Error('alpha: every value must be a finite number >= 0');
+    }
+  }
+  if (!info.takesWeights && (alpha === 'auto' || alpha.length > 0)) {
+    throw new Error(`alpha: loss '${loss}' computes its own class weights; drop alpha`);
   }
   const resolved: ResolvedOptions = {
     model,
@@ -69,6 +100,10 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     loss,
     alpha,
     gamma: o.gamma ?? 2,
+    labelSmoothing: o.labelSmoothing ?? 0,
+    beta: o.beta ?? 0.9999,
+    tau: o.tau ?? 1,
+    drw: o.drw ?? null,
     seed: o.seed ?? 0,
     threads: o.threads ?? 0,
     device: o.device ?? 'auto',
@@ -89,9 +124,22 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (!Number.isFinite(resolved.gamma) || resolved.gamma < 0) {
     throw new Error(`gamma: expected a number >= 0, got ${resolved.gamma}`);
   }
+  if (!(resolved.labelSmoothing >= 0 && resolved.labelSmoothing < 1)) {
+    throw new Error(`labelSmoothing: expected a number in [0, 1), got ${resolved.labelSmoothing}`);
+  }
+  if (!(resolved.beta >= 0 && resolved.beta < 1)) {
+    throw new Error(`beta: expected a number in [0, 1), got ${resolved.beta}`);
+  }
+  if (!Number.isFinite(resolved.tau) || resolved.tau < 0) {
+    throw new Error(`tau: expected a number >= 0, got ${resolved.tau}`);
+  }
+  if (resolved.drw !== null && (!Number.isSafeInteger(resolved.drw) || resolved.drw < 0)) {
+    throw new Error(`drw: expected an epoch number >= 0, got ${resolved.drw}`);
+  }
   return resolved;
 }
 
 function positiveInt(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name}: expected an integer >= 1, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new Error(`${name}: expected an integer >= 1, got ${v}`);
 }

@@ -5,6 +5,7 @@ import type { DataSplit } from '../data/dataset';
 import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
 import { Trainer, type EpochResult, type Progress } from './trainer';
+import { writeReport } from '../report/index';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
@@ -39,7 +40,11 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   const seed = spec.seed ?? 0;
   let train = split.train;
   if (spec.imbalance) {
-    train = applyImbalance(train, parseImbalance(spec.imbalance, train.classNames.length, train.classNames), seed);
+    train = applyImbalance(
+      train,
+      parseImbalance(spec.imbalance, train.classNames.length, train.classNames),
+      seed,
+    );
   }
   const epochs = spec.epochs ?? 5;
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
@@ -60,13 +65,25 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
       hooks.onEpoch?.(r);
     }
     const last = trainer.history[trainer.history.length - 1];
-    return {
+    const result: RunResult = {
       checkpoint: out,
       history: trainer.history,
       eval: last.eval ?? (await trainer.evaluate()),
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
+    if (out) {
+      const name = `${trainer.options.model}-${trainer.options.loss}`;
+      await writeReport(out, {
+        title: `${name} on ${datasetName}${spec.imbalance ? ` (imbalance ${spec.imbalance})` : ''}`,
+        kind: 'run',
+        createdAt: new Date().toISOString(),
+        dataset: datasetName,
+        classNames: train.classNames,
+        runs: [{ name, ...result, options: { ...trainer.options }, seed }],
+      });
+    }
+    return result;
   } finally {
     trainer.dispose();
   }

@@ -78,8 +78,13 @@ export class Trainer {
       optimizer: o.optimizer,
       lr: o.lr,
       loss: o.loss,
-      alpha: o.alpha,
+      alpha: o.alpha === 'auto' ? [] : o.alpha,
+      alphaMode: o.alpha === 'auto' ? 'auto' : undefined,
       gamma: o.gamma,
+      labelSmoothing: o.labelSmoothing,
+      beta: o.beta,
+      tau: o.tau,
+      drwEpoch: o.drw ?? -1,
       seed: o.seed,
       threads: o.threads,
       device: o.device,
@@ -124,7 +129,10 @@ export class Trainer {
   }
 
   /** Trains `count` more epochs, yielding each result as it completes. */
-  async *epochs(count: number, options: Omit<FitOptions, 'onEpoch'> = {}): AsyncGenerator<EpochResult> {
+  async *epochs(
+    count: number,
+    options: Omit<FitOptions, 'onEpoch'> = {},
+  ): AsyncGenerator<EpochResult> {
     if (!Number.isSafeInteger(count) || count < 0) {
       throw new Error(`epochs: expected an integer >= 0, got ${count}`);
     }
@@ -177,14 +185,24 @@ export class Trainer {
   }
 
   /** Class probabilities for a [count, height, width] stack of grayscale uint8 images. */
-  async predict(images: Uint8Array, count: number, height: number, width: number): Promise<Prediction[]> {
+  async predict(
+    images: Uint8Array,
+    count: number,
+    height: number,
+    width: number,
+  ): Promise<Prediction[]> {
     const probs = await call(() => this.handle.predict(images, count, height, width));
     const c = this.options.classNames.length;
     const out: Prediction[] = [];
     for (let i = 0; i < count; i++) {
       const p = Array.from(probs.subarray(i * c, (i + 1) * c));
       const best = p.indexOf(Math.max(...p));
-      out.push({ class: best, name: this.options.classNames[best], probability: p[best], probabilities: p });
+      out.push({
+        class: best,
+        name: this.options.classNames[best],
+        probability: p[best],
+        probabilities: p,
+      });
     }
     return out;
   }
@@ -202,7 +220,9 @@ export class Trainer {
       model: this.options.model,
     });
     await call(() => this.handle.saveOptimizer(path.join(dir, CHECKPOINT_FILES.optimizer)));
-    const metrics = this.history.map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n').join('');
+    const metrics = this.history
+      .map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n')
+      .join('');
     await writeFileAtomic(path.join(dir, CHECKPOINT_FILES.metrics), metrics);
     const config: CheckpointConfig = {
       format: 'torchfocal-checkpoint',
@@ -213,7 +233,10 @@ export class Trainer {
       epochsDone: this.epochsDone,
       data,
     };
-    await writeFileAtomic(path.join(dir, CHECKPOINT_FILES.config), JSON.stringify(config, null, 2) + '\n');
+    await writeFileAtomic(
+      path.join(dir, CHECKPOINT_FILES.config),
+      JSON.stringify(config, null, 2) + '\n',
+    );
   }
 
   /** Rebuilds a trainer from a checkpoint directory alone. */

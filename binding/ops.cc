@@ -1,0 +1,126 @@
+#include "binding/ops.h"
+
+#include <cstring>
+
+#include "binding/convert.h"
+#include "binding/workers/task_worker.h"
+#include "src/ops/value_and_grad.h"
+
+namespace torchfocal::binding {
+namespace {
+
+// A JS typed array copied into a tensor of `shape` (copied: the worker must not race JS).
+torch::Tensor CopyTyped(const Napi::Env& env, const Napi::Value& v, const char* name,
+                        const std::vector<int64_t>& shape) {
+  if (!v.IsTypedArray())
+    throw Napi::TypeError::New(env, std::string("focalLoss: ") + name + " must be a typed array");
+  auto arr = v.As<Napi::TypedArray>();
+  torch::ScalarType type;
+  switch (arr.TypedArrayType()) {
+    case napi_float32_array:
+      type = torch::kFloat32;
+      break;
+    case napi_float64_array:
+      type = torch::kFloat64;
+      break;
+    case napi_int32_array:
+      type = torch::kInt32;
+      break;
+    case napi_bigint64_array:
+      type = torch::kInt64;
+      break;
+    default:
+      throw Napi::TypeError::New(
+          env, std::string("focalLoss: ") + name +
+                   " must be a Float32Array, Float64Array, Int32Array or BigInt64Array");
+  }
+  auto t = torch::empty(shape, torch::TensorOptions().dtype(type));
+  if (static_cast<size_t>(t.nbytes()) != arr.ByteLength()) {
+    throw Napi::RangeError::New(env, std::string("focalLoss: ") + name + " has " +
+                                         std::to_string(arr.ElementLength()) +
+                                         " values, its shape needs " + std::to_string(t.numel()));
+  }
+  auto* src = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  std::memcpy(t.data_ptr(), src, t.nbytes());
+  return t;
+}
+
+Napi::Value ToTyped(Napi::Env env, const torch::Tensor& t) {
+  auto c = t.contiguous();
+  if (c.scalar_type() == torch::kFloat64) {
+    auto out = Napi::Float64Array::New(env, c.numel());
+    std::memcpy(out.Data(), c.data_ptr(), c.nbytes());
+    return out;
+  }
+  auto f = c.to(torch::kFloat32);
+  auto out = Napi::Float32Array::New(env, f.numel());
+  std::memcpy(out.Data(), f.data_ptr(), f.nbytes());
+  return out;
+}
+
+struct Result {
+  torch::Tensor loss, grad;
+};
+
+}  // namespace
+
+Napi::Value FocalLoss(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "focalLoss: expected an options object");
+  }
+  auto o = info[0].As<Napi::Object>();
+  std::vector<int64_t> shape;
+  for (double d : GetNumbers(o, "shape")) {
+    if (d < 0 || d != static_cast<double>(static_cast<int64_t>(d))) {
+      throw Napi::RangeError::New(env, "focalLoss: shape must hold integers >= 0");
+    }
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  if (shape.empty()) throw Napi::TypeError::New(env, "focalLoss: shape is required");
+  ops::FocalOptions options;
+  try {
+    options.mode = ops::parse_mode(GetString(o, "mode", "softmax"));
+    options.reduction = ops::parse_reduction(GetString(o, "reduction", "mean"));
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(env, std::string("focalLoss: ") + e.what());
+  }
+  if (options.mode == ops::FocalMode::kSoftmax && !GetBool(o, "withLogits", true)) {
+    options.mode = ops::FocalMode::kProbs;
+  }
+  options.gamma = GetNumber(o, "gamma", options.gamma);
+  options.ignore_index = GetInt(o, "ignoreIndex", options.ignore_index, INT32_MIN, INT32_MAX);
+  options.label_smoothing = GetNumber(o, "labelSmoothing", 0);
+  auto input = CopyTyped(env, o.Get("input"), "input", shape);
+  if (!input.is_floating_point())
+    throw Napi::TypeError::New(env, "focalLoss: input must be a Float32Array or Float64Array");
+  const bool sigmoid = options.mode == ops::FocalMode::kSigmoid;
+  std::vector<int64_t> target_shape = sigmoid ? shape : std::vector<int64_t>{shape[0]};
+  auto target = CopyTyped(env, o.Get("target"), "target", target_shape);
+  target = sigmoid ? target.to(input.scalar_type()) : target.to(torch::kInt64);
+  auto alpha = GetNumbers(o, "alpha");
+  if (sigmoid) {
+    if (alpha.size() > 1)
+      throw Napi::RangeError::New(env, "focalLoss: alpha must be one number in sigmoid mode");
+    if (!alpha.empty()) options.sigmoid_alpha = alpha[0];
+  } else if (!alpha.empty()) {
+    options.alpha = torch::tensor(alpha, torch::kFloat64).to(input.scalar_type());
+    if (alpha.size() == 1 && input.dim() == 2)
+      options.alpha = options.alpha.expand({shape[1]}).contiguous();
+  }
+  return TaskWorker<Result>::Start(
+      env, "focalLoss", Napi::Object::New(env), {},
+      [input, target, options] {
+        auto [loss, grad] = ops::focal_loss_value_and_grad(input, target, options);
+        return Result{loss, grad};
+      },
+      [](Napi::Env e, Result& r) -> Napi::Value {
+        auto out = Napi::Object::New(e);
+        out.Set("loss", ToTyped(e, r.loss));
+        out.Set("grad", ToTyped(e, r.grad));
+        return out;
+      },
+      nullptr);
+}
+
+}  // namespace torchfocal::binding
