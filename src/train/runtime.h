@@ -14,6 +14,12 @@ torch::Device resolve_device(const std::string& name);
 // a multi-threaded OpenBLAS inside LibTorch's own threads oversubscribes the cores (3x slower).
 void configure_threads(int threads);
 
+// Keeps freed tensor memory in the process instead of returning it to the kernel after every
+// step. Training runs on a worker thread, whose glibc arena trims and unmaps freed blocks
+// eagerly: each step then faults its activations in again (a third of a LeNet epoch went to
+// kernel time). Fixed thresholds stop that; called once per process.
+void configure_allocator();
+
 struct RuntimeInfo {
   std::string torch_version;
   bool cuda_available = false;

@@ -56,6 +56,7 @@ Trainer::Trainer(TrainConfig config)
   device_ = resolve_device(config_.device);
   input_size_ = models::model_info(config_.model).input_size;
   configure_threads(config_.threads);
+  configure_allocator();
   {
     std::lock_guard<std::mutex> lock(init_mutex);
     torch::manual_seed(config_.seed);

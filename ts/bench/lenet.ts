@@ -52,7 +52,10 @@ export interface LenetFigures {
   pytorchBest?: TimedRun;
   /** the same loop with nothing tuned: no OPENBLAS_NUM_THREADS, PyTorch's own thread count */
   pytorchDefault?: TimedRun;
-  /** the original experiment's data path: PNG decode of every image, every epoch */
+  /**
+   * the original experiment's data path: PNG decode of every image, every epoch (PyTorch's
+   * default threads, OPENBLAS_NUM_THREADS=1)
+   */
   original?: OriginalRun;
 }
 
@@ -164,7 +167,10 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
           baseline,
           'original',
           ['--data-dir', dataDir, '--original', '--png-dir', pngDir, '--limit', String(images)],
-          {},
+          // PyTorch's own threads, but BLAS kept to one thread: Debian's threaded OpenBLAS spins
+          // beside the decoding loop and made this run up to 3× slower (bench/NOTES.md); pip
+          // wheels (MKL) do not do that, so the figure would flatter torchfocal.
+          { OPENBLAS_NUM_THREADS: '1' },
         )) as OriginalRun;
       } catch (err) {
         if (!(err instanceof MissingDependency)) throw err;

@@ -120,8 +120,7 @@ struct FloatLanes {
   static TORCHFOCAL_ALWAYS_INLINE V splat(float x) { return V{} + x; }
   static TORCHFOCAL_ALWAYS_INLINE V max(const V& a, const V& b) { return a > b ? a : b; }
   // a where x >= y, else b (ties with the row max: x <= max always).
-  static TORCHFOCAL_ALWAYS_INLINE V where_at_least(const V& x, const V& y, const V& a,
-                                                   const V& b) {
+  static TORCHFOCAL_ALWAYS_INLINE V where_at_least(const V& x, const V& y, const V& a, const V& b) {
     return x >= y ? a : b;
   }
   // 1 in the lanes from `skip` on, 0 below: the new part of a vector that overlaps the last.
@@ -295,8 +294,8 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_backward_rows(const SoftmaxRows<typename L
       // One-hot: -g_t p_j everywhere, then g_t (1 - p_t) at the target.
       const T log_pt = math::log_softmax(x[t], m, log_sum);
       const math::SoftmaxProb<T> pt = math::softmax_prob(log_pt);
-      const T gt = scale * weight(a.alpha, t) *
-                   math::focal_term(pt.p, pt.one_minus_p, log_pt, a.gamma).grad;
+      const T gt =
+          scale * weight(a.alpha, t) * math::focal_term(pt.p, pt.one_minus_p, log_pt, a.gamma).grad;
       for (; j + W <= c; j += W) {
         const V p = L::exp(math::log_softmax(L::load(x + j), m, log_sum));
         L::store(g + j, math::onehot_grad_other(p, gt));
@@ -438,9 +437,9 @@ void probs_forward(const KernelArgs& args, T* loss) {
   at::parallel_for(0, args.rows(), grain_rows(1), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t t = a.target[i];
-      loss[i] = t == a.ignore_index ? T(0)
-                                    : weight(a.alpha, t) *
-                                          math::probs_term(a.x[i * a.classes + t], a.gamma).loss;
+      loss[i] = t == a.ignore_index
+                    ? T(0)
+                    : weight(a.alpha, t) * math::probs_term(a.x[i * a.classes + t], a.gamma).loss;
     }
   });
 }
