@@ -44,6 +44,11 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  // A closed pipe (`torchfocal train --json | head -1`) is the reader's choice, not a crash.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   main(process.argv).then((code) => {
     process.exitCode = code;
   });

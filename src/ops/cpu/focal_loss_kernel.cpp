@@ -192,11 +192,24 @@ TORCHFOCAL_ALWAYS_INLINE T weight(const T* alpha, int64_t c) {
   return alpha != nullptr ? alpha[c] : T(1);
 }
 
-// A row's max and log Σ_j exp(x_j - max) (focal_math.h row_log_sum): a max pass, then a pass
-// summing exp(x_j - max) apart from the terms equal to the max (x_j >= max), which are counted.
+// Rows go through the vector passes and the per-row scalar maths (log, exp, pow: libm calls on
+// one dependency chain) in blocks: the scalar steps of a block's rows are independent, so they
+// overlap in the CPU instead of waiting on each other (2x on short rows).
+constexpr int64_t kRowBlock = 16;
+
+// The sums that give a row's log Σ_j exp(x_j - max) (focal_math.h row_log_sum): a max pass, then
+// a pass summing exp(x_j - max) apart from the terms equal to the max (x_j >= max), which are
+// counted.
+template <typename T>
+struct RowSums {
+  T max;
+  T ties;
+  T rest;
+};
+
 template <class L>
-TORCHFOCAL_ALWAYS_INLINE void row_stats(const typename L::Scalar* x, int64_t c,
-                                        typename L::Scalar* out) {
+TORCHFOCAL_ALWAYS_INLINE RowSums<typename L::Scalar> row_sums(const typename L::Scalar* x,
+                                                              int64_t c) {
   using T = typename L::Scalar;
   using V = typename L::V;
   constexpr int W = L::kWidth;
@@ -238,8 +251,7 @@ TORCHFOCAL_ALWAYS_INLINE void row_stats(const typename L::Scalar* x, int64_t c,
     rest0 += L::where_at_least(v, vm, zero, L::exp(v - vm));
     ties += L::where_at_least(v, vm, one, zero);
   }
-  out[0] = m;
-  out[1] = math::row_log_sum(L::sum_all(ties), L::sum_all(rest0 + rest1));
+  return {m, L::sum_all(ties), L::sum_all(rest0 + rest1)};
 }
 
 template <class L>
@@ -247,28 +259,40 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_forward_rows(const SoftmaxRows<typename L:
                                                    int64_t begin, int64_t end) {
   using T = typename L::Scalar;
   const int64_t c = a.classes;
-  for (int64_t i = begin; i < end; ++i) {
-    T* stats = a.stats + 2 * i;
-    const int64_t t = a.target[i];
-    if (t == a.ignore_index) {
-      a.loss[i] = stats[0] = stats[1] = T(0);
-      continue;
+  RowSums<T> sums[kRowBlock];
+  for (int64_t first = begin; first < end; first += kRowBlock) {
+    const int64_t last = std::min(end, first + kRowBlock);
+    // The vector passes.
+    for (int64_t i = first; i < last; ++i) {
+      if (a.target[i] != a.ignore_index) sums[i - first] = row_sums<L>(a.x + i * c, c);
     }
-    const T* x = a.x + i * c;
-    row_stats<L>(x, c, stats);
-    const T m = stats[0], log_sum = stats[1];
-    if (a.smoothing == T(0)) {
-      const T log_pt = math::log_softmax(x[t], m, log_sum);
-      a.loss[i] = weight(a.alpha, t) * math::softmax_term(log_pt, a.gamma).loss;
-      continue;
+    // The per-row maths.
+    for (int64_t i = first; i < last; ++i) {
+      T* stats = a.stats + 2 * i;
+      const int64_t t = a.target[i];
+      if (t == a.ignore_index) {
+        a.loss[i] = stats[0] = stats[1] = T(0);
+        continue;
+      }
+      const T* x = a.x + i * c;
+      const RowSums<T>& r = sums[i - first];
+      const T m = r.max;
+      const T log_sum = math::row_log_sum(r.ties, r.rest);
+      stats[0] = m;
+      stats[1] = log_sum;
+      if (a.smoothing == T(0)) {
+        const T log_pt = math::log_softmax(x[t], m, log_sum);
+        a.loss[i] = weight(a.alpha, t) * math::softmax_term(log_pt, a.gamma).loss;
+        continue;
+      }
+      // FL = Σ_c q_c α_c f(p_c): every class contributes (summed in double: C may be 1e5).
+      double total = 0.0;
+      for (int64_t k = 0; k < c; ++k) {
+        const T q = math::smoothed_target(k == t, a.smoothing, c) * weight(a.alpha, k);
+        total += q * math::softmax_term(math::log_softmax(x[k], m, log_sum), a.gamma).loss;
+      }
+      a.loss[i] = static_cast<T>(total);
     }
-    // FL = Σ_c q_c α_c f(p_c): every class contributes (summed in double: C may be 1e5).
-    double total = 0.0;
-    for (int64_t k = 0; k < c; ++k) {
-      const T q = math::smoothed_target(k == t, a.smoothing, c) * weight(a.alpha, k);
-      total += q * math::softmax_term(math::log_softmax(x[k], m, log_sum), a.gamma).loss;
-    }
-    a.loss[i] = static_cast<T>(total);
   }
 }
 
@@ -279,54 +303,69 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_backward_rows(const SoftmaxRows<typename L
   using V = typename L::V;
   constexpr int W = L::kWidth;
   const int64_t c = a.classes;
-  for (int64_t i = begin; i < end; ++i) {
-    T* g = a.grad + i * c;
-    const int64_t t = a.target[i];
-    if (t == a.ignore_index) {
-      std::fill(g, g + c, T(0));
-      continue;
-    }
-    const T* x = a.x + i * c;
-    const T m = a.saved_stats[2 * i], log_sum = a.saved_stats[2 * i + 1];
-    const T scale = a.grad_loss[i * a.grad_stride] * a.scale;
-    int64_t j = 0;
+  T gts[kRowBlock], omps[kRowBlock];
+  for (int64_t first = begin; first < end; first += kRowBlock) {
+    const int64_t last = std::min(end, first + kRowBlock);
+    // The per-row maths of one-hot rows: g_t (scaled) and 1 - p_t.
     if (a.smoothing == T(0)) {
-      // One-hot: -g_t p_j everywhere, then g_t (1 - p_t) at the target.
-      const T log_pt = math::log_softmax(x[t], m, log_sum);
-      const math::SoftmaxProb<T> pt = math::softmax_prob(log_pt);
-      const T gt =
-          scale * weight(a.alpha, t) * math::focal_term(pt.p, pt.one_minus_p, log_pt, a.gamma).grad;
+      for (int64_t i = first; i < last; ++i) {
+        const int64_t t = a.target[i];
+        if (t == a.ignore_index) continue;
+        const T log_pt = math::log_softmax(a.x[i * c + t], a.saved_stats[2 * i],
+                                           a.saved_stats[2 * i + 1]);
+        const math::SoftmaxProb<T> pt = math::softmax_prob(log_pt);
+        const T scale = a.grad_loss[i * a.grad_stride] * a.scale;
+        gts[i - first] = scale * weight(a.alpha, t) *
+                         math::focal_term(pt.p, pt.one_minus_p, log_pt, a.gamma).grad;
+        omps[i - first] = pt.one_minus_p;
+      }
+    }
+    for (int64_t i = first; i < last; ++i) {
+      T* g = a.grad + i * c;
+      const int64_t t = a.target[i];
+      if (t == a.ignore_index) {
+        std::fill(g, g + c, T(0));
+        continue;
+      }
+      const T* x = a.x + i * c;
+      const T m = a.saved_stats[2 * i], log_sum = a.saved_stats[2 * i + 1];
+      int64_t j = 0;
+      if (a.smoothing == T(0)) {
+        // One-hot: -g_t p_j everywhere, then g_t (1 - p_t) at the target.
+        const T gt = gts[i - first];
+        for (; j + W <= c; j += W) {
+          const V p = L::exp(math::log_softmax(L::load(x + j), m, log_sum));
+          L::store(g + j, math::onehot_grad_other(p, gt));
+        }
+        if (j < c && c >= W) {
+          // The row's last W values, overlapping: the same values rewritten.
+          const V p = L::exp(math::log_softmax(L::load(x + c - W), m, log_sum));
+          L::store(g + c - W, math::onehot_grad_other(p, gt));
+        } else if (j < c) {
+          const V p = L::exp(math::log_softmax(L::load_partial(x + j, c - j, T(0)), m, log_sum));
+          L::store_partial(g + j, math::onehot_grad_other(p, gt), c - j);
+        }
+        g[t] = math::onehot_grad_target(gt, omps[i - first]);
+        continue;
+      }
+      // Smoothed: g_c of every class into the row and their sum, then g_j - p_j Σ_c g_c.
+      const T scale = a.grad_loss[i * a.grad_stride] * a.scale;
+      double total = 0.0;
+      for (int64_t k = 0; k < c; ++k) {
+        const T q = math::smoothed_target(k == t, a.smoothing, c) * weight(a.alpha, k);
+        g[k] = scale * q * math::softmax_term(math::log_softmax(x[k], m, log_sum), a.gamma).grad;
+        total += g[k];
+      }
+      const T gsum = static_cast<T>(total);
       for (; j + W <= c; j += W) {
         const V p = L::exp(math::log_softmax(L::load(x + j), m, log_sum));
-        L::store(g + j, math::onehot_grad_other(p, gt));
+        L::store(g + j, math::smoothed_grad(L::load(g + j), p, gsum));
       }
-      if (j < c && c >= W) {
-        // The row's last W values, overlapping: the same values rewritten.
-        const V p = L::exp(math::log_softmax(L::load(x + c - W), m, log_sum));
-        L::store(g + c - W, math::onehot_grad_other(p, gt));
-      } else if (j < c) {
+      if (j < c) {
         const V p = L::exp(math::log_softmax(L::load_partial(x + j, c - j, T(0)), m, log_sum));
-        L::store_partial(g + j, math::onehot_grad_other(p, gt), c - j);
+        const V gj = L::load_partial(g + j, c - j, T(0));
+        L::store_partial(g + j, math::smoothed_grad(gj, p, gsum), c - j);
       }
-      g[t] = math::onehot_grad_target(gt, pt.one_minus_p);
-      continue;
-    }
-    // Smoothed: g_c of every class into the row and their sum, then g_j - p_j Σ_c g_c.
-    double total = 0.0;
-    for (int64_t k = 0; k < c; ++k) {
-      const T q = math::smoothed_target(k == t, a.smoothing, c) * weight(a.alpha, k);
-      g[k] = scale * q * math::softmax_term(math::log_softmax(x[k], m, log_sum), a.gamma).grad;
-      total += g[k];
-    }
-    const T gsum = static_cast<T>(total);
-    for (; j + W <= c; j += W) {
-      const V p = L::exp(math::log_softmax(L::load(x + j), m, log_sum));
-      L::store(g + j, math::smoothed_grad(L::load(g + j), p, gsum));
-    }
-    if (j < c) {
-      const V p = L::exp(math::log_softmax(L::load_partial(x + j, c - j, T(0)), m, log_sum));
-      const V gj = L::load_partial(g + j, c - j, T(0));
-      L::store_partial(g + j, math::smoothed_grad(gj, p, gsum), c - j);
     }
   }
 }
