@@ -456,6 +456,23 @@ TEST(FocalLoss, EveryCpuInstructionSetAgrees) {
   }
 }
 
+TEST(FocalLoss, ParallelRowsMatchOneThread) {
+  SCOPED_TRACE(fresh_seed());
+  // Enough rows for several chunks; rows are independent, so any split gives the same bits.
+  const torch::Tensor x = torch::randn({20000, 10}) * 3;
+  const torch::Tensor target = random_target(20000, 10, -100);
+  const torch::Tensor upstream = torch::randn({20000});
+  const FocalOptions o = softmax_options(2.0, torch::rand({10}) + 0.5, Reduction::kNone);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const ValueGrad one = run_op(x, target, o, upstream);
+  at::set_num_threads(2);
+  const ValueGrad two = run_op(x, target, o, upstream);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one.value, two.value));
+  EXPECT_TRUE(torch::equal(one.grad, two.grad));
+}
+
 // ---- Probs mode -------------------------------------------------------------------------------
 
 TEST(FocalLoss, ProbsMatchesOriginalExperiment) {

@@ -1,5 +1,6 @@
-// CPU kernels of the focal loss. Rows (or elements) run in parallel through at::parallel_for;
-// the softmax passes over the C logits of a row (max, sum of exp, gradient) are vectorised.
+// CPU kernels of the focal loss. Rows (or elements) run in parallel through at::parallel_for
+// (parallel_rows below); the softmax passes over the C logits of a row (max, sum of exp,
+// gradient) are vectorised.
 // The per-row maths is focal_math.h, the same the CUDA kernels run.
 //
 // Why not at::vec::Vectorized: a TU outside LibTorch's build gets its DEFAULT (scalar-emulated)
@@ -15,8 +16,10 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
+#include <ATen/Config.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -55,6 +58,38 @@ constexpr int64_t kAvx512MinClasses = 32;
 
 int64_t grain_rows(int64_t classes) {
   return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(classes, 1));
+}
+
+// at::parallel_for(0, n, grain, f). Against an OpenMP LibTorch, at::parallel_for is inline
+// `#pragma omp parallel` code: compiled here without -fopenmp it runs serially. Then this goes
+// through TensorIterator::for_each, whose loop is LibTorch's own compiled parallel_for, over a
+// 1-byte-per-row placeholder whose element offsets are the row indices.
+template <class F>
+void parallel_rows(int64_t n, int64_t grain, const F& f) {
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+  if (n > grain && at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    const torch::Tensor rows = torch::empty({n}, torch::kByte);
+    at::TensorIterator iter = at::TensorIteratorConfig()
+                                  .add_output(rows)
+                                  .set_check_mem_overlap(false)
+                                  .check_all_same_dtype(false)
+                                  .resize_outputs(false)
+                                  .declare_static_shape(rows.sizes())
+                                  .build();
+    const char* base = static_cast<const char*>(rows.data_ptr());
+    iter.for_each(
+        [&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+          // Contiguous bytes: rows data[0] - base onwards (size1 is 1 for one dimension).
+          for (int64_t k = 0; k < size1; ++k) {
+            const int64_t begin = data[0] + k * strides[1] - base;
+            f(begin, begin + size0);
+          }
+        },
+        grain);
+    return;
+  }
+#endif
+  at::parallel_for(0, n, grain, f);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,15 +164,34 @@ struct FloatLanes {
     for (int k = 0; k < W; ++k) index[k] = static_cast<float>(k);
     return index >= static_cast<float>(skip) ? splat(1.0f) : splat(0.0f);
   }
+  // Horizontal sum and max by halving in registers: a lane-by-lane loop goes through the stack
+  // and one long chain of additions (a quarter of a 10-class row's time).
   static TORCHFOCAL_ALWAYS_INLINE float sum_all(const V& v) {
-    float s = 0.0f;
-    for (int k = 0; k < W; ++k) s += v[k];
-    return s;
+    if constexpr (W == 4) {
+      return (v[0] + v[1]) + (v[2] + v[3]);
+    } else {
+      const auto [lo, hi] = halves(v);
+      return FloatLanes<W / 2>::sum_all(lo + hi);
+    }
   }
   static TORCHFOCAL_ALWAYS_INLINE float max_all(const V& v) {
-    float m = v[0];
-    for (int k = 1; k < W; ++k) m = v[k] > m ? v[k] : m;
-    return m;
+    if constexpr (W == 4) {
+      const float a = v[0] > v[1] ? v[0] : v[1];
+      const float b = v[2] > v[3] ? v[2] : v[3];
+      return a > b ? a : b;
+    } else {
+      const auto [lo, hi] = halves(v);
+      return FloatLanes<W / 2>::max_all(lo > hi ? lo : hi);
+    }
+  }
+  template <int H = W / 2>
+  static TORCHFOCAL_ALWAYS_INLINE auto halves(const V& v) {
+    struct Halves {
+      typename FloatVector<H>::V lo, hi;
+    } out;
+    std::memcpy(&out.lo, &v, sizeof(out.lo));
+    std::memcpy(&out.hi, reinterpret_cast<const char*>(&v) + sizeof(out.lo), sizeof(out.hi));
+    return out;
   }
 
   // exp for x <= 88 (the kernels only pass x <= 0), flushed to 0 where the result would be
@@ -311,8 +365,8 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_backward_rows(const SoftmaxRows<typename L
       for (int64_t i = first; i < last; ++i) {
         const int64_t t = a.target[i];
         if (t == a.ignore_index) continue;
-        const T log_pt = math::log_softmax(a.x[i * c + t], a.saved_stats[2 * i],
-                                           a.saved_stats[2 * i + 1]);
+        const T log_pt =
+            math::log_softmax(a.x[i * c + t], a.saved_stats[2 * i], a.saved_stats[2 * i + 1]);
         const math::SoftmaxProb<T> pt = math::softmax_prob(log_pt);
         const T scale = a.grad_loss[i * a.grad_stride] * a.scale;
         gts[i - first] = scale * weight(a.alpha, t) *
@@ -473,7 +527,7 @@ SoftmaxRows<T> softmax_rows(const KernelArgs& args) {
 template <typename T>
 void probs_forward(const KernelArgs& args, T* loss) {
   const SoftmaxRows<T> a = softmax_rows<T>(args);
-  at::parallel_for(0, args.rows(), grain_rows(1), [&](int64_t begin, int64_t end) {
+  parallel_rows(args.rows(), grain_rows(1), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t t = a.target[i];
       loss[i] = t == a.ignore_index
@@ -488,7 +542,7 @@ void probs_backward(const KernelArgs& args, const T* grad_loss, int64_t grad_str
                     T* grad) {
   const SoftmaxRows<T> a = softmax_rows<T>(args);
   const int64_t c = a.classes;
-  at::parallel_for(0, args.rows(), grain_rows(c), [&](int64_t begin, int64_t end) {
+  parallel_rows(args.rows(), grain_rows(c), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       T* g = grad + i * c;
       std::fill(g, g + c, T(0));  // only p_t enters the loss
@@ -519,7 +573,7 @@ SigmoidArgs<T> sigmoid_args(const KernelArgs& args) {
 template <typename T>
 void sigmoid_forward(const KernelArgs& args, T* loss) {
   const SigmoidArgs<T> a = sigmoid_args<T>(args);
-  at::parallel_for(0, args.rows(), kGrainElements, [&](int64_t begin, int64_t end) {
+  parallel_rows(args.rows(), kGrainElements, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       loss[k] = math::sigmoid_focal(a.x[k], a.target[k], a.w_pos, a.w_neg, a.gamma).loss;
     }
@@ -530,7 +584,7 @@ template <typename T>
 void sigmoid_backward(const KernelArgs& args, const T* grad_loss, int64_t grad_stride, T scale,
                       T* grad) {
   const SigmoidArgs<T> a = sigmoid_args<T>(args);
-  at::parallel_for(0, args.rows(), kGrainElements, [&](int64_t begin, int64_t end) {
+  parallel_rows(args.rows(), kGrainElements, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       grad[k] = grad_loss[k * grad_stride] * scale *
                 math::sigmoid_focal(a.x[k], a.target[k], a.w_pos, a.w_neg, a.gamma).grad;
@@ -600,8 +654,8 @@ ForwardOut forward_cpu(const KernelArgs& args, CpuIsa isa) {
     a.loss = out.loss.data_ptr<scalar_t>();
     a.stats = out.stats.data_ptr<scalar_t>();
     const auto kernels = softmax_kernels(isa, a.classes, scalar_t{});
-    at::parallel_for(0, n, grain_rows(a.classes),
-                     [&](int64_t begin, int64_t end) { kernels.forward(a, begin, end); });
+    parallel_rows(n, grain_rows(a.classes),
+                  [&](int64_t begin, int64_t end) { kernels.forward(a, begin, end); });
   });
   return out;
 }
@@ -631,8 +685,8 @@ torch::Tensor backward_cpu(const KernelArgs& args, const torch::Tensor& stats,
     a.scale = s;
     a.grad = g;
     const auto kernels = softmax_kernels(isa, a.classes, scalar_t{});
-    at::parallel_for(0, args.rows(), grain_rows(a.classes),
-                     [&](int64_t begin, int64_t end) { kernels.backward(a, begin, end); });
+    parallel_rows(args.rows(), grain_rows(a.classes),
+                  [&](int64_t begin, int64_t end) { kernels.backward(a, begin, end); });
   });
   return grad;
 }
