@@ -1,6 +1,7 @@
 // The one typed loader of the native addon. Nothing else in ts/ requires the .node file.
 import path from 'node:path';
 import fs from 'node:fs';
+import type { FocalLossOptions } from './ops';
 
 export interface NativeTrainerOptions {
   model: string;
@@ -118,18 +119,10 @@ export interface LossInfo {
   takesWeights: boolean;
 }
 
-export interface NativeFocalOptions {
-  input: Float32Array | Float64Array;
-  shape: number[];
+/** ops.focalLoss's options once the target is a typed array (ts/ops.ts documents them). */
+export type NativeFocalOptions = Omit<FocalLossOptions, 'target'> & {
   target: Int32Array | BigInt64Array | Float32Array | Float64Array;
-  alpha?: number | number[];
-  gamma?: number;
-  mode?: 'softmax' | 'sigmoid';
-  reduction?: 'mean' | 'sum' | 'none';
-  ignoreIndex?: number;
-  withLogits?: boolean;
-  labelSmoothing?: number;
-}
+};
 
 export interface NativeAddon {
   NativeTrainer: new (options: NativeTrainerOptions) => NativeTrainer;

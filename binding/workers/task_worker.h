@@ -8,12 +8,13 @@
 #include <utility>
 
 #include "binding/convert.h"
+#include "binding/workers/engine_thread.h"
 
 namespace torchfocal::binding {
 
-// Runs `run` on a libuv worker thread; `convert` turns its result into JS on the JS thread.
-// Holds references to its owner and to any JS values whose memory `run` reads, so neither is
-// collected while it runs. Every exception becomes a rejection "<op>: <message>".
+// Runs `run` on the engine thread (a libuv worker waits for it); `convert` turns its result into JS
+// on the JS thread. Holds references to its owner and to any JS values whose memory `run` reads, so
+// neither is collected while it runs. Every exception becomes a rejection "<op>: <message>".
 template <typename Result>
 class TaskWorker final : public Napi::AsyncWorker {
  public:
@@ -34,7 +35,7 @@ class TaskWorker final : public Napi::AsyncWorker {
  protected:
   void Execute() override {
     try {
-      result_ = run_();
+      RunOnEngineThread([this] { result_ = run_(); });
     } catch (const std::exception& e) {
       SetError(op_ + ": " + Describe(e));
     } catch (...) {

@@ -1,28 +1,16 @@
 // `torchfocal experiment starve`: the original experiment's table in one run.
 import { Command } from 'commander';
 import { runStarve, type StarveRow } from '../experiment/starve';
-import { defaultRunDir } from './train';
-import { addTrainingOptions } from './train';
+import { addTrainingOptions, defaultRunDir, type TrainingFlags } from './train';
 import { intAtLeast, unitFraction } from './parse';
 import { EpochProgress, epochEvent, epochLine, printJson, round } from './output';
 
-interface StarveFlags {
+interface StarveFlags extends TrainingFlags {
   class: number;
   keep: number;
   ablation?: boolean;
   losses?: string[];
   out?: string;
-  json?: boolean;
-  model: string;
-  dataset: string;
-  epochs: number;
-  batchSize: number;
-  optimizer?: 'adam' | 'sgd';
-  lr?: number;
-  seed: number;
-  device: string;
-  threads: number;
-  widthDivisor: number;
 }
 
 export function experimentCommand(): Command {

@@ -31,13 +31,22 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
 }
 
-interface TrainFlags {
+/** What addTrainingOptions parses. */
+export interface TrainingFlags {
   model: string;
   dataset: string;
   epochs: number;
   batchSize: number;
   optimizer?: 'adam' | 'sgd';
   lr?: number;
+  seed: number;
+  device: string;
+  threads: number;
+  widthDivisor: number;
+  json?: boolean;
+}
+
+interface TrainFlags extends TrainingFlags {
   loss: string;
   alpha?: number | number[] | 'auto';
   gamma: number;
@@ -46,12 +55,7 @@ interface TrainFlags {
   tau: number;
   drw?: number;
   imbalance?: string;
-  seed: number;
-  device: string;
-  threads: number;
-  widthDivisor: number;
   out?: string;
-  json?: boolean;
 }
 
 export function trainCommand(): Command {

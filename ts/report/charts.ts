@@ -86,6 +86,25 @@ const finite = (x: number | undefined): number | null =>
 const labelAngle = (labels: string[]): number =>
   labels.some((l) => l.length > 3) && labels.length > 4 ? -40 : 0;
 
+/** One datum per (run, class): run name, class label and recall, plus `extra`'s fields. */
+function perClassValues<R extends Pick<ReportRun, 'name' | 'eval'>, E extends object>(
+  runs: R[],
+  classNames: string[],
+  extra: (run: R, k: Evaluation['perClass'][number]) => E,
+) {
+  const names = uniqueNames(runs.map((r) => r.name));
+  const labels = classLabels(classNames, runs[0]?.eval);
+  const values = runs.flatMap((r, i) =>
+    r.eval.perClass.map((k) => ({
+      run: names[i],
+      class: labels[k.class] ?? String(k.class),
+      recall: finite(k.recall),
+      ...extra(r, k),
+    })),
+  );
+  return { names, labels, values };
+}
+
 /**
  * (a) Training loss and accuracy by epoch, one colour per run: loss on the left; test accuracy
  * (solid) and training accuracy (dashed) on the right.
@@ -184,15 +203,7 @@ export function recallBarsSvg(
   focusClass?: number,
   options: ChartOptions = {},
 ): Promise<string> {
-  const names = uniqueNames(runs.map((r) => r.name));
-  const labels = classLabels(classNames, runs[0]?.eval);
-  const values = runs.flatMap((r, i) =>
-    r.eval.perClass.map((k) => ({
-      run: names[i],
-      class: labels[k.class] ?? String(k.class),
-      recall: finite(k.recall),
-    })),
-  );
+  const { names, labels, values } = perClassValues(runs, classNames, () => ({}));
   const focus = focusClass === undefined ? undefined : labels[focusClass];
   const x = {
     field: 'class',
@@ -357,18 +368,11 @@ export function recallVsCountSvg(
   focusClass?: number,
   options: ChartOptions = {},
 ): Promise<string> {
-  const names = uniqueNames(runs.map((r) => r.name));
-  const labels = classLabels(classNames, runs[0]?.eval);
-  const values = runs.flatMap((r, i) =>
-    r.eval.perClass.map((k) => ({
-      run: names[i],
-      class: labels[k.class] ?? String(k.class),
-      focus: k.class === focusClass,
-      count: r.trainCounts[k.class] ?? 0,
-      images: Math.max(1, r.trainCounts[k.class] ?? 0),
-      recall: finite(k.recall),
-    })),
-  );
+  const { names, labels, values } = perClassValues(runs, classNames, (r, k) => ({
+    focus: k.class === focusClass,
+    count: r.trainCounts[k.class] ?? 0,
+    images: Math.max(1, r.trainCounts[k.class] ?? 0),
+  }));
   const x = {
     field: 'images',
     type: 'quantitative' as const,

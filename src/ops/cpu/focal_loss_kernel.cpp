@@ -63,7 +63,9 @@ int64_t grain_rows(int64_t classes) {
 // at::parallel_for(0, n, grain, f). Against an OpenMP LibTorch, at::parallel_for is inline
 // `#pragma omp parallel` code: compiled here without -fopenmp it runs serially. Then this goes
 // through TensorIterator::for_each, whose loop is LibTorch's own compiled parallel_for, over a
-// 1-byte-per-row placeholder whose element offsets are the row indices.
+// 1-byte-per-row placeholder whose element offsets are the row indices. (Not compiling with
+// -fopenmp instead, on purpose: PyTorch wheels ship their own libgomp, and a second OpenMP
+// runtime in the process would bring a second thread pool.)
 template <class F>
 void parallel_rows(int64_t n, int64_t grain, const F& f) {
 #if AT_PARALLEL_OPENMP && !defined(_OPENMP)

@@ -222,59 +222,43 @@ __device__ void softmax_backward_row(const SoftmaxArgs<scalar_t>& a, int64_t row
   }
 }
 
+template <bool kBackward, typename scalar_t, typename Group>
+__device__ void softmax_row(const SoftmaxArgs<scalar_t>& a, int64_t row, const Group& group) {
+  if constexpr (kBackward) {
+    softmax_backward_row(a, row, group);
+  } else {
+    softmax_forward_row(a, row, group);
+  }
+}
+
 // Grid-stride over rows: warp w of block b takes rows b * warps + w, then every
 // gridDim.x * warps. A whole warp (or block) shares each row, so reductions see every thread.
-template <typename scalar_t>
-__global__ void softmax_forward_warp_kernel(const SoftmaxArgs<scalar_t> a) {
+template <bool kBackward, typename scalar_t>
+__global__ void softmax_warp_kernel(const SoftmaxArgs<scalar_t> a) {
   const int64_t warps = blockDim.x / kWarpSize;
   for (int64_t row = blockIdx.x * warps + threadIdx.x / kWarpSize; row < a.rows;
        row += static_cast<int64_t>(gridDim.x) * warps) {
-    softmax_forward_row(a, row, WarpGroup{});
+    softmax_row<kBackward>(a, row, WarpGroup{});
   }
 }
 
-template <typename scalar_t>
-__global__ void softmax_forward_block_kernel(const SoftmaxArgs<scalar_t> a) {
+template <bool kBackward, typename scalar_t>
+__global__ void softmax_block_kernel(const SoftmaxArgs<scalar_t> a) {
   __shared__ acc_type<scalar_t> shared[kWarpSize];
   for (int64_t row = blockIdx.x; row < a.rows; row += gridDim.x) {
-    softmax_forward_row(a, row, BlockGroup<acc_type<scalar_t>>{shared});
+    softmax_row<kBackward>(a, row, BlockGroup<acc_type<scalar_t>>{shared});
   }
 }
 
-template <typename scalar_t>
-__global__ void softmax_backward_warp_kernel(const SoftmaxArgs<scalar_t> a) {
-  const int64_t warps = blockDim.x / kWarpSize;
-  for (int64_t row = blockIdx.x * warps + threadIdx.x / kWarpSize; row < a.rows;
-       row += static_cast<int64_t>(gridDim.x) * warps) {
-    softmax_backward_row(a, row, WarpGroup{});
-  }
-}
-
-template <typename scalar_t>
-__global__ void softmax_backward_block_kernel(const SoftmaxArgs<scalar_t> a) {
-  __shared__ acc_type<scalar_t> shared[kWarpSize];
-  for (int64_t row = blockIdx.x; row < a.rows; row += gridDim.x) {
-    softmax_backward_row(a, row, BlockGroup<acc_type<scalar_t>>{shared});
-  }
-}
-
-template <typename scalar_t>
-cudaError_t launch_softmax(const SoftmaxArgs<scalar_t>& a, bool backward, cudaStream_t stream) {
+// Rows of at most kWarpRowMaxClasses go a warp each; longer rows a block each.
+template <bool kBackward, typename scalar_t>
+cudaError_t launch_softmax(const SoftmaxArgs<scalar_t>& a, cudaStream_t stream) {
   if (a.rows == 0) return cudaSuccess;
   if (a.classes <= kWarpRowMaxClasses) {
-    const unsigned grid = grid_for(a.rows, kThreads / kWarpSize);
-    if (backward) {
-      softmax_backward_warp_kernel<<<grid, kThreads, 0, stream>>>(a);
-    } else {
-      softmax_forward_warp_kernel<<<grid, kThreads, 0, stream>>>(a);
-    }
+    softmax_warp_kernel<kBackward>
+        <<<grid_for(a.rows, kThreads / kWarpSize), kThreads, 0, stream>>>(a);
   } else {
-    const unsigned grid = grid_for(a.rows, 1);
-    if (backward) {
-      softmax_backward_block_kernel<<<grid, kBlockRowThreads, 0, stream>>>(a);
-    } else {
-      softmax_forward_block_kernel<<<grid, kBlockRowThreads, 0, stream>>>(a);
-    }
+    softmax_block_kernel<kBackward><<<grid_for(a.rows, 1), kBlockRowThreads, 0, stream>>>(a);
   }
   return cudaGetLastError();
 }
@@ -389,7 +373,7 @@ cudaError_t launch_softmax_forward(const scalar_t* input, const int64_t* target,
   SoftmaxArgs<scalar_t> a = softmax_args(input, target, alpha, rows, classes, params);
   a.loss = loss;
   a.stats = stats;
-  return launch_softmax(a, /*backward=*/false, stream);
+  return launch_softmax</*kBackward=*/false>(a, stream);
 }
 
 template <typename scalar_t>
@@ -406,7 +390,7 @@ cudaError_t launch_softmax_backward(const scalar_t* input, const int64_t* target
   a.grad_stride = grad_stride;
   a.grad_scale = static_cast<acc_type<scalar_t>>(grad_scale);
   a.grad = grad_input;
-  return launch_softmax(a, /*backward=*/true, stream);
+  return launch_softmax</*kBackward=*/true>(a, stream);
 }
 
 template <typename scalar_t>
