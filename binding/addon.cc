@@ -58,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("modelInfos", Napi::Function::New<ModelInfos>(env, "modelInfos"));
   exports.Set("focalLoss", Napi::Function::New<FocalLoss>(env, "focalLoss"));
+  exports.Set("benchFocalOp", Napi::Function::New<BenchFocalOp>(env, "benchFocalOp"));
   exports.Set("lossInfos", Napi::Function::New<LossInfos>(env, "lossInfos"));
   return exports;
 }

@@ -4,7 +4,9 @@
 
 #include "binding/convert.h"
 #include "binding/workers/task_worker.h"
+#include "src/bench/focal_op_bench.h"
 #include "src/ops/value_and_grad.h"
+#include "src/train/runtime.h"
 
 namespace torchfocal::binding {
 namespace {
@@ -118,6 +120,35 @@ Napi::Value FocalLoss(const Napi::CallbackInfo& info) {
         auto out = Napi::Object::New(e);
         out.Set("loss", ToTyped(e, r.loss));
         out.Set("grad", ToTyped(e, r.grad));
+        return out;
+      },
+      nullptr);
+}
+
+Napi::Value BenchFocalOp(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "benchFocalOp: expected an options object");
+  }
+  auto o = info[0].As<Napi::Object>();
+  const int64_t rows = GetInt(o, "rows", 0, 1, INT32_MAX);
+  const int64_t classes = GetInt(o, "classes", 0, 2, INT32_MAX);
+  const int threads = static_cast<int>(GetInt(o, "threads", 0, 0, 4096));
+  const int repeats = static_cast<int>(GetInt(o, "repeats", 7, 1, 1000));
+  return TaskWorker<bench::FocalOpTiming>::Start(
+      env, "benchFocalOp", Napi::Object::New(env), {},
+      [=] {
+        train::configure_threads(threads);
+        return bench::time_focal_op(rows, classes, repeats);
+      },
+      [](Napi::Env e, bench::FocalOpTiming& t) -> Napi::Value {
+        auto out = Napi::Object::New(e);
+        out.Set("rows", static_cast<double>(t.rows));
+        out.Set("classes", static_cast<double>(t.classes));
+        out.Set("threads", t.threads);
+        out.Set("fused", t.fused);
+        out.Set("crossEntropy", t.cross_entropy);
+        out.Set("composed", t.composed);
         return out;
       },
       nullptr);

@@ -9,6 +9,7 @@ import {
   parseImbalance,
   type Dataset,
 } from '../ts/index';
+import { runFocalOpBench } from '../ts/bench/focal-op';
 
 // An independent float64 reference in plain JS: softmax focal loss and its analytic gradient
 // by central finite differences.
@@ -192,4 +193,13 @@ test('every loss of the family trains an MLP on imbalanced MNIST without divergi
     );
     trainer.dispose();
   }
+});
+
+test('the focal-op benchmark times all three ops and rejects sizes it cannot run', async (t) => {
+  const { figures, ratios } = await runFocalOpBench({ sizes: [[64, 5]], repeats: 1 });
+  const [s] = figures.sizes;
+  t.like(s, { rows: 64, classes: 5 });
+  for (const v of [s.fused, s.crossEntropy, s.composed]) t.true(v > 0 && v < 1, String(v));
+  t.is(ratios['focalVsCrossEntropy@64x5'], Math.round((s.fused / s.crossEntropy) * 1000) / 1000);
+  await t.throwsAsync(runFocalOpBench({ sizes: [[0, 5]], repeats: 1 }), { message: /rows/ });
 });

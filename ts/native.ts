@@ -129,6 +129,19 @@ export interface NativeAddon {
   runtimeInfo(): RuntimeInfo;
   modelInfos(): ModelInfo[];
   lossInfos(): LossInfo[];
+  benchFocalOp(options: {
+    rows: number;
+    classes: number;
+    threads?: number;
+    repeats?: number;
+  }): Promise<{
+    rows: number;
+    classes: number;
+    threads: number;
+    fused: number;
+    crossEntropy: number;
+    composed: number;
+  }>;
   focalLoss(
     options: NativeFocalOptions,
   ): Promise<{ loss: Float32Array | Float64Array; grad: Float32Array | Float64Array }>;

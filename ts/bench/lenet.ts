@@ -1,6 +1,5 @@
 // The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
 // the original experiment's PNG-decoding loop, all measured in one run on this machine.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +7,17 @@ import { native } from '../native';
 import { Trainer } from '../train/trainer';
 import { loadMnist } from '../data/mnist';
 import type { Dataset } from '../data/dataset';
+import {
+  checkInt,
+  exec,
+  lastLine,
+  median,
+  pythonPath,
+  pythonUnavailable,
+  round,
+  threadFreeEnv,
+} from './common';
+import type { FocalOpFigures } from './focal-op';
 
 /** One configuration's timed epochs (warm-up excluded). */
 export interface TimedRun {
@@ -75,6 +85,8 @@ export interface BenchReport {
     busyAfter: number;
   };
   lenet: LenetFigures;
+  /** the focal-op benchmark (ts/bench/focal-op.ts), when it ran */
+  focalOp?: FocalOpFigures;
   ratios: Record<string, number>;
   notes: string[];
 }
@@ -108,8 +120,6 @@ const BUSY_THRESHOLD = 0.15;
 const SYSTEM_SHARE = 0.2;
 /** pytorch_lenet.py's exit status when PIL is missing for --original */
 const EXIT_MISSING_DEPENDENCY = 3;
-/** a baseline run that takes longer than this is stopped */
-const PYTHON_TIMEOUT_MS = 15 * 60 * 1000;
 
 export async function runLenetBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
   const log = options.log ?? (() => {});
@@ -126,7 +136,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   const busyBefore = await busyFraction();
 
   const baseline = { python: pythonPath(options.python), seed, warmup, repeats, log };
-  const unavailable = await pythonUnavailable(baseline.python);
+  const unavailable = await pythonUnavailable(baseline.python, SCRIPT, 'import torch, numpy');
   const data = await loadMnist();
   log(
     `torchfocal: LeNet on ${data.name} (${data.train.count} images), ${warmup} warm-up + ${repeats} timed epochs`,
@@ -311,16 +321,6 @@ async function runPython(
   args: string[],
   env: Record<string, string>,
 ): Promise<TimedRun> {
-  const base = { ...process.env };
-  // native() sets OPENBLAS_NUM_THREADS in this process; each run states its own.
-  for (const k of [
-    'OPENBLAS_NUM_THREADS',
-    'OMP_NUM_THREADS',
-    'MKL_NUM_THREADS',
-    'GOTO_NUM_THREADS',
-  ]) {
-    delete base[k];
-  }
   const argv = [
     SCRIPT,
     ...args,
@@ -332,8 +332,11 @@ async function runPython(
     String(run.seed),
     '--json',
   ];
-  const { code, stdout, stderr } = await exec(run.python, argv, { ...base, ...env }, (line) =>
-    run.log(`${label}: ${line}`),
+  const { code, stdout, stderr } = await exec(
+    run.python,
+    argv,
+    { ...threadFreeEnv(), ...env },
+    (line) => run.log(`${label}: ${line}`),
   );
   if (code === EXIT_MISSING_DEPENDENCY) {
     throw new MissingDependency(lastLine(stderr));
@@ -371,50 +374,6 @@ async function runPython(
   return result;
 }
 
-/** Why the baselines cannot run (a readable reason), or undefined when they can. */
-async function pythonUnavailable(python: string): Promise<string | undefined> {
-  if (!fs.existsSync(SCRIPT)) return `${SCRIPT} is missing`;
-  try {
-    const { code, stderr } = await exec(python, ['-c', 'import torch, numpy'], process.env);
-    return code === 0 ? undefined : `${python} cannot import torch and numpy (${lastLine(stderr)})`;
-  } catch (err) {
-    return `${python} did not start (${(err as Error).message}); set TORCHFOCAL_PYTHON`;
-  }
-}
-
-function exec(
-  file: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  onStderrLine?: (line: string) => void,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let pending = '';
-    const timer = setTimeout(() => child.kill('SIGTERM'), PYTHON_TIMEOUT_MS);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      pending += d;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) onStderrLine?.(line);
-    });
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (pending.trim()) onStderrLine?.(pending);
-      if (signal) stderr += `\nkilled by ${signal}`;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 /** Fraction of all cores busy during `ms` milliseconds (this process idles meanwhile). */
 async function busyFraction(ms = 1000): Promise<number> {
   const total = () =>
@@ -433,36 +392,10 @@ async function busyFraction(ms = 1000): Promise<number> {
   return b.all > a.all ? (b.busy - a.busy) / (b.all - a.all) : 0;
 }
 
-function pythonPath(explicit?: string): string {
-  return explicit ?? process.env.TORCHFOCAL_PYTHON ?? '/usr/bin/python3';
-}
-
 function cacheDir(): string {
   return process.env.TORCHFOCAL_CACHE ?? path.join(ROOT, 'node_modules', '.cache', 'torchfocal');
 }
 
-function lastLine(text: string): string {
-  const lines = text.trim().split('\n');
-  return lines[lines.length - 1] ?? '';
-}
-
 function threadCount(n: number): string {
   return `${n} thread${n === 1 ? '' : 's'}`;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-function checkInt(name: string, v: number, min: number): void {
-  if (!Number.isSafeInteger(v) || v < min) {
-    throw new Error(`${name}: expected an integer >= ${min}, got ${v}`);
-  }
 }

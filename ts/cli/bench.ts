@@ -1,6 +1,8 @@
 // `torchfocal bench`: times torchfocal against PyTorch on this machine and prints the ratios.
 import { Command } from 'commander';
-import { runLenetBench, type BenchReport, type TimedRun } from '../bench/lenet';
+import type { BenchReport, TimedRun } from '../bench/lenet';
+import type { FocalOpFigures } from '../bench/focal-op';
+import { runBench } from '../bench/run';
 import { intAtLeast } from './parse';
 import { printJson } from './output';
 
@@ -15,7 +17,7 @@ interface BenchFlags {
 export function benchCommand(): Command {
   return new Command('bench')
     .description(
-      'time LeNet epochs: torchfocal vs PyTorch (tuned, default) and the original PNG loop',
+      'time LeNet epochs (torchfocal vs PyTorch tuned, default and the original PNG loop) and the focal op (vs cross-entropy and the original composed loss)',
     )
     .option('--json', 'print one JSON object of named figures on stdout')
     .option(
@@ -35,7 +37,7 @@ export function benchCommand(): Command {
       'python with torch for the baselines (default $TORCHFOCAL_PYTHON or /usr/bin/python3)',
     )
     .action(async (flags: BenchFlags) => {
-      const report = await runLenetBench({
+      const report = await runBench({
         threads: flags.threads,
         repeats: flags.repeats,
         quick: flags.quick,
@@ -91,6 +93,8 @@ export function formatBenchReport(report: BenchReport): string[] {
     `LeNet, batch ${lenet.batchSize}, ${lenet.trainImages} images: median of ${lenet.timedEpochs} timed epoch(s) after ${lenet.warmupEpochs} warm-up`,
   );
 
+  if (report.focalOp) lines.push('', ...formatFocalOp(report.focalOp));
+
   const names = Object.keys(ratios);
   if (names.length > 0) {
     lines.push('', 'ratios (time; < 1 means torchfocal is faster):');
@@ -105,6 +109,36 @@ export function formatBenchReport(report: BenchReport): string[] {
   );
   for (const note of report.notes) lines.push(`note: ${note}`);
   return lines;
+}
+
+/** One row per size: times per forward + backward and the fused op's ratios. */
+function formatFocalOp(f: FocalOpFigures): string[] {
+  const head = ['N×C', 'fused', 'LibTorch CE', 'composed', 'PyTorch CE', 'PyTorch original'];
+  const rows = f.sizes.map((t) => [
+    `${t.rows}×${t.classes}`,
+    us(t.fused),
+    `${us(t.crossEntropy)} (${(t.fused / t.crossEntropy).toFixed(2)}×)`,
+    `${us(t.composed)} (${(t.composed / t.fused).toFixed(1)}× slower)`,
+    t.pytorchCrossEntropy === undefined ? '-' : us(t.pytorchCrossEntropy),
+    t.pytorchOriginal === undefined
+      ? '-'
+      : `${us(t.pytorchOriginal)} (${(t.pytorchOriginal / t.fused).toFixed(1)}× slower)`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r
+      .map((v, i) => v.padEnd(widths[i]))
+      .join('  ')
+      .trimEnd();
+  return [
+    `focal loss forward + backward, float32, ${f.threads} thread${f.threads === 1 ? '' : 's'}, median of ${f.repeats} rounds:`,
+    line(head),
+    ...rows.map(line),
+  ];
+}
+
+function us(seconds: number): string {
+  return seconds >= 1e-3 ? `${(seconds * 1e3).toFixed(2)} ms` : `${(seconds * 1e6).toFixed(1)} µs`;
 }
 
 function runSummary(r: TimedRun): string {

@@ -1,7 +1,7 @@
-// `npm run bench`: the LeNet epoch benchmark, printed as `torchfocal bench` prints it.
-//   node dist/bench/lenet-epoch.js [--json] [--quick] [--threads N] [--repeats N] [--python PATH]
+// `npm run bench`: every benchmark (LeNet epoch, focal op), printed as `torchfocal bench` prints it.
+//   node dist/bench/run.js [--json] [--quick] [--threads N] [--repeats N] [--python PATH]
 import { parseArgs } from 'node:util';
-import { runLenetBench } from '../ts/bench/lenet';
+import { runBench } from '../ts/bench/run';
 import { printBenchReport } from '../ts/cli/bench';
 
 async function main(): Promise<void> {
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
       python: { type: 'string' },
     },
   });
-  const report = await runLenetBench({
+  const report = await runBench({
     threads: values.threads === undefined ? undefined : Number(values.threads),
     repeats: values.repeats === undefined ? undefined : Number(values.repeats),
     quick: values.quick,

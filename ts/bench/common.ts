@@ -1,0 +1,96 @@
+// What the benchmarks share: running the PyTorch baselines and small statistics.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+
+/** a baseline run that takes longer than this is stopped */
+const PYTHON_TIMEOUT_MS = 15 * 60 * 1000;
+
+/** The python that runs the baselines: explicit, $TORCHFOCAL_PYTHON or Debian's. */
+export function pythonPath(explicit?: string): string {
+  return explicit ?? process.env.TORCHFOCAL_PYTHON ?? '/usr/bin/python3';
+}
+
+/** This process's environment without thread settings (native() sets OPENBLAS_NUM_THREADS). */
+export function threadFreeEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of [
+    'OPENBLAS_NUM_THREADS',
+    'OMP_NUM_THREADS',
+    'MKL_NUM_THREADS',
+    'GOTO_NUM_THREADS',
+  ]) {
+    delete env[k];
+  }
+  return env;
+}
+
+/** Why `script` cannot run under `python` (a readable reason), or undefined when it can. */
+export async function pythonUnavailable(
+  python: string,
+  script: string,
+  imports: string,
+): Promise<string | undefined> {
+  if (!fs.existsSync(script)) return `${script} is missing`;
+  try {
+    const { code, stderr } = await exec(python, ['-c', imports], process.env);
+    return code === 0 ? undefined : `${python} cannot run '${imports}' (${lastLine(stderr)})`;
+  } catch (err) {
+    return `${python} did not start (${(err as Error).message}); set TORCHFOCAL_PYTHON`;
+  }
+}
+
+/** Runs a process to its end; stderr lines are passed on as they come. */
+export function exec(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onStderrLine?: (line: string) => void,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let pending = '';
+    const timer = setTimeout(() => child.kill('SIGTERM'), PYTHON_TIMEOUT_MS);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      pending += d;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) if (line.trim()) onStderrLine?.(line);
+    });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (pending.trim()) onStderrLine?.(pending);
+      if (signal) stderr += `\nkilled by ${signal}`;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1] ?? '';
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function checkInt(name: string, v: number, min: number): void {
+  if (!Number.isSafeInteger(v) || v < min) {
+    throw new Error(`${name}: expected an integer >= ${min}, got ${v}`);
+  }
+}

@@ -1,0 +1,18 @@
+// `torchfocal bench` / `npm run bench`: every benchmark in one run, one report.
+import { pythonPath } from './common';
+import { runFocalOpBench } from './focal-op';
+import { runLenetBench, type BenchReport, type LenetBenchOptions } from './lenet';
+
+export async function runBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
+  const report = await runLenetBench(options);
+  const focal = await runFocalOpBench({
+    threads: report.lenet.torchfocal.threads,
+    repeats: options.quick ? 3 : 7,
+    python: report.lenet.pytorchBest ? pythonPath(options.python) : undefined,
+    log: options.log,
+  });
+  report.focalOp = focal.figures;
+  Object.assign(report.ratios, focal.ratios);
+  report.notes.push(...focal.notes);
+  return report;
+}
