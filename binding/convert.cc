@@ -85,6 +85,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.device = GetString(o, "device", c.device);
   c.progress_every = GetInt(o, "progressEvery", c.progress_every, 1, kMaxInt);
   c.eval_batch_size = GetInt(o, "evalBatchSize", c.eval_batch_size, 1, 1 << 20);
+  c.sampler = GetString(o, "sampler", c.sampler);
   return c;
 }
 

@@ -136,6 +136,10 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && !info[0].IsFunction() && !info[0].IsUndefined()) {
     throw Napi::TypeError::New(env, "trainEpoch: onProgress must be a function");
   }
+  if (info.Length() > 1 && !info[1].IsBoolean() && !info[1].IsUndefined()) {
+    throw Napi::TypeError::New(env, "trainEpoch: evaluate must be a boolean");
+  }
+  const bool with_test = info.Length() < 2 || info[1].IsUndefined() || info[1].As<Napi::Boolean>();
   auto trainer = Claim(env, "trainEpoch");
   cancel_ = false;
   if (has_progress) {
@@ -143,7 +147,7 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
   }
   return TaskWorker<train::EpochResult>::Start(
       env, "trainEpoch", Value(), {},
-      [trainer, progress, has_progress, this]() mutable {
+      [trainer, progress, has_progress, with_test, this]() mutable {
         train::ProgressFn report;
         if (has_progress) {
           report = [&progress](const train::Progress& p) {
@@ -168,7 +172,7 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
             if (active) fn.Release();
           }
         } release{progress, has_progress};
-        return trainer->train_epoch(report, &cancel_);
+        return trainer->train_epoch(report, &cancel_, with_test);
       },
       [](Napi::Env e, train::EpochResult& r) -> Napi::Value { return ToJs(e, r); }, Release());
 }

@@ -7,6 +7,8 @@ import sharp from 'sharp';
 import {
   applyImbalance,
   classCounts,
+  imbalance,
+  imbalanceCounts,
   FASHION_MNIST_CLASSES,
   loadDataset,
   loadFashionMnist,
@@ -363,10 +365,19 @@ test('imbalance: parsing CLASS=FRACTION lists', (t) => {
   t.deepEqual(parseImbalance('6=0', 10), new Map([[6, 0]]));
   const errors: [string, string][] = [
     ['12=0.1', '--imbalance: class 12 is out of range (the dataset has 10 classes: 0..9)'],
-    ['6=abc', "--imbalance: '6=abc' is not CLASS=FRACTION"],
-    ['6', "--imbalance: '6' is not CLASS=FRACTION"],
-    ['6=0.1=2', "--imbalance: '6=0.1=2' is not CLASS=FRACTION"],
-    ['6=-0.1', "--imbalance: '6=-0.1' is not CLASS=FRACTION"],
+    [
+      '6=abc',
+      "--imbalance: '6=abc' is not CLASS=FRACTION (profiles: longtail:RATIO, step:RATIO:MINORITY)",
+    ],
+    ['6', "--imbalance: '6' is not CLASS=FRACTION (profiles: longtail:RATIO, step:RATIO:MINORITY)"],
+    [
+      '6=0.1=2',
+      "--imbalance: '6=0.1=2' is not CLASS=FRACTION (profiles: longtail:RATIO, step:RATIO:MINORITY)",
+    ],
+    [
+      '6=-0.1',
+      "--imbalance: '6=-0.1' is not CLASS=FRACTION (profiles: longtail:RATIO, step:RATIO:MINORITY)",
+    ],
     ['6=1.5', "--imbalance: fraction 1.5 in '6=1.5' is not in [0, 1]"],
     ['-1=0.1', "--imbalance: '-1' in '-1=0.1' is not a class (classes are 0..9)"],
     ['6=0.1,6=0.2', "--imbalance: class 6 is given twice ('6=0.1' and '6=0.2')"],
@@ -457,4 +468,70 @@ test('imbalance: kept images keep their order; the map order does not matter', (
   t.true(indices.every((v, i) => i === 0 || v > indices[i - 1]));
   t.true(indices.every((v, i) => a.labels[i] === v % 4));
   t.is(a.source, 'synthetic');
+});
+
+// 10 classes of 1000 synthetic 1×2 images each; an image's two pixels spell its index.
+function tenBalancedClasses(): Dataset {
+  const count = 10000;
+  const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
+  return {
+    images: Uint8Array.from({ length: 2 * count }, (_, j) => (j % 2 ? (j >> 1) & 255 : j >> 9)),
+    labels,
+    count,
+    height: 1,
+    width: 2,
+    classNames: Array.from({ length: 10 }, (_, c) => String(c)),
+    source: 'synthetic',
+  };
+}
+
+test('imbalance: longtail:R keeps floor(n_max × R^(−k/(C−1))) images of class k', (t) => {
+  const ds = tenBalancedClasses();
+  // Worked by hand: 1000 × 100^(−k/9) = 1000, 599.48, 359.38, 215.44, 129.15, 77.43, 46.42, …, 10.
+  const expected = [1000, 599, 359, 215, 129, 77, 46, 27, 16, 10];
+  t.deepEqual(imbalanceCounts('longtail:100', classCounts(ds)), expected);
+  const cut = imbalance(ds, 'longtail:100', 3);
+  t.deepEqual(classCounts(cut), expected);
+  t.deepEqual(imbalance(ds, 'longtail:100', 3).images, cut.images, 'the seed fixes the pick');
+  t.notDeepEqual(imbalance(ds, 'longtail:100', 4).images, cut.images, 'another seed, other picks');
+  // MNIST's counts: n_max is class 1's 6742; class 0 keeps all of its 5923 (fewer than asked).
+  const mnist = MNIST_TRAIN;
+  t.deepEqual(
+    imbalanceCounts('longtail:100', mnist),
+    [5923, 4041, 2422, 1452, 870, 522, 312, 187, 112, 67],
+  );
+  t.deepEqual(imbalanceCounts('LONGTAIL:1', mnist), mnist);
+});
+
+test('imbalance: step:R:K cuts the last K classes to floor(n_max / R)', (t) => {
+  const mnist = MNIST_TRAIN;
+  t.deepEqual(
+    imbalanceCounts('step:10:5', mnist),
+    [5923, 6742, 5958, 6131, 5842, 674, 674, 674, 674, 674],
+  );
+  const ds = tenBalancedClasses();
+  t.deepEqual(
+    classCounts(imbalance(ds, 'step:4:2', 0)),
+    [1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 250, 250],
+  );
+  // The fraction form goes through the same function.
+  t.deepEqual(imbalanceCounts('6=0.01', mnist), [...mnist.slice(0, 6), 59, ...mnist.slice(7)]);
+});
+
+test('imbalance: bad profiles name what is wrong', (t) => {
+  const counts = [1000, 1000, 1000];
+  const errors: [string, RegExp][] = [
+    ['longtail:', /longtail:RATIO with a ratio >= 1/],
+    ['longtail:0.5', /ratio >= 1/],
+    ['longtail:x', /ratio >= 1/],
+    ['longtail:2000', /class 2 with no image/],
+    ['step:10', /not longtail:RATIO or step:RATIO:MINORITY/],
+    ['step:10:3', /MINORITY must be a whole number of classes in 1\.\.2/],
+    ['step:10:0', /MINORITY/],
+    ['step:10:1.5', /MINORITY/],
+    ['longtails:10', /not CLASS=FRACTION \(profiles: longtail:RATIO, step:RATIO:MINORITY\)/],
+  ];
+  for (const [spec, message] of errors) {
+    t.throws(() => imbalanceCounts(spec, counts), { message }, spec);
+  }
 });

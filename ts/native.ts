@@ -25,6 +25,7 @@ export interface NativeTrainerOptions {
   device?: string;
   progressEvery?: number;
   evalBatchSize?: number;
+  sampler?: string;
 }
 
 export interface NativeClassMetrics {
@@ -78,7 +79,10 @@ export interface NativeTrainer {
     height: number,
     width: number,
   ): Promise<void>;
-  trainEpoch(onProgress?: (p: NativeProgress) => void): Promise<NativeEpochResult>;
+  trainEpoch(
+    onProgress?: (p: NativeProgress) => void,
+    evaluate?: boolean,
+  ): Promise<NativeEpochResult>;
   evaluate(): Promise<NativeMetrics>;
   predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
   stateDict(): Promise<NativeTensor[]>;

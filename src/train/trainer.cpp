@@ -53,6 +53,7 @@ std::mutex init_mutex;
 Trainer::Trainer(TrainConfig config)
     : config_(std::move(config)), device_(torch::kCPU), input_size_(0) {
   validate(config_);
+  sampler_ = data::parse_sampler(config_.sampler);
   device_ = resolve_device(config_.device);
   input_size_ = models::model_info(config_.model).input_size;
   configure_threads(config_.threads);
@@ -82,6 +83,7 @@ void Trainer::set_epochs_done(int64_t epoch) {
 
 void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
   train_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+  train_labels_cpu_ = train_.labels().cpu();
   loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_);
 }
 
@@ -94,7 +96,8 @@ std::vector<int64_t> Trainer::train_class_counts() const {
   return train_.class_counts();
 }
 
-EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<bool>* cancel) {
+EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<bool>* cancel,
+                                 bool with_test) {
   if (train_.empty()) throw std::logic_error("no training data has been set");
   configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
   c10::AutoGradMode grad(true);
@@ -106,7 +109,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
   auto generator = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch_));
   auto order =
-      torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kInt64)).to(device_);
+      data::epoch_indices(sampler_, train_labels_cpu_, config_.num_classes, generator).to(device_);
 
   // Running sums stay on the device: reading them forces a sync, done only for progress.
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
@@ -140,7 +143,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   result.train_acc = static_cast<double>(correct.item<int64_t>()) / n;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ++epoch_;
-  if (!test_.empty()) {
+  if (with_test && !test_.empty()) {
     result.has_test = true;
     result.test = evaluate(test_);
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "src/data/device_dataset.h"
+#include "src/data/sampler.h"
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 
@@ -30,6 +31,7 @@ struct TrainConfig {
   std::string device = "auto";
   int64_t progress_every = 20;  // steps between progress reports
   int64_t eval_batch_size = 1000;
+  std::string sampler = "instance";  // instance | class-balanced | sqrt (src/data/sampler.h)
 };
 
 struct Progress {
@@ -70,10 +72,11 @@ class Trainer {
   void set_test_data(const torch::Tensor& images, const torch::Tensor& labels);
   std::vector<int64_t> train_class_counts() const;
 
-  // One epoch: seeded shuffle, batches by index on the device, optimizer steps; then the test
-  // set's evaluation if one is set. `cancel` is polled between steps.
+  // One epoch: a seeded draw of the sampler (a shuffle by default), batches by index on the
+  // device, optimizer steps; then the test set's evaluation if one is set and `with_test` asks
+  // for it. `cancel` is polled between steps.
   EpochResult train_epoch(const ProgressFn& progress = {},
-                          const std::atomic<bool>* cancel = nullptr);
+                          const std::atomic<bool>* cancel = nullptr, bool with_test = true);
   metrics::Metrics evaluate_test();
   // Class probabilities [N, C] (float, CPU) for [N, H, W] uint8 images.
   torch::Tensor predict(const torch::Tensor& images);
@@ -95,6 +98,8 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<losses::Loss> loss_;
   data::DeviceDataset train_, test_;
+  data::Sampler sampler_ = data::Sampler::kInstance;
+  torch::Tensor train_labels_cpu_;  // the samplers draw on the CPU generator
   int64_t epoch_ = 0;
 };
 

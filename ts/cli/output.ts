@@ -8,7 +8,8 @@ export function epochLine(r: EpochResult): string {
   return `epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}${test}, time ${r.seconds.toFixed(1)}s`;
 }
 
-export function epochEvent(r: EpochResult): Record<string, unknown> {
+/** The epoch JSON line; `withEval` adds the epoch's EVAL when the test set was evaluated. */
+export function epochEvent(r: EpochResult, withEval = false): Record<string, unknown> {
   return {
     event: 'epoch',
     epoch: r.epoch,
@@ -16,6 +17,7 @@ export function epochEvent(r: EpochResult): Record<string, unknown> {
     trainAcc: round(r.trainAcc, 4),
     ...(r.testAcc === undefined ? {} : { testAcc: round(r.testAcc, 4) }),
     seconds: round(r.seconds, 2),
+    ...(withEval && r.eval ? { eval: r.eval } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
 import { runTraining, type RunSpec } from '../train/run';
+import type { SamplerName } from '../train/options';
 import {
   alphaList,
   intAtLeast,
@@ -28,6 +29,19 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--width-divisor <n>', 'VGG: divide conv widths by N', intAtLeast(1), 1)
+    .option(
+      '--eval-every <n>',
+      'evaluate the test set every N epochs (and after the last); JSON epoch lines then carry EVAL',
+      intAtLeast(1),
+    )
+    .addOption(
+      new Option(
+        '--sampler <name>',
+        'instance (each image once), class-balanced or sqrt (class-aware, with replacement)',
+      )
+        .choices(['instance', 'class-balanced', 'sqrt'])
+        .default('instance'),
+    )
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
 }
 
@@ -43,6 +57,8 @@ export interface TrainingFlags {
   device: string;
   threads: number;
   widthDivisor: number;
+  sampler: SamplerName;
+  evalEvery?: number;
   json?: boolean;
 }
 
@@ -68,7 +84,10 @@ export function trainCommand(): Command {
       alphaList,
     )
     .option('--gamma <x>', 'focal loss focusing parameter', nonNegativeNumber, 2)
-    .option('--imbalance <spec>', "keep a fraction of classes, e.g. '6=0.01' or '6=0.01,3=0.1'")
+    .option(
+      '--imbalance <spec>',
+      "cut the training set: '6=0.01[,3=0.1]' (fractions), 'longtail:100' or 'step:10:5'",
+    )
     .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
     .action(async (flags: TrainFlags) => {
       const spec: RunSpec = {
@@ -80,7 +99,7 @@ export function trainCommand(): Command {
         onProgress: progress.update,
         onEpoch: (r) => {
           progress.stop();
-          if (flags.json) printJson(epochEvent(r));
+          if (flags.json) printJson(epochEvent(r, flags.evalEvery !== undefined));
           else console.log(epochLine(r));
         },
       });

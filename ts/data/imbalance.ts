@@ -1,7 +1,7 @@
 // Starving chosen classes of training images: the class-imbalanced setting focal loss is for.
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
-import { subset, type Dataset } from './dataset';
+import { classCounts, subset, type Dataset } from './dataset';
 
 const FRACTION = /^(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i;
 
@@ -23,7 +23,9 @@ export function parseImbalance(
     const m = /^([^=]+)=([^=]+)$/.exec(piece);
     const fraction = m ? m[2].trim() : '';
     if (!m || !FRACTION.test(fraction)) {
-      throw new Error(`--imbalance: '${piece}' is not CLASS=FRACTION`);
+      throw new Error(
+        `--imbalance: '${piece}' is not CLASS=FRACTION (profiles: longtail:RATIO, step:RATIO:MINORITY)`,
+      );
     }
     const cls = m[1].trim();
     const named = classNames?.indexOf(cls) ?? -1;
@@ -60,20 +62,109 @@ export function parseImbalance(
  * replacement by a generator seeded with `seed`; other classes and the order are unchanged.
  */
 export function applyImbalance(ds: Dataset, keep: Map<number, number>, seed: number): Dataset {
+  const counts = classCounts(ds);
+  const targets = [...counts];
+  for (const [cls, fraction] of keep) {
+    const valid = Number.isInteger(cls) && cls >= 0 && cls < counts.length;
+    if (!valid || !(fraction >= 0 && fraction <= 1)) {
+      throw new RangeError(`applyImbalance: invalid entry ${cls} → ${fraction}`);
+    }
+    targets[cls] = Math.round(fraction * counts[cls]);
+  }
+  return keepCounts(ds, targets, seed);
+}
+
+/**
+ * The training-set cut an `--imbalance` spec asks for, as a count per class:
+ * - `CLASS=FRACTION[,…]`: round(fraction × count) for the listed classes (see parseImbalance);
+ * - `longtail:R`: the exponential long-tail profile, class k keeps
+ *   floor(n_max × R^(−k/(C−1))) images (n_max: the largest class count; Cao et al. 2019);
+ * - `step:R:K`: the step profile, the last K classes keep floor(n_max / R) images
+ *   (`step:10:5` on 10 classes: half of them cut by 10×; Buda et al. 2018).
+ * A profile never asks for more images than a class has: it keeps min(profile, count).
+ */
+export function imbalanceCounts(spec: string, counts: number[], classNames?: string[]): number[] {
+  const C = counts.length;
+  const nMax = Math.max(...counts);
+  const profile = (want: (k: number) => number) =>
+    counts.map((n, k) => Math.min(n, Math.floor(want(k) + 1e-9)));
+  const trimmed = spec.trim();
+  let m: RegExpExecArray | null;
+  if ((m = /^longtail:(.*)$/i.exec(trimmed))) {
+    const ratio = profileNumber(m[1], 'longtail:RATIO', trimmed);
+    if (C < 2) throw new Error(`--imbalance: '${trimmed}' needs at least 2 classes`);
+    return checkNonEmpty(
+      profile((k) => nMax * ratio ** (-k / (C - 1))),
+      trimmed,
+    );
+  }
+  if ((m = /^step:([^:]*):([^:]*)$/i.exec(trimmed))) {
+    const ratio = profileNumber(m[1], 'step:RATIO:MINORITY', trimmed);
+    const minority = Number(m[2]);
+    if (!/^\d+$/.test(m[2].trim()) || minority < 1 || minority >= C) {
+      throw new Error(
+        `--imbalance: '${trimmed}': MINORITY must be a whole number of classes in 1..${C - 1}`,
+      );
+    }
+    return checkNonEmpty(
+      profile((k) => (k >= C - minority ? nMax / ratio : nMax)),
+      trimmed,
+    );
+  }
+  if (/^(longtail|step)\b/i.test(trimmed)) {
+    throw new Error(`--imbalance: '${trimmed}' is not longtail:RATIO or step:RATIO:MINORITY`);
+  }
+  const keep = parseImbalance(spec, C, classNames);
+  const targets = [...counts];
+  for (const [cls, fraction] of keep) targets[cls] = Math.round(fraction * counts[cls]);
+  return targets;
+}
+
+/** `ds` cut as `spec` says (imbalanceCounts), deterministic for a given seed. */
+export function imbalance(ds: Dataset, spec: string, seed: number): Dataset {
+  return keepCounts(ds, imbalanceCounts(spec, classCounts(ds), ds.classNames), seed);
+}
+
+function profileNumber(text: string, form: string, spec: string): number {
+  const v = Number(text);
+  if (!FRACTION.test(text.trim()) || !(v >= 1)) {
+    throw new Error(`--imbalance: '${spec}' is not ${form} with a ratio >= 1`);
+  }
+  return v;
+}
+
+function checkNonEmpty(targets: number[], spec: string): number[] {
+  const empty = targets.findIndex((k) => k === 0);
+  if (empty >= 0) {
+    throw new Error(
+      `--imbalance: '${spec}' would leave class ${empty} with no image; use a smaller ratio`,
+    );
+  }
+  return targets;
+}
+
+/**
+ * Keeps `targets[c]` images of each class c (at most its count), picked uniformly without
+ * replacement by a generator seeded with `seed`, classes in ascending order; classes kept whole
+ * draw nothing. The order of the kept images is unchanged.
+ */
+export function keepCounts(ds: Dataset, targets: number[], seed: number): Dataset {
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seed: expected an integer, got ${seed}`);
+  if (targets.length !== ds.classNames.length) {
+    throw new RangeError(
+      `keepCounts: ${targets.length} targets for ${ds.classNames.length} classes`,
+    );
+  }
   const byClass: number[][] = ds.classNames.map(() => []);
   for (let i = 0; i < ds.count; i++) byClass[ds.labels[i]].push(i);
   const rng = xoroshiro128plus(seed);
   const drop = new Uint8Array(ds.count);
-  // Ascending class order, so the picks do not depend on the order the map was filled in.
-  for (const cls of [...keep.keys()].sort((a, b) => a - b)) {
-    const fraction = keep.get(cls)!;
-    const valid = Number.isInteger(cls) && cls >= 0 && cls < byClass.length;
-    if (!valid || !(fraction >= 0 && fraction <= 1)) {
-      throw new RangeError(`applyImbalance: invalid entry ${cls} → ${fraction}`);
+  for (const [cls, members] of byClass.entries()) {
+    const k = targets[cls];
+    if (!Number.isSafeInteger(k) || k < 0) {
+      throw new RangeError(`keepCounts: invalid target ${k} for class ${cls}`);
     }
-    const members = byClass[cls];
-    const k = Math.round(fraction * members.length);
+    if (k >= members.length) continue;
     if (k === 0) {
       throw new Error(
         `--imbalance: class ${cls} would keep 0 of ${members.length} images; ` +

@@ -23,7 +23,13 @@ export {
   isImageFile,
   IMG_EXTENSIONS,
 } from './imagefolder';
-export { parseImbalance, applyImbalance } from './imbalance';
+export {
+  parseImbalance,
+  applyImbalance,
+  imbalance,
+  imbalanceCounts,
+  keepCounts,
+} from './imbalance';
 
 /**
  * 'mnist', 'fashion-mnist', or a folder: either ROOT/{training,testing}/<class>/* images or

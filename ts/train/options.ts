@@ -3,6 +3,10 @@ import { native } from '../native';
 
 export type OptimizerName = 'adam' | 'sgd';
 
+/** What an epoch visits: every image once (shuffled), or a class-aware draw with replacement. */
+export const SAMPLERS = ['instance', 'class-balanced', 'sqrt'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
 export interface TrainerOptions {
   /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet (default lenet) */
   model?: string;
@@ -37,6 +41,12 @@ export interface TrainerOptions {
   device?: 'auto' | 'cpu' | 'cuda' | string;
   /** steps between progress reports */
   progressEvery?: number;
+  /**
+   * 'instance' (default): each image once per epoch, shuffled; 'class-balanced': each draw picks
+   * a class uniformly, then one of its images; 'sqrt': a class with probability ∝ √count. The
+   * last two draw with replacement, as many images per epoch as the training set holds.
+   */
+  sampler?: SamplerName;
 }
 
 export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
@@ -108,7 +118,13 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     threads: o.threads ?? 0,
     device: o.device ?? 'auto',
     progressEvery: o.progressEvery ?? 20,
+    sampler: o.sampler ?? 'instance',
   };
+  if (!SAMPLERS.includes(resolved.sampler)) {
+    throw new Error(
+      `sampler: unknown sampler '${String(resolved.sampler)}' (known: ${SAMPLERS.join(', ')})`,
+    );
+  }
   positiveInt('batchSize', resolved.batchSize);
   positiveInt('widthDivisor', resolved.widthDivisor);
   positiveInt('progressEvery', resolved.progressEvery);

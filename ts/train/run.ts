@@ -1,6 +1,6 @@
 // One training run from a plain description: data, imbalance, trainer, epochs, checkpoints.
 import path from 'node:path';
-import { loadDataset, parseImbalance, applyImbalance, classCounts } from '../data/index';
+import { loadDataset, imbalance, classCounts } from '../data/index';
 import type { DataSplit } from '../data/dataset';
 import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
@@ -10,9 +10,11 @@ import { writeReport } from '../report/index';
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
   dataset?: string;
-  /** e.g. '6=0.01' or '6=0.01,3=0.1' */
+  /** '6=0.01', '6=0.01,3=0.1', 'longtail:100' or 'step:10:5' (see imbalanceCounts) */
   imbalance?: string;
   epochs?: number;
+  /** evaluate the test set every N epochs and after the last (default 1) */
+  evalEvery?: number;
   /** checkpoint directory, rewritten after every epoch */
   out?: string;
 }
@@ -40,11 +42,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   const seed = spec.seed ?? 0;
   let train = split.train;
   if (spec.imbalance) {
-    train = applyImbalance(
-      train,
-      parseImbalance(spec.imbalance, train.classNames.length, train.classNames),
-      seed,
-    );
+    train = imbalance(train, spec.imbalance, seed);
   }
   const epochs = spec.epochs ?? 5;
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
@@ -60,7 +58,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
       trainCounts: classCounts(train),
       testCounts: classCounts(split.test),
     };
-    for await (const r of trainer.epochs(epochs, hooks)) {
+    for await (const r of trainer.epochs(epochs, { ...hooks, evalEvery: spec.evalEvery })) {
       if (out) await trainer.save(out, data);
       hooks.onEpoch?.(r);
     }

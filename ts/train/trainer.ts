@@ -27,6 +27,11 @@ export interface FitOptions {
   onProgress?: (progress: Progress) => void;
   /** aborting stops the native loop before its next step and rejects with an AbortError */
   signal?: AbortSignal;
+  /**
+   * evaluate the test set after every N-th epoch (counted from the first epoch ever trained)
+   * and after the last epoch of this call; 1 (default) evaluates after each
+   */
+  evalEvery?: number;
 }
 
 export interface Prediction {
@@ -89,6 +94,7 @@ export class Trainer {
       threads: o.threads,
       device: o.device,
       progressEvery: o.progressEvery,
+      sampler: o.sampler,
     });
     await call(() => handle.init());
     return new Trainer(handle, o);
@@ -137,6 +143,10 @@ export class Trainer {
       throw new Error(`epochs: expected an integer >= 0, got ${count}`);
     }
     const { signal, onProgress } = options;
+    const evalEvery = options.evalEvery ?? 1;
+    if (!Number.isSafeInteger(evalEvery) || evalEvery < 1) {
+      throw new Error(`evalEvery: expected an integer >= 1, got ${evalEvery}`);
+    }
     const abort = () => this.handle.cancel();
     signal?.addEventListener('abort', abort);
     try {
@@ -144,7 +154,9 @@ export class Trainer {
         if (signal?.aborted) throw abortError(signal);
         let native;
         try {
-          native = await call(() => this.handle.trainEpoch(onProgress));
+          const epoch = this.epochsDone;
+          const evaluate = (epoch + 1) % evalEvery === 0 || i === count - 1;
+          native = await call(() => this.handle.trainEpoch(onProgress, evaluate));
         } catch (err) {
           if (signal?.aborted) throw abortError(signal);
           throw err;
