@@ -1,36 +1,8 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadMnist } from '../ts/index';
 import { jsonLines, runCli, tempDir } from './helpers/cli';
-
-// An MNIST-style IDX folder holding every 15th training image and every 10th test image.
-async function smallIdxFolder(): Promise<{ dir: string; testSixes: number }> {
-  const mnist = await loadMnist();
-  const dir = tempDir();
-  const write = (name: string, ds: typeof mnist.train, step: number) => {
-    const idx = Array.from({ length: Math.floor(ds.count / step) }, (_, i) => i * step);
-    const images = Buffer.alloc(16 + idx.length * 784);
-    images.writeUInt32BE(0x803, 0);
-    images.writeUInt32BE(idx.length, 4);
-    images.writeUInt32BE(28, 8);
-    images.writeUInt32BE(28, 12);
-    const labels = Buffer.alloc(8 + idx.length);
-    labels.writeUInt32BE(0x801, 0);
-    labels.writeUInt32BE(idx.length, 4);
-    idx.forEach((k, i) => {
-      images.set(ds.images.subarray(k * 784, (k + 1) * 784), 16 + i * 784);
-      labels[8 + i] = ds.labels[k];
-    });
-    fs.writeFileSync(path.join(dir, `${name}-images-idx3-ubyte`), images);
-    fs.writeFileSync(path.join(dir, `${name}-labels-idx1-ubyte`), labels);
-  };
-  write('train', mnist.train, 15);
-  write('t10k', mnist.test, 10);
-  let testSixes = 0;
-  for (let k = 0; k < mnist.test.count; k += 10) testSixes += mnist.test.labels[k] === 6 ? 1 : 0;
-  return { dir, testSixes };
-}
+import { smallIdxFolder } from './helpers/mnist';
 
 test('experiment starve --ablation --losses: every row, the finding sentence and the report', async (t) => {
   const { dir: data, testSixes } = await smallIdxFolder();

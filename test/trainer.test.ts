@@ -2,19 +2,9 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { loadMnist, subset, Trainer, runtimeInfo, models, type Dataset } from '../ts/index';
+import { Trainer, runtimeInfo, models } from '../ts/index';
 import { PYTHON, ROOT, tempDir } from './helpers/cli';
-
-// A few thousand MNIST images: enough to learn, quick on two cores.
-async function small(nTrain: number, nTest: number): Promise<{ train: Dataset; test: Dataset }> {
-  const mnist = await loadMnist();
-  const pick = (ds: Dataset, n: number) =>
-    subset(
-      ds,
-      Array.from({ length: n }, (_, i) => Math.floor((i * ds.count) / n)),
-    );
-  return { train: pick(mnist.train, nTrain), test: pick(mnist.test, nTest) };
-}
+import { smallMnist } from './helpers/mnist';
 
 test('runtime: LibTorch version, threads and a BLAS library are reported', (t) => {
   const info = runtimeInfo();
@@ -34,7 +24,7 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
 });
 
 test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch results)', async (t) => {
-  const data = await small(4000, 1000);
+  const data = await smallMnist(4000, 1000);
   const trainer = await Trainer.create({
     model: 'mlp',
     classNames: data.train.classNames,
@@ -71,7 +61,7 @@ test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch resu
 });
 
 test('a call while an epoch is in flight gets a clear error; abort stops the loop', async (t) => {
-  const data = await small(6000, 100);
+  const data = await smallMnist(6000, 100);
   const trainer = await Trainer.create({
     model: 'lenet',
     classNames: data.train.classNames,
@@ -151,7 +141,7 @@ test('bad options and data are rejected with errors naming the argument', async 
 });
 
 test('checkpoint: safetensors weights load into the original PyTorch definitions and give the same outputs', async (t) => {
-  const data = await small(2000, 64);
+  const data = await smallMnist(2000, 64);
   const trainer = await Trainer.create({
     model: 'lenet',
     classNames: data.train.classNames,

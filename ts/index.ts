@@ -13,6 +13,28 @@ export { runTraining } from './train/run';
 export type { RunSpec, RunHooks, RunResult } from './train/run';
 export { runStarve, starveVariants } from './experiment/starve';
 export type { StarveOptions, StarveRow } from './experiment/starve';
+export {
+  runSweep,
+  parseSweepConfig,
+  loadSweepConfig,
+  sweepRuns,
+  aggregateSweep,
+  meanStd,
+  NO_IMBALANCE,
+} from './experiment/sweep';
+export type {
+  SweepConfig,
+  ParsedSweepConfig,
+  SweepLoss,
+  SweepShared,
+  SweepRun,
+  SweepRow,
+  SweepGroup,
+  SweepResult,
+  SweepHooks,
+  SweepRowMetrics,
+  MeanStd,
+} from './experiment/sweep';
 export * from './data/index';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
 export type { RuntimeInfo, ModelInfo, LossInfo } from './native';

@@ -1,6 +1,8 @@
-// `torchfocal experiment starve`: the original experiment's table in one run.
+// `torchfocal experiment --config FILE.json` (a sweep: mean ± std over seeds) and
+// `torchfocal experiment starve` (the original experiment's table in one run).
 import { Command } from 'commander';
 import { runStarve, type StarveRow } from '../experiment/starve';
+import { loadSweepConfig, runSweep, type MeanStd, type SweepGroup } from '../experiment/sweep';
 import { addTrainingOptions, defaultRunDir, type TrainingFlags } from './train';
 import { intAtLeast, unitFraction } from './parse';
 import { EpochProgress, epochEvent, epochLine, printJson, round } from './output';
@@ -13,8 +15,29 @@ interface StarveFlags extends TrainingFlags {
   out?: string;
 }
 
+interface SweepFlags {
+  config?: string;
+  out?: string;
+  json?: boolean;
+  threads?: number;
+  device?: string;
+}
+
 export function experimentCommand(): Command {
-  const experiment = new Command('experiment').description('imbalance experiments');
+  const experiment = new Command('experiment')
+    .description('imbalance experiments: a sweep from a JSON file (--config), or a subcommand')
+    // `experiment starve --out DIR` gives --out to starve, not to the sweep (see main.ts)
+    .enablePositionalOptions()
+    .option('--config <file>', 'JSON file of a sweep: models × imbalance × losses × seeds')
+    .option('--out <dir>', 'checkpoints in DIR/<run>, report in DIR (default runs/sweep-…-<time>)')
+    .option(
+      '--threads <n>',
+      'CPU threads for every run, over the config (0 = all cores)',
+      intAtLeast(0),
+    )
+    .option('--device <name>', 'auto, cpu or cuda for every run, over the config')
+    .option('--json', 'print JSON lines on stdout (progress goes to stderr)')
+    .action(sweepAction);
   const starve = new Command('starve').description(
     'starve one class, then train balanced-ce, imbalanced-ce and imbalanced-focal',
   );
@@ -44,7 +67,8 @@ export function experimentCommand(): Command {
           },
           onEpoch: (name, r) => {
             progress.stop();
-            if (flags.json) printJson({ ...epochEvent(r), run: name });
+            if (flags.json)
+              printJson({ ...epochEvent(r, flags.evalEvery !== undefined), run: name });
             else console.log(epochLine(r));
           },
         },
@@ -69,6 +93,58 @@ export function experimentCommand(): Command {
     });
   experiment.addCommand(starve);
   return experiment;
+}
+
+async function sweepAction(flags: SweepFlags): Promise<void> {
+  if (flags.config === undefined) {
+    throw new Error("experiment: give --config FILE.json (a sweep) or a subcommand ('starve')");
+  }
+  const config = await loadSweepConfig(flags.config);
+  if (flags.threads !== undefined) config.threads = flags.threads;
+  if (flags.device !== undefined) config.device = flags.device;
+  const out = flags.out ?? defaultRunDir('sweep', config.models.join('+'));
+  const progress = new EpochProgress();
+  const { groups } = await runSweep(config, {
+    out,
+    onProgress: (_, p) => progress.update(p),
+    onRunStart: (run, total) => {
+      if (!flags.json) console.log(`== [${run.index + 1}/${total}] ${run.name}`);
+    },
+    onEpoch: (run, r) => {
+      progress.stop();
+      if (flags.json) {
+        printJson({
+          ...epochEvent(r, config.evalEvery !== undefined),
+          run: run.name,
+          group: run.group,
+          seed: run.seed,
+        });
+      } else console.log(epochLine(r));
+    },
+    onRun: (row) => {
+      if (!flags.json) return;
+      const { history, trainCounts, index, dir, ...rest } = row;
+      void [trainCounts, index, dir];
+      printJson({ event: 'run', ...rest, epochs: history.length });
+    },
+  });
+  if (flags.json) printJson({ event: 'done', report: out, groups });
+  else {
+    console.log(sweepTable(groups));
+    console.error(`report written to ${out}`);
+  }
+}
+
+/** The groups, one line each: mean ± std over seeds, and the class each group recalls worst. */
+export function sweepTable(groups: SweepGroup[]): string {
+  const ms = (s: MeanStd) => `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}`;
+  const width = Math.max(5, ...groups.map((g) => g.name.length));
+  const header = `${'group'.padEnd(width)}  n  ${'test acc'.padStart(13)}  ${'bal. acc'.padStart(13)}  ${'macro-F1'.padStart(13)}  ${'lowest recall'.padStart(19)}  train time`;
+  const lines = groups.map((g) => {
+    const worst = g.recall.reduce((w, s, c) => (s.mean < g.recall[w].mean ? c : w), 0);
+    return `${g.name.padEnd(width)} ${String(g.n).padStart(2)}  ${ms(g.testAcc)}  ${ms(g.balancedAccuracy)}  ${ms(g.macroF1)}  ${`${ms(g.recall[worst])} (${worst})`.padStart(19)}  ${`${g.trainSeconds.mean.toFixed(1)}s`.padStart(10)}`;
+  });
+  return [header, ...lines].join('\n');
 }
 
 export function starveTable(rows: StarveRow[], starved: number): string {

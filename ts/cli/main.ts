@@ -15,6 +15,9 @@ export async function main(args: string[]): Promise<number> {
     .description('train image classifiers on class-imbalanced data (LibTorch from Node.js)')
     .option('--verbose', 'print stack traces of errors')
     .showHelpAfterError('(run with --help for usage)')
+    // options after a command name are that command's: `experiment starve --out` is starve's,
+    // though `experiment` has an --out of its own (needs the whole chain positional)
+    .enablePositionalOptions()
     .exitOverride();
   for (const cmd of [
     trainCommand(),

@@ -139,11 +139,21 @@ export function reportSections(report: Report, shots: RunShots[] = runShots(repo
     ],
   });
 
-  if (report.groups && report.groups.length > 0) {
+  const groups = report.groups ?? [];
+  if (groups.length > 0) {
     const keys: string[] = [];
-    for (const g of report.groups) {
+    for (const g of groups) {
       for (const key of Object.keys(g.mean)) if (!keys.includes(key)) keys.push(key);
     }
+    // A column of fractions keeps three decimals throughout (1.000 ± 0.000, not 1 ± 0).
+    const fraction = new Set(
+      keys.filter((key) =>
+        groups.every((g) =>
+          [g.mean[key], g.std[key]].every((x) => x === undefined || (x >= 0 && x <= 1)),
+        ),
+      ),
+    );
+    const num = (key: string, x: number) => (fraction.has(key) ? fmt3(x) : fmtNumber(x));
     sections.push({
       id: 'groups',
       heading: 'Sweep groups (mean ± std over seeds)',
@@ -151,15 +161,15 @@ export function reportSections(report: Report, shots: RunShots[] = runShots(repo
         {
           header: ['group', 'n', ...keys],
           align: ['left', 'right', ...keys.map(() => 'right' as const)],
-          rows: report.groups.map((g) => [
+          rows: groups.map((g) => [
             g.name,
             String(g.n),
             ...keys.map((key) =>
               g.mean[key] === undefined
                 ? DASH
                 : g.std[key] === undefined || !Number.isFinite(g.std[key])
-                  ? fmtNumber(g.mean[key])
-                  : `${fmtNumber(g.mean[key])} ± ${fmtNumber(g.std[key])}`,
+                  ? num(key, g.mean[key])
+                  : `${num(key, g.mean[key])} ± ${num(key, g.std[key])}`,
             ),
           ]),
         },
