@@ -19,7 +19,9 @@ Two data paths, same model (d2l LeNet, sigmoid + average pooling), same optimize
 
 Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout:
 torch, threads, blas, openblasThreads, mode, epochSeconds (timed epochs), median, and
-userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads); --original adds
+userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads), and after training
+evalImagesPerSecond (test set, eval mode, batches of 1000) and predictSeconds (one image's
+probabilities, median of 50); --original adds
 decoder, images (per pass), epochImages and measuredSeconds (unscaled pass times).
 Run it with Debian's /usr/bin/python3 (python3-torch), e.g.
 
@@ -75,13 +77,45 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def load_train(data_dir: str):
-    images = read_idx(os.path.join(data_dir, "train-images-idx3-ubyte"))
-    labels = read_idx(os.path.join(data_dir, "train-labels-idx1-ubyte"))
+def load_train(data_dir: str, split: str = "train"):
+    images = read_idx(os.path.join(data_dir, f"{split}-images-idx3-ubyte"))
+    labels = read_idx(os.path.join(data_dir, f"{split}-labels-idx1-ubyte"))
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{data_dir}: {images.shape[0]} images but {labels.shape[0]} labels")
     # copies: frombuffer views are read-only, torch wants writable memory
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+# ---------------------------------------------------------------- inference
+
+EVAL_BATCH = 1000  # torchfocal's evaluation batch
+
+
+def eval_images_per_second(model, images, repeats=3):
+    """Test-set throughput in eval mode without autograd: the median of `repeats` passes."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, images.shape[0], EVAL_BATCH):
+                model(images[i:i + EVAL_BATCH].unsqueeze(1).float().div_(255)).argmax(1)
+            times.append(time.perf_counter() - start)
+    model.train()
+    return images.shape[0] / statistics.median(times)
+
+
+def predict_seconds(model, image, repeats=50):
+    """Latency of class probabilities for one image: the median of `repeats` calls."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.softmax(model(image.view(1, 1, *image.shape).float().div_(255)), 1)
+            times.append(time.perf_counter() - start)
+    model.train()
+    return statistics.median(times)
 
 
 # ---------------------------------------------------------------- runtime facts
@@ -298,7 +332,10 @@ def main(argv=None) -> int:
                 user.append(u)
                 system.append(s)
             print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
-        result.update(images=n, epochSeconds=seconds_list)
+        test_images, _ = load_train(args.data_dir, "t10k")
+        result.update(images=n, epochSeconds=seconds_list,
+                      evalImagesPerSecond=eval_images_per_second(model, test_images),
+                      predictSeconds=predict_seconds(model, test_images[0]))
 
     result = {**runtime_facts(), **result, "median": statistics.median(result["epochSeconds"]),
               "userSeconds": statistics.median(user), "systemSeconds": statistics.median(system)}

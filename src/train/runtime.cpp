@@ -35,7 +35,9 @@ void configure_threads(int threads) {
   if (threads < 0) throw std::invalid_argument("threads must be >= 0");
   const int n =
       threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
+  // Only on a change: set_num_threads also rebuilds LibTorch's pthreadpool (thread creation,
+  // milliseconds), and every engine call passes through here.
+  if (at::get_num_threads() != n) torch::set_num_threads(n);
   // OpenBLAS exports this setter; the reference BLAS has none and is single-threaded anyway.
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {

