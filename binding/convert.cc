@@ -86,6 +86,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.progress_every = GetInt(o, "progressEvery", c.progress_every, 1, kMaxInt);
   c.eval_batch_size = GetInt(o, "evalBatchSize", c.eval_batch_size, 1, 1 << 20);
   c.sampler = GetString(o, "sampler", c.sampler);
+  c.memory_format = GetString(o, "memoryFormat", c.memory_format);
   return c;
 }
 

@@ -7,7 +7,8 @@ export type {
   Progress,
   CheckpointConfig,
 } from './train/trainer';
-export type { TrainerOptions, OptimizerName } from './train/options';
+export { SAMPLERS, MEMORY_FORMATS } from './train/options';
+export type { TrainerOptions, OptimizerName, SamplerName, MemoryFormat } from './train/options';
 export type { Evaluation, ClassEvaluation } from './train/evaluation';
 export { runTraining } from './train/run';
 export type { RunSpec, RunHooks, RunResult } from './train/run';

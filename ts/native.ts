@@ -26,6 +26,7 @@ export interface NativeTrainerOptions {
   progressEvery?: number;
   evalBatchSize?: number;
   sampler?: string;
+  memoryFormat?: string;
 }
 
 export interface NativeClassMetrics {

@@ -42,6 +42,11 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: adam, sgd)");
   }
   if (c.progress_every < 1) throw std::invalid_argument("progress_every must be at least 1");
+  if (c.memory_format != "auto" && c.memory_format != "contiguous" &&
+      c.memory_format != "channels-last") {
+    throw std::invalid_argument("unknown memory format '" + c.memory_format +
+                                "' (known: auto, contiguous, channels-last)");
+  }
 }
 
 // Model initialisation draws from LibTorch's global generator: serialise seeding + building so
@@ -64,6 +69,14 @@ Trainer::Trainer(TrainConfig config)
     model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
   }
   model_->to(device_);
+  channels_last_ = config_.memory_format == "channels-last" ||
+                   (config_.memory_format == "auto" && device_.is_cpu());
+  if (channels_last_) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
   if (config_.optimizer == "adam") {
     optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
                                                       torch::optim::AdamOptions(config_.lr));
@@ -122,7 +135,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     auto batch =
         train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)), input_size_);
     for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
-    auto logits = model_->forward(batch.images);
+    auto logits = model_->forward(laid_out(batch.images));
     auto loss = loss_->forward(logits, batch.labels);
     loss.backward();
     optimizer_->step();
@@ -156,6 +169,11 @@ metrics::Metrics Trainer::evaluate_test() {
   return evaluate(test_);
 }
 
+torch::Tensor Trainer::laid_out(torch::Tensor images) const {
+  return channels_last_ && images.dim() == 4 ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                                             : std::move(images);
+}
+
 metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   torch::NoGradGuard no_grad;
   model_->eval();
@@ -164,7 +182,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
     auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
                                input_size_);
-    auto predicted = model_->forward(batch.images).argmax(1);
+    auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
     confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
   }
   model_->train();
@@ -182,7 +200,7 @@ torch::Tensor Trainer::predict(const torch::Tensor& images) {
   for (int64_t begin = 0; begin < images.size(0); begin += config_.eval_batch_size) {
     auto chunk = images.slice(0, begin, std::min(images.size(0), begin + config_.eval_batch_size));
     auto x = data::to_model_input(chunk.to(device_), input_size_);
-    out.push_back(torch::softmax(model_->forward(x), /*dim=*/1).to(torch::kCPU));
+    out.push_back(torch::softmax(model_->forward(laid_out(x)), /*dim=*/1).to(torch::kCPU));
   }
   model_->train();
   return torch::cat(out);
@@ -191,10 +209,13 @@ torch::Tensor Trainer::predict(const torch::Tensor& images) {
 NamedTensors Trainer::state_dict() const {
   NamedTensors state;
   for (const auto& item : model_->named_parameters(/*recurse=*/true)) {
-    state.emplace_back(item.key(), item.value().detach().to(torch::kCPU).clone());
+    // contiguous: callers write the raw bytes in NCHW order, whatever the training layout.
+    state.emplace_back(
+        item.key(), item.value().detach().to(torch::kCPU).clone(torch::MemoryFormat::Contiguous));
   }
   for (const auto& item : model_->named_buffers(/*recurse=*/true)) {
-    state.emplace_back(item.key(), item.value().detach().to(torch::kCPU).clone());
+    state.emplace_back(
+        item.key(), item.value().detach().to(torch::kCPU).clone(torch::MemoryFormat::Contiguous));
   }
   return state;
 }

@@ -32,6 +32,9 @@ struct TrainConfig {
   int64_t progress_every = 20;  // steps between progress reports
   int64_t eval_batch_size = 1000;
   std::string sampler = "instance";  // instance | class-balanced | sqrt (src/data/sampler.h)
+  // Layout of conv weights and image batches: "channels-last" (NHWC), "contiguous" (NCHW), or
+  // "auto": channels-last on the CPU, where oneDNN's convolutions run ~20% faster in it.
+  std::string memory_format = "auto";
 };
 
 struct Progress {
@@ -90,6 +93,8 @@ class Trainer {
 
  private:
   metrics::Metrics evaluate(const data::DeviceDataset& dataset);
+  // A batch of model inputs in the trainer's memory format.
+  torch::Tensor laid_out(torch::Tensor images) const;
 
   TrainConfig config_;
   torch::Device device_;
@@ -99,6 +104,7 @@ class Trainer {
   std::unique_ptr<losses::Loss> loss_;
   data::DeviceDataset train_, test_;
   data::Sampler sampler_ = data::Sampler::kInstance;
+  bool channels_last_ = false;
   torch::Tensor train_labels_cpu_;  // the samplers draw on the CPU generator
   int64_t epoch_ = 0;
 };

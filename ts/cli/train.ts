@@ -1,7 +1,7 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
 import { runTraining, type RunSpec } from '../train/run';
-import type { SamplerName } from '../train/options';
+import type { MemoryFormat, SamplerName } from '../train/options';
 import {
   alphaList,
   intAtLeast,
@@ -42,6 +42,14 @@ export function addTrainingOptions(cmd: Command): Command {
         .choices(['instance', 'class-balanced', 'sqrt'])
         .default('instance'),
     )
+    .addOption(
+      new Option(
+        '--memory-format <name>',
+        'conv layout: auto (channels-last on CPU), channels-last or contiguous',
+      )
+        .choices(['auto', 'channels-last', 'contiguous'])
+        .default('auto'),
+    )
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
 }
 
@@ -58,6 +66,7 @@ export interface TrainingFlags {
   threads: number;
   widthDivisor: number;
   sampler: SamplerName;
+  memoryFormat: MemoryFormat;
   evalEvery?: number;
   json?: boolean;
 }

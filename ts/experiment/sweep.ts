@@ -138,6 +138,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   optimizer: 'string',
   device: 'string',
   sampler: 'string',
+  memoryFormat: 'string',
 };
 const LIST_KEYS = ['title', 'models', 'losses', 'imbalance', 'seeds'] as const;
 const LOSS_KEYS: Record<keyof SweepLoss, Kind | 'alpha' | 'drw'> = {

@@ -7,6 +7,9 @@ export type OptimizerName = 'adam' | 'sgd';
 export const SAMPLERS = ['instance', 'class-balanced', 'sqrt'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
+export const MEMORY_FORMATS = ['auto', 'contiguous', 'channels-last'] as const;
+export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
+
 export interface TrainerOptions {
   /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet (default lenet) */
   model?: string;
@@ -47,6 +50,11 @@ export interface TrainerOptions {
    * last two draw with replacement, as many images per epoch as the training set holds.
    */
   sampler?: SamplerName;
+  /**
+   * layout of conv weights and batches: 'channels-last' (NHWC), 'contiguous' (NCHW), or 'auto'
+   * (default): channels-last on the CPU, where oneDNN's convolutions are faster in it
+   */
+  memoryFormat?: MemoryFormat;
 }
 
 export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
@@ -119,7 +127,13 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     device: o.device ?? 'auto',
     progressEvery: o.progressEvery ?? 20,
     sampler: o.sampler ?? 'instance',
+    memoryFormat: o.memoryFormat ?? 'auto',
   };
+  if (!MEMORY_FORMATS.includes(resolved.memoryFormat)) {
+    throw new Error(
+      `memoryFormat: unknown memory format '${String(resolved.memoryFormat)}' (known: ${MEMORY_FORMATS.join(', ')})`,
+    );
+  }
   if (!SAMPLERS.includes(resolved.sampler)) {
     throw new Error(
       `sampler: unknown sampler '${String(resolved.sampler)}' (known: ${SAMPLERS.join(', ')})`,

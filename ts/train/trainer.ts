@@ -95,6 +95,7 @@ export class Trainer {
       device: o.device,
       progressEvery: o.progressEvery,
       sampler: o.sampler,
+      memoryFormat: o.memoryFormat,
     });
     await call(() => handle.init());
     return new Trainer(handle, o);
