@@ -45,16 +45,20 @@ def run_batch(loss, x, target, iters):
     for _ in range(iters):
         x.grad = None
         loss(x, target).backward()
+    if x.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def time_size(rows, classes, repeats, min_batch):
+def time_size(rows, classes, repeats, min_batch, device):
     torch.manual_seed(0)
-    x = (torch.randn(rows, classes) * 3).requires_grad_(True)
-    target = torch.randint(classes, (rows,))
+    x = (torch.randn(rows, classes) * 3).to(device).requires_grad_(True)
+    target = torch.randint(classes, (rows,)).to(device)
     alpha = [1.0] * classes
     alpha[min(6, classes - 1)] = 100.0
-    losses = {"crossEntropy": F.cross_entropy, "original": FocalLoss(alpha, 2)}
+    original = FocalLoss(alpha, 2)
+    original.alpha = original.alpha.to(device)
+    losses = {"crossEntropy": F.cross_entropy, "original": original}
     iters = {}
     for name, loss in losses.items():
         run_batch(loss, x, target, 3)
@@ -77,12 +81,14 @@ def main():
     p.add_argument("--sizes", default="128x10,4096x10,65536x10,4096x1000", help="ROWSxCLASSES,...")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--min-batch", type=float, default=0.02)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-           "sizes": [time_size(r, c, args.repeats, args.min_batch) for r, c in sizes]}
+           "device": args.device,
+           "sizes": [time_size(r, c, args.repeats, args.min_batch, args.device) for r, c in sizes]}
     print(json.dumps(out))
 
 

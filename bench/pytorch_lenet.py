@@ -100,6 +100,8 @@ def eval_images_per_second(model, images, repeats=3):
             start = time.perf_counter()
             for i in range(0, images.shape[0], EVAL_BATCH):
                 model(images[i:i + EVAL_BATCH].unsqueeze(1).float().div_(255)).argmax(1)
+            if images.is_cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
     model.train()
     return images.shape[0] / statistics.median(times)
@@ -112,7 +114,7 @@ def predict_seconds(model, image, repeats=50):
     with torch.no_grad():
         for _ in range(repeats):
             start = time.perf_counter()
-            torch.softmax(model(image.view(1, 1, *image.shape).float().div_(255)), 1)
+            torch.softmax(model(image.view(1, 1, *image.shape).float().div_(255)), 1).cpu()
             times.append(time.perf_counter() - start)
     model.train()
     return statistics.median(times)
@@ -164,9 +166,9 @@ def tensor_epoch(model, optimizer, images, labels, generator):
     """One epoch over in-memory tensors; returns (seconds, loss, acc)."""
     n = images.shape[0]
     start = time.perf_counter()
-    order = torch.randperm(n, generator=generator)
-    loss_sum = torch.zeros(())
-    correct = torch.zeros((), dtype=torch.int64)
+    order = torch.randperm(n, generator=generator).to(images.device)
+    loss_sum = torch.zeros((), device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for i in range(0, n, BATCH_SIZE):
         idx = order[i:i + BATCH_SIZE]
         x = images[idx].unsqueeze(1).float().div_(255)
@@ -267,6 +269,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0,
                    help="torch.set_num_threads(N); 0 leaves PyTorch's default")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda: the in-memory loop with model and data on that device")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--original", action="store_true",
                    help="decode PNGs every epoch like ImageFolder + DataLoader(num_workers=0)")
@@ -288,8 +292,13 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"pytorch_lenet.py: {err}", file=sys.stderr)
         return 2
-    model = lenet()
+    if args.device != "cpu" and (args.original or not torch.cuda.is_available()):
+        p.error("--device cuda needs a CUDA PyTorch and the in-memory loop (not --original)")
+    device = torch.device(args.device)
+    model = lenet().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    if not args.original:
+        images, labels = images.to(device), labels.to(device)
     n = images.shape[0]
     result = {"mode": "original" if args.original else "tensor"}
 
@@ -332,12 +341,12 @@ def main(argv=None) -> int:
                 user.append(u)
                 system.append(s)
             print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
-        test_images, _ = load_train(args.data_dir, "t10k")
+        test_images = load_train(args.data_dir, "t10k")[0].to(device)
         result.update(images=n, epochSeconds=seconds_list,
                       evalImagesPerSecond=eval_images_per_second(model, test_images),
                       predictSeconds=predict_seconds(model, test_images[0]))
 
-    result = {**runtime_facts(), **result, "median": statistics.median(result["epochSeconds"]),
+    result = {**runtime_facts(), "device": args.device, **result, "median": statistics.median(result["epochSeconds"]),
               "userSeconds": statistics.median(user), "systemSeconds": statistics.median(system)}
     if args.json:
         print(json.dumps(result))

@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark (LeNet epoch, focal op), printed as `torchfocal bench` prints it.
-//   node dist/bench/run.js [--json] [--quick] [--threads N] [--repeats N] [--python PATH]
+//   node dist/bench/run.js [--json] [--quick] [--device cpu|cuda] [--threads N] [--repeats N] [--python PATH]
 import { parseArgs } from 'node:util';
 import { runBench } from '../ts/bench/run';
 import { printBenchReport } from '../ts/cli/bench';
@@ -12,6 +12,7 @@ async function main(): Promise<void> {
       threads: { type: 'string' },
       repeats: { type: 'string' },
       python: { type: 'string' },
+      device: { type: 'string' },
     },
   });
   const report = await runBench({
@@ -19,6 +20,7 @@ async function main(): Promise<void> {
     repeats: values.repeats === undefined ? undefined : Number(values.repeats),
     quick: values.quick,
     python: values.python,
+    device: values.device,
     log: (line) => process.stderr.write(line + '\n'),
   });
   printBenchReport(report, values.json ?? false);

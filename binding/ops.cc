@@ -48,7 +48,7 @@ torch::Tensor CopyTyped(const Napi::Env& env, const Napi::Value& v, const char* 
 }
 
 Napi::Value ToTyped(Napi::Env env, const torch::Tensor& t) {
-  auto c = t.contiguous();
+  auto c = t.cpu().contiguous();
   if (c.scalar_type() == torch::kFloat64) {
     auto out = Napi::Float64Array::New(env, c.numel());
     std::memcpy(out.Data(), c.data_ptr(), c.nbytes());
@@ -93,6 +93,7 @@ Napi::Value FocalLoss(const Napi::CallbackInfo& info) {
   options.gamma = GetNumber(o, "gamma", options.gamma);
   options.ignore_index = GetInt(o, "ignoreIndex", options.ignore_index, INT32_MIN, INT32_MAX);
   options.label_smoothing = GetNumber(o, "labelSmoothing", 0);
+  const std::string device = GetString(o, "device", "cpu");
   auto input = CopyTyped(env, o.Get("input"), "input", shape);
   if (!input.is_floating_point())
     throw Napi::TypeError::New(env, "focalLoss: input must be a Float32Array or Float64Array");
@@ -112,8 +113,12 @@ Napi::Value FocalLoss(const Napi::CallbackInfo& info) {
   }
   return TaskWorker<Result>::Start(
       env, "focalLoss", Napi::Object::New(env), {},
-      [input, target, options] {
-        auto [loss, grad] = ops::focal_loss_value_and_grad(input, target, options);
+      [input, target, options, device]() mutable {
+        // Copied to the device here, on the engine thread: resolving "cuda" may initialise it.
+        const auto where = train::resolve_device(device);
+        if (options.alpha.defined()) options.alpha = options.alpha.to(where);
+        auto [loss, grad] =
+            ops::focal_loss_value_and_grad(input.to(where), target.to(where), options);
         return Result{loss, grad};
       },
       [](Napi::Env e, Result& r) -> Napi::Value {
@@ -135,11 +140,12 @@ Napi::Value BenchFocalOp(const Napi::CallbackInfo& info) {
   const int64_t classes = GetInt(o, "classes", 0, 2, INT32_MAX);
   const int threads = static_cast<int>(GetInt(o, "threads", 0, 0, 4096));
   const int repeats = static_cast<int>(GetInt(o, "repeats", 7, 1, 1000));
+  const std::string device = GetString(o, "device", "cpu");
   return TaskWorker<bench::FocalOpTiming>::Start(
       env, "benchFocalOp", Napi::Object::New(env), {},
       [=] {
         train::configure_threads(threads);
-        return bench::time_focal_op(rows, classes, repeats);
+        return bench::time_focal_op(rows, classes, repeats, 0.02, train::resolve_device(device));
       },
       [](Napi::Env e, bench::FocalOpTiming& t) -> Napi::Value {
         auto out = Napi::Object::New(e);

@@ -139,6 +139,7 @@ export interface NativeAddon {
     classes: number;
     threads?: number;
     repeats?: number;
+    device?: string;
   }): Promise<{
     rows: number;
     classes: number;

@@ -19,6 +19,8 @@ export interface FocalLossOptions {
   withLogits?: boolean;
   /** softmax: smooth the target distribution before alpha and p_t are formed */
   labelSmoothing?: number;
+  /** where the op runs: 'cpu' (default), 'cuda' or 'auto'; results come back as typed arrays */
+  device?: 'cpu' | 'cuda' | 'auto' | string;
 }
 
 export interface FocalLossResult {

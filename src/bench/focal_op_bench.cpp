@@ -28,6 +28,7 @@ double run_batch(const Loss& loss, torch::Tensor& input, int64_t iters) {
     input.mutable_grad().reset();
     loss(input).backward();
   }
+  if (!input.is_cpu()) input.grad().sum().item<float>();  // waits for the device
   return seconds_since(start);
 }
 
@@ -39,15 +40,17 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-FocalOpTiming time_focal_op(int64_t rows, int64_t classes, int repeats, double min_batch_seconds) {
+FocalOpTiming time_focal_op(int64_t rows, int64_t classes, int repeats, double min_batch_seconds,
+                            const torch::Device& device) {
   if (rows < 1 || classes < 2)
     throw std::invalid_argument("time_focal_op: need rows >= 1, classes >= 2");
   if (repeats < 1) throw std::invalid_argument("time_focal_op: repeats must be >= 1");
   torch::manual_seed(0);
-  auto input = torch::randn({rows, classes}).mul_(3).requires_grad_(true);
-  const auto target = torch::randint(classes, {rows}, torch::kInt64);
+  auto input = torch::randn({rows, classes}).mul_(3).to(device).requires_grad_(true);
+  const auto target = torch::randint(classes, {rows}, torch::kInt64).to(device);
   auto alpha = torch::ones({classes});
   alpha[std::min<int64_t>(6, classes - 1)] = 100;
+  alpha = alpha.to(device);
   const double gamma = 2;
 
   ops::FocalOptions options;

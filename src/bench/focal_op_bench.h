@@ -2,6 +2,8 @@
 // experiment's focal loss composed of separate ops, forward + backward, in one process.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 
 namespace torchfocal::bench {
@@ -18,7 +20,10 @@ struct FocalOpTiming {
 
 // Interleaves the three ops in `repeats` rounds of timed batches of calls (each batch long
 // enough to be timed: at least `min_batch_seconds`), on fresh random logits and targets.
+// On a GPU each batch ends by reading a value that depends on its last backward, so the time
+// covers the kernels, not just their launches.
 FocalOpTiming time_focal_op(int64_t rows, int64_t classes, int repeats = 7,
-                            double min_batch_seconds = 0.02);
+                            double min_batch_seconds = 0.02,
+                            const torch::Device& device = torch::kCPU);
 
 }  // namespace torchfocal::bench

@@ -20,12 +20,15 @@ export interface FocalOpSize {
 }
 
 export interface FocalOpFigures {
+  device: string;
   threads: number;
   repeats: number;
   sizes: FocalOpSize[];
 }
 
 export interface FocalOpBenchOptions {
+  /** 'cpu' (default) or 'cuda', for both sides */
+  device?: string;
   /** intra-op threads for both sides (0: all cores) */
   threads?: number;
   /** timed rounds per op; the median is reported (default 7) */
@@ -60,7 +63,13 @@ export async function runFocalOpBench(options: FocalOpBenchOptions = {}): Promis
   let threads = 0;
   for (const [rows, classes] of sizes) {
     const t = await call(() =>
-      native().benchFocalOp({ rows, classes, threads: options.threads ?? 0, repeats }),
+      native().benchFocalOp({
+        rows,
+        classes,
+        threads: options.threads ?? 0,
+        repeats,
+        device: options.device ?? 'cpu',
+      }),
     );
     threads = t.threads;
     log(
@@ -88,6 +97,8 @@ export async function runFocalOpBench(options: FocalOpBenchOptions = {}): Promis
         String(repeats),
         '--sizes',
         sizes.map(([r, c]) => `${r}x${c}`).join(','),
+        '--device',
+        options.device ?? 'cpu',
       ];
       const { code, stdout, stderr } = await exec(options.python, args, {
         ...threadFreeEnv(),
@@ -117,7 +128,12 @@ export async function runFocalOpBench(options: FocalOpBenchOptions = {}): Promis
       ratios[`focalVsPytorchOriginal@${at}`] = round(t.fused / t.pytorchOriginal, 3);
     }
   }
-  const figures: FocalOpFigures = { threads, repeats, sizes: timings };
+  const figures: FocalOpFigures = {
+    device: options.device ?? 'cpu',
+    threads,
+    repeats,
+    sizes: timings,
+  };
   return { figures, ratios, notes };
 }
 

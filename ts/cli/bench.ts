@@ -12,6 +12,7 @@ interface BenchFlags {
   repeats?: number;
   quick?: boolean;
   python?: string;
+  device: string;
 }
 
 export function benchCommand(): Command {
@@ -31,6 +32,7 @@ export function benchCommand(): Command {
       'timed epochs per configuration, median reported (default 3, quick 1)',
       intAtLeast(1),
     )
+    .option('--device <name>', 'cpu or cuda: where torchfocal and the PyTorch loops train', 'cpu')
     .option('--quick', 'one timed epoch each, skip the original PNG-decoding loop')
     .option(
       '--python <path>',
@@ -42,6 +44,7 @@ export function benchCommand(): Command {
         repeats: flags.repeats,
         quick: flags.quick,
         python: flags.python,
+        device: flags.device,
         log: (line) => process.stderr.write(line + '\n'),
       });
       printBenchReport(report, flags.json ?? false);
@@ -133,7 +136,7 @@ function formatFocalOp(f: FocalOpFigures): string[] {
       .join('  ')
       .trimEnd();
   return [
-    `focal loss forward + backward, float32, ${f.threads} thread${f.threads === 1 ? '' : 's'}, median of ${f.repeats} rounds:`,
+    `focal loss forward + backward, float32, ${f.device}, ${f.threads} thread${f.threads === 1 ? '' : 's'}, median of ${f.repeats} rounds:`,
     line(head),
     ...rows.map(line),
   ];
