@@ -13,6 +13,16 @@ test('class-balanced and sqrt sampling lift the tail classes of a longtail:100 M
   const instance = await run('instance');
   // longtail:100 leaves classes 8 and 9 with 112 and 67 images: plain shuffling rarely shows them.
   t.deepEqual(instance.trainCounts.slice(8), [112, 67]);
+  // EVAL's long-tail split: > 100 images many-shot, 20–100 medium, < 20 few (none here).
+  const shots = instance.eval.shots!;
+  t.deepEqual(
+    [shots.many.classes, shots.medium.classes, shots.few.classes],
+    [[0, 1, 2, 3, 4, 5, 6, 7, 8], [9], []],
+  );
+  t.is(shots.medium.meanRecall, instance.eval.perClass[9].recall);
+  t.is(shots.few.meanRecall, null);
+  const many = instance.eval.perClass.slice(0, 9).reduce((s, k) => s + k.recall, 0) / 9;
+  t.true(Math.abs(shots.many.meanRecall! - many) < 1e-12);
   for (const sampler of ['class-balanced', 'sqrt'] as const) {
     const r = await run(sampler);
     t.log(
@@ -82,6 +92,11 @@ test('CLI: --eval-every puts EVAL in the epoch lines it evaluates; --sampler is 
     ],
   );
   t.deepEqual(lines[1].eval, lines[2].eval);
+  t.deepEqual(lines[2].eval.shots.many.classes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  // eval of the checkpoint alone knows the training counts too
+  const evaluated = await runCli(['eval', '--checkpoint', out, '--json']);
+  t.is(evaluated.code, 0, evaluated.stderr);
+  t.deepEqual(jsonLines(evaluated.stdout)[0], lines[2].eval);
   const bad = await runCli(['train', '--sampler', 'balanced', '--json']);
   t.not(bad.code, 0);
   t.regex(bad.stderr, /--sampler.*balanced.*(instance|choices)/);

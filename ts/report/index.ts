@@ -1,7 +1,7 @@
 // Reports of runs, experiments and sweeps: JSON, Markdown, self-contained HTML and a PNG figure.
 export type { Report, ReportRun, ReportGroup } from './types';
-export { shotSplit, shotOf, DEFAULT_SHOT_THRESHOLDS } from './shots';
-export type { ShotSplit, ShotGroup, ShotThresholds, ShotName } from './shots';
+export { shotSplit, shotOf, DEFAULT_SHOT_THRESHOLDS } from '../train/shots';
+export type { ShotSplit, ShotGroup, ShotThresholds, ShotName } from '../train/shots';
 export {
   lossCurvesSvg,
   recallBarsSvg,

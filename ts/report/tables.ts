@@ -1,6 +1,6 @@
 // The report's text content as plain tables, rendered once to Markdown and once to HTML.
 import { classLabels, uniqueNames } from './charts';
-import { shotSplit, type ShotSplit } from './shots';
+import { shotSplit, type ShotSplit } from '../train/shots';
 import type { Report } from './types';
 
 export interface Table {

@@ -1,5 +1,6 @@
 // The EVAL object of DESIGN.md: native metrics plus class names, in the documented key order.
 import type { NativeMetrics } from '../native';
+import { shotSplit, type ShotSplit } from './shots';
 
 export interface ClassEvaluation {
   class: number;
@@ -16,10 +17,19 @@ export interface Evaluation {
   macroF1: number;
   perClass: ClassEvaluation[];
   confusion: number[][];
+  /**
+   * mean test recall of the many- (> 100 training images), medium- (20–100) and few-shot
+   * (< 20) classes; present when the training set's class counts are known
+   */
+  shots?: ShotSplit;
 }
 
-export function toEvaluation(m: NativeMetrics, classNames: string[]): Evaluation {
-  return {
+export function toEvaluation(
+  m: NativeMetrics,
+  classNames: string[],
+  trainCounts?: number[],
+): Evaluation {
+  const evaluation: Evaluation = {
     accuracy: m.accuracy,
     balancedAccuracy: m.balancedAccuracy,
     macroF1: m.macroF1,
@@ -33,4 +43,6 @@ export function toEvaluation(m: NativeMetrics, classNames: string[]): Evaluation
     })),
     confusion: m.confusion,
   };
+  if (trainCounts) evaluation.shots = shotSplit(trainCounts, evaluation);
+  return evaluation;
 }

@@ -6,6 +6,7 @@ import { call, native, type NativeProgress, type NativeTrainer } from '../native
 import type { Dataset } from '../data/dataset';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
+import { classCounts } from '../data/dataset';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 
 export interface EpochResult {
@@ -65,6 +66,8 @@ export class Trainer {
   readonly handle: NativeTrainer;
   readonly options: ResolvedOptions;
   readonly history: EpochResult[] = [];
+  /** training images per class, once training data is set (evaluations then carry shots) */
+  trainCounts?: number[];
   #disposed = false;
 
   private constructor(handle: NativeTrainer, options: ResolvedOptions) {
@@ -127,6 +130,7 @@ export class Trainer {
       await call(() =>
         this.handle.setData(split, ds.images, ds.labels, ds.count, ds.height, ds.width),
       );
+      if (split === 'train') this.trainCounts = classCounts(ds);
     }
   }
 
@@ -171,7 +175,7 @@ export class Trainer {
         };
         if (native.test) {
           result.testAcc = native.test.accuracy;
-          result.eval = toEvaluation(native.test, this.options.classNames);
+          result.eval = toEvaluation(native.test, this.options.classNames, this.trainCounts);
         }
         this.history.push(result);
         yield result;
@@ -194,7 +198,7 @@ export class Trainer {
   /** Evaluates the test set: accuracy, balanced accuracy, macro-F1, per class, confusion. */
   async evaluate(): Promise<Evaluation> {
     const m = await call(() => this.handle.evaluate());
-    return toEvaluation(m, this.options.classNames);
+    return toEvaluation(m, this.options.classNames, this.trainCounts);
   }
 
   /** Class probabilities for a [count, height, width] stack of grayscale uint8 images. */
@@ -265,6 +269,15 @@ export class Trainer {
       const optimizer = path.join(dir, CHECKPOINT_FILES.optimizer);
       if (await exists(optimizer)) await call(() => trainer.handle.loadOptimizer(optimizer));
       trainer.handle.setEpochsDone(config.epochsDone);
+      // runTraining records the training counts: evaluations of the loaded model carry shots
+      const counts = config.data?.trainCounts;
+      if (
+        Array.isArray(counts) &&
+        counts.length === config.options.classNames.length &&
+        counts.every((n) => Number.isSafeInteger(n) && n >= 0)
+      ) {
+        trainer.trainCounts = counts as number[];
+      }
     } catch (err) {
       trainer.dispose();
       throw new Error(`${dir}: ${(err as Error).message}`);

@@ -1,6 +1,6 @@
 // Many-, medium- and few-shot recall: the long-tail literature's way of summarising a
 // classifier trained on imbalanced data.
-import type { Evaluation } from '../train/evaluation';
+import type { Evaluation } from './evaluation';
 
 /**
  * The split convention of the long-tail literature (Liu et al., "Large-Scale Long-Tailed
@@ -55,7 +55,7 @@ export function shotOf(
 
 export function shotSplit(
   trainCounts: number[],
-  evaluation: Evaluation,
+  evaluation: Pick<Evaluation, 'perClass'>,
   thresholds: ShotThresholds = { many: 100, few: 20 },
 ): ShotSplit {
   if (!(thresholds.few <= thresholds.many)) {
