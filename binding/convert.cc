@@ -87,6 +87,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.eval_batch_size = GetInt(o, "evalBatchSize", c.eval_batch_size, 1, 1 << 20);
   c.sampler = GetString(o, "sampler", c.sampler);
   c.memory_format = GetString(o, "memoryFormat", c.memory_format);
+  c.amp = GetString(o, "amp", c.amp);
   return c;
 }
 

@@ -7,8 +7,14 @@ export type {
   Progress,
   CheckpointConfig,
 } from './train/trainer';
-export { SAMPLERS, MEMORY_FORMATS } from './train/options';
-export type { TrainerOptions, OptimizerName, SamplerName, MemoryFormat } from './train/options';
+export { SAMPLERS, MEMORY_FORMATS, AMP_MODES } from './train/options';
+export type {
+  TrainerOptions,
+  OptimizerName,
+  SamplerName,
+  MemoryFormat,
+  AmpMode,
+} from './train/options';
 export type { Evaluation, ClassEvaluation } from './train/evaluation';
 export { runTraining } from './train/run';
 export type { RunSpec, RunHooks, RunResult } from './train/run';

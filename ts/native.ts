@@ -27,6 +27,7 @@ export interface NativeTrainerOptions {
   evalBatchSize?: number;
   sampler?: string;
   memoryFormat?: string;
+  amp?: string;
 }
 
 export interface NativeClassMetrics {

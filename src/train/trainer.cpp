@@ -59,7 +59,9 @@ Trainer::Trainer(TrainConfig config)
     : config_(std::move(config)), device_(torch::kCPU), input_size_(0) {
   validate(config_);
   sampler_ = data::parse_sampler(config_.sampler);
+  amp_ = parse_amp(config_.amp);
   device_ = resolve_device(config_.device);
+  if (amp_ == Amp::kFp16) scaler_ = std::make_unique<LossScaler>(device_);
   input_size_ = models::model_info(config_.model).input_size;
   configure_threads(config_.threads);
   configure_allocator();
@@ -135,10 +137,21 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     auto batch =
         train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)), input_size_);
     for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
-    auto logits = model_->forward(laid_out(batch.images));
-    auto loss = loss_->forward(logits, batch.labels);
-    loss.backward();
-    optimizer_->step();
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(amp_, device_);
+      logits = model_->forward(laid_out(batch.images));
+    }
+    // The loss in float32, whatever precision the last layer ran in.
+    auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
+    if (scaler_) {
+      scaler_->scale(loss).backward();
+      if (scaler_->unscale(params)) optimizer_->step();
+      scaler_->update();
+    } else {
+      loss.backward();
+      optimizer_->step();
+    }
     {
       torch::NoGradGuard no_grad;
       loss_sum += loss.detach();
@@ -182,6 +195,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
     auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
                                input_size_);
+    AutocastScope autocast(amp_, device_);
     auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
     confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
   }
@@ -200,7 +214,9 @@ torch::Tensor Trainer::predict(const torch::Tensor& images) {
   for (int64_t begin = 0; begin < images.size(0); begin += config_.eval_batch_size) {
     auto chunk = images.slice(0, begin, std::min(images.size(0), begin + config_.eval_batch_size));
     auto x = data::to_model_input(chunk.to(device_), input_size_);
-    out.push_back(torch::softmax(model_->forward(laid_out(x)), /*dim=*/1).to(torch::kCPU));
+    AutocastScope autocast(amp_, device_);
+    auto logits = model_->forward(laid_out(x)).to(torch::kFloat32);
+    out.push_back(torch::softmax(logits, /*dim=*/1).to(torch::kCPU));
   }
   model_->train();
   return torch::cat(out);

@@ -15,6 +15,7 @@
 #include "src/data/sampler.h"
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
+#include "src/train/amp.h"
 
 namespace torchfocal::train {
 
@@ -35,6 +36,7 @@ struct TrainConfig {
   // Layout of conv weights and image batches: "channels-last" (NHWC), "contiguous" (NCHW), or
   // "auto": channels-last on the CPU, where oneDNN's convolutions run ~20% faster in it.
   std::string memory_format = "auto";
+  std::string amp = "off";  // off | bf16 | fp16 (fp16: CUDA, with a loss scaler)
 };
 
 struct Progress {
@@ -105,7 +107,9 @@ class Trainer {
   data::DeviceDataset train_, test_;
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
-  torch::Tensor train_labels_cpu_;  // the samplers draw on the CPU generator
+  Amp amp_ = Amp::kOff;
+  std::unique_ptr<LossScaler> scaler_;  // fp16 only
+  torch::Tensor train_labels_cpu_;      // the samplers draw on the CPU generator
   int64_t epoch_ = 0;
 };
 

@@ -1,7 +1,7 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
 import { runTraining, type RunSpec } from '../train/run';
-import type { MemoryFormat, SamplerName } from '../train/options';
+import type { AmpMode, MemoryFormat, SamplerName } from '../train/options';
 import {
   alphaList,
   intAtLeast,
@@ -50,6 +50,11 @@ export function addTrainingOptions(cmd: Command): Command {
         .choices(['auto', 'channels-last', 'contiguous'])
         .default('auto'),
     )
+    .addOption(
+      new Option('--amp <mode>', 'mixed precision: off, bf16 (CPU or CUDA) or fp16 (CUDA)')
+        .choices(['off', 'bf16', 'fp16'])
+        .default('off'),
+    )
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
 }
 
@@ -67,6 +72,7 @@ export interface TrainingFlags {
   widthDivisor: number;
   sampler: SamplerName;
   memoryFormat: MemoryFormat;
+  amp: AmpMode;
   evalEvery?: number;
   json?: boolean;
 }

@@ -139,6 +139,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   device: 'string',
   sampler: 'string',
   memoryFormat: 'string',
+  amp: 'string',
 };
 const LIST_KEYS = ['title', 'models', 'losses', 'imbalance', 'seeds'] as const;
 const LOSS_KEYS: Record<keyof SweepLoss, Kind | 'alpha' | 'drw'> = {

@@ -8,6 +8,10 @@ export const SAMPLERS = ['instance', 'class-balanced', 'sqrt'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
 
 export const MEMORY_FORMATS = ['auto', 'contiguous', 'channels-last'] as const;
+
+/** Mixed precision: 'bf16' (CPU or CUDA) or 'fp16' (CUDA, with a dynamic loss scaler). */
+export const AMP_MODES = ['off', 'bf16', 'fp16'] as const;
+export type AmpMode = (typeof AMP_MODES)[number];
 export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
 
 export interface TrainerOptions {
@@ -55,6 +59,8 @@ export interface TrainerOptions {
    * (default): channels-last on the CPU, where oneDNN's convolutions are faster in it
    */
   memoryFormat?: MemoryFormat;
+  /** autocast the forward pass to bf16 or fp16 (default 'off'); the loss stays float32 */
+  amp?: AmpMode;
 }
 
 export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
@@ -128,7 +134,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     progressEvery: o.progressEvery ?? 20,
     sampler: o.sampler ?? 'instance',
     memoryFormat: o.memoryFormat ?? 'auto',
+    amp: o.amp ?? 'off',
   };
+  if (!AMP_MODES.includes(resolved.amp)) {
+    throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);
+  }
   if (!MEMORY_FORMATS.includes(resolved.memoryFormat)) {
     throw new Error(
       `memoryFormat: unknown memory format '${String(resolved.memoryFormat)}' (known: ${MEMORY_FORMATS.join(', ')})`,

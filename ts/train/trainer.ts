@@ -99,6 +99,7 @@ export class Trainer {
       progressEvery: o.progressEvery,
       sampler: o.sampler,
       memoryFormat: o.memoryFormat,
+      amp: o.amp,
     });
     await call(() => handle.init());
     return new Trainer(handle, o);

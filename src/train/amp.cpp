@@ -1,0 +1,80 @@
+#include "src/train/amp.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
+
+#include <stdexcept>
+
+namespace torchfocal::train {
+namespace {
+
+// LibTorch 2.4 replaced the per-device autocast setters with ones taking the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+void set_autocast(bool cuda, bool enabled, at::ScalarType dtype) {
+  const auto type = cuda ? at::kCUDA : at::kCPU;
+  at::autocast::set_autocast_dtype(type, dtype);
+  at::autocast::set_autocast_enabled(type, enabled);
+}
+#else
+void set_autocast(bool cuda, bool enabled, at::ScalarType dtype) {
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(enabled);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+}
+#endif
+
+}  // namespace
+
+Amp parse_amp(const std::string& name) {
+  if (name == "off") return Amp::kOff;
+  if (name == "bf16") return Amp::kBf16;
+  if (name == "fp16") return Amp::kFp16;
+  throw std::invalid_argument("unknown amp mode '" + name + "' (known: off, bf16, fp16)");
+}
+
+AutocastScope::AutocastScope(Amp amp, const torch::Device& device) {
+  if (amp == Amp::kOff) return;
+  cuda_ = device.is_cuda();
+  active_ = true;
+  at::autocast::increment_nesting();
+  set_autocast(cuda_, true, amp == Amp::kFp16 ? at::kHalf : at::kBFloat16);
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  // The cast weights are cached while autocast is on; drop them with the scope, as Python's
+  // torch.autocast does on leaving its outermost context.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  set_autocast(cuda_, false, cuda_ ? at::kHalf : at::kBFloat16);
+}
+
+LossScaler::LossScaler(const torch::Device& device, double initial_scale, int64_t growth_interval)
+    : growth_interval_(growth_interval) {
+  if (!device.is_cuda()) {
+    throw std::invalid_argument("amp fp16 needs a CUDA device (use bf16 on the CPU)");
+  }
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  scale_ = torch::full({}, initial_scale, f32);
+  growth_tracker_ = torch::zeros({}, f32.dtype(torch::kInt32));
+  found_inf_ = torch::zeros({}, f32);
+}
+
+bool LossScaler::unscale(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  }
+  found_inf_.zero_();
+  at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
+  return found_inf_.item<float>() == 0.0f;
+}
+
+void LossScaler::update() {
+  at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, 2.0, 0.5, growth_interval_);
+}
+
+}  // namespace torchfocal::train
