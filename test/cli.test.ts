@@ -48,7 +48,10 @@ test('train --json: epoch lines then done, LeNet reaches >= 0.80 after one epoch
     'macroF1',
     'perClass',
     'confusion',
+    'shots',
   ]);
+  // balanced MNIST: every class has > 100 training images, so all ten are many-shot
+  t.deepEqual(done.eval.shots.many.classes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   t.deepEqual(done.eval.perClass[6], {
     ...done.eval.perClass[6],
     class: 6,

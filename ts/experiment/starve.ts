@@ -1,8 +1,13 @@
 // The original experiment: one class starved, trained several ways, judged on that class.
 import path from 'node:path';
 import { loadDataset } from '../data/index';
-import { runTraining, type RunHooks, type RunSpec } from '../train/run';
-import type { Evaluation } from '../train/evaluation';
+import {
+  runTraining,
+  summarizeRun,
+  type RunHooks,
+  type RunSpec,
+  type RunSummary,
+} from '../train/run';
 import type { EpochResult } from '../train/trainer';
 import { writeReport, type Report } from '../report/index';
 
@@ -25,19 +30,11 @@ export interface StarveOptions extends Omit<
   out?: string;
 }
 
-export interface StarveRow {
+export interface StarveRow extends RunSummary {
   name: string;
   loss: string;
-  testAcc: number;
   /** recall of the starved class */
   classAcc: number;
-  balancedAccuracy: number;
-  macroF1: number;
-  trainSeconds: number;
-  checkpoint?: string;
-  trainCounts: number[];
-  history: EpochResult[];
-  eval: Evaluation;
 }
 
 export interface StarveResult {
@@ -136,15 +133,8 @@ export async function runStarve(
     rows.push({
       name: v.name,
       loss: v.spec.loss ?? 'ce',
-      testAcc: result.eval.accuracy,
       classAcc: result.eval.perClass[c].recall,
-      balancedAccuracy: result.eval.balancedAccuracy,
-      macroF1: result.eval.macroF1,
-      trainSeconds: result.trainSeconds,
-      checkpoint: result.checkpoint,
-      trainCounts: result.trainCounts,
-      history: result.history,
-      eval: result.eval,
+      ...summarizeRun(result),
     });
   }
   const finding = ablationFinding(rows, classNames[c]);

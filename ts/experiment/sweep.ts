@@ -5,7 +5,7 @@ import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { classCounts, imbalanceCounts, loadDataset } from '../data/index';
 import type { DataSplit } from '../data/dataset';
-import { runTraining, type RunSpec } from '../train/run';
+import { runTraining, summarizeRun, type RunSpec, type RunSummary } from '../train/run';
 import { resolveOptions } from '../train/options';
 import type { Evaluation } from '../train/evaluation';
 import type { EpochResult, Progress } from '../train/trainer';
@@ -67,16 +67,7 @@ export interface SweepRun {
 }
 
 /** One trained run. */
-export interface SweepRow extends Omit<SweepRun, 'spec'> {
-  testAcc: number;
-  balancedAccuracy: number;
-  macroF1: number;
-  trainSeconds: number;
-  checkpoint?: string;
-  trainCounts: number[];
-  history: EpochResult[];
-  eval: Evaluation;
-}
+export interface SweepRow extends Omit<SweepRun, 'spec'>, RunSummary {}
 
 export interface MeanStd {
   mean: number;
@@ -509,17 +500,7 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
     );
     const { spec, ...meta } = run;
     void spec;
-    const row: SweepRow = {
-      ...meta,
-      testAcc: result.eval.accuracy,
-      balancedAccuracy: result.eval.balancedAccuracy,
-      macroF1: result.eval.macroF1,
-      trainSeconds: result.trainSeconds,
-      checkpoint: result.checkpoint,
-      trainCounts: result.trainCounts,
-      history: result.history,
-      eval: result.eval,
-    };
+    const row: SweepRow = { ...meta, ...summarizeRun(result) };
     rows.push(row);
     hooks.onRun?.(row, runs.length);
   }

@@ -36,6 +36,31 @@ export interface RunResult {
   trainSeconds: number;
 }
 
+/** What experiments keep of each run: the headline figures and what the report draws. */
+export interface RunSummary {
+  testAcc: number;
+  balancedAccuracy: number;
+  macroF1: number;
+  trainSeconds: number;
+  checkpoint?: string;
+  trainCounts: number[];
+  history: EpochResult[];
+  eval: Evaluation;
+}
+
+export function summarizeRun(result: RunResult): RunSummary {
+  return {
+    testAcc: result.eval.accuracy,
+    balancedAccuracy: result.eval.balancedAccuracy,
+    macroF1: result.eval.macroF1,
+    trainSeconds: result.trainSeconds,
+    checkpoint: result.checkpoint,
+    trainCounts: result.trainCounts,
+    history: result.history,
+    eval: result.eval,
+  };
+}
+
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
   const datasetName = spec.dataset ?? 'mnist';
   const split = hooks.data ?? (await loadDataset(datasetName));
