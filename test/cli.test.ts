@@ -226,6 +226,17 @@ test('bad input: a checkpoint whose weights come from another model', async (t) 
   await mlp.save(other);
   mlp.dispose();
   fs.copyFileSync(path.join(other, 'model.safetensors'), path.join(dir, 'model.safetensors'));
+  // The manifest catches the swapped file first...
+  assertOneLineError(
+    t,
+    await runCli(['eval', '--checkpoint', dir]),
+    /no intact checkpoint \(model\.safetensors has \d+ bytes, its manifest says \d+\)/,
+  );
+  // ...and without a manifest (a hand-assembled checkpoint), the names and shapes do.
+  const configFile = path.join(dir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+  delete config.files;
+  fs.writeFileSync(configFile, JSON.stringify(config));
   assertOneLineError(
     t,
     await runCli(['eval', '--checkpoint', dir]),

@@ -1,6 +1,5 @@
 // The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
 // the original experiment's PNG-decoding loop, all measured in one run on this machine.
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';

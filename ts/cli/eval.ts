@@ -4,7 +4,7 @@ import { loadDataset } from '../data/index';
 import { readCheckpointConfig, Trainer } from '../train/trainer';
 import type { Evaluation } from '../train/evaluation';
 import { intAtLeast } from './parse';
-import { printJson } from './output';
+import { warnOnStderr, printJson } from './output';
 
 interface EvalFlags {
   checkpoint: string;
@@ -35,10 +35,11 @@ export function evalCommand(): Command {
         );
       }
       const classIndex = flags.class === undefined ? undefined : resolveClass(flags.class, names);
-      const trainer = await Trainer.load(flags.checkpoint, {
-        threads: flags.threads,
-        device: flags.device,
-      });
+      const trainer = await Trainer.load(
+        flags.checkpoint,
+        { threads: flags.threads, device: flags.device },
+        warnOnStderr,
+      );
       try {
         await trainer.setData({ test: data.test });
         const evaluation = await trainer.evaluate();

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The torchfocal command line (contract: DESIGN.md). Errors: one line on stderr, exit 1.
 import { Command, CommanderError } from 'commander';
+import { ExitError } from './output';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { predictCommand } from './predict';
@@ -42,7 +43,7 @@ export async function main(args: string[]): Promise<number> {
     if (verbose && err instanceof Error && err.stack) {
       process.stderr.write(err.stack + '\n');
     }
-    return 1;
+    return err instanceof ExitError ? err.exitCode : 1;
   }
 }
 

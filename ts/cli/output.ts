@@ -72,3 +72,18 @@ export class EpochProgress {
     this.#bar = undefined;
   }
 }
+
+/** A failure whose exit status is not the usual 1 (130: interrupted by a signal). */
+export class ExitError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A warning as the CLI prints it: one line on stderr. */
+export function warnOnStderr(message: string): void {
+  process.stderr.write(`torchfocal: warning: ${message}\n`);
+}

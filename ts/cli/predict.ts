@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { decodeGrayscale, isImageFile } from '../data/imagefolder';
 import { Trainer } from '../train/trainer';
 import { intAtLeast } from './parse';
-import { printJson } from './output';
+import { warnOnStderr, printJson } from './output';
 
 interface PredictFlags {
   checkpoint: string;
@@ -24,10 +24,11 @@ export function predictCommand(): Command {
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .action(async (inputs: string[], flags: PredictFlags) => {
       const files = await expandInputs(inputs);
-      const trainer = await Trainer.load(flags.checkpoint, {
-        threads: flags.threads,
-        device: flags.device,
-      });
+      const trainer = await Trainer.load(
+        flags.checkpoint,
+        { threads: flags.threads, device: flags.device },
+        warnOnStderr,
+      );
       try {
         // Images of one size go to the engine together; it resizes them to the network's input.
         const decoded = await Promise.all(

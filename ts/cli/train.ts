@@ -2,15 +2,8 @@
 import { Command, Option } from 'commander';
 import { runTraining, type RunSpec } from '../train/run';
 import type { AmpMode, MemoryFormat, SamplerName } from '../train/options';
-import {
-  alphaList,
-  intAtLeast,
-  nonNegativeNumber,
-  oneOf,
-  positiveNumber,
-  probability,
-} from './parse';
-import { EpochProgress, epochEvent, epochLine, printJson } from './output';
+import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
+import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
 
 /** Options shared by every command that trains (train, experiment). */
 export function addTrainingOptions(cmd: Command): Command {
@@ -87,6 +80,7 @@ interface TrainFlags extends TrainingFlags {
   drw?: number;
   imbalance?: string;
   out?: string;
+  resume?: boolean;
 }
 
 export function trainCommand(): Command {
@@ -104,20 +98,48 @@ export function trainCommand(): Command {
       "cut the training set: '6=0.01[,3=0.1]' (fractions), 'longtail:100' or 'step:10:5'",
     )
     .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
+    .option(
+      '--resume',
+      'continue the run in --out from its last complete epoch up to --epochs in all ' +
+        '(its model, loss, data and seed; --threads and --device may change)',
+    )
     .action(async (flags: TrainFlags) => {
+      if (flags.resume && !flags.out)
+        throw new Error('--resume needs --out DIR: the run to continue');
       const spec: RunSpec = {
         ...flags,
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
       };
       const progress = new EpochProgress();
-      const result = await runTraining(spec, {
-        onProgress: progress.update,
-        onEpoch: (r) => {
-          progress.stop();
-          if (flags.json) printJson(epochEvent(r, flags.evalEvery !== undefined));
-          else console.log(epochLine(r));
-        },
-      });
+      // Ctrl-C / SIGTERM: stop at the next step; the checkpoint of the last whole epoch stays.
+      const interrupt = new AbortController();
+      const stop = () => interrupt.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      let result;
+      try {
+        result = await runTraining(spec, {
+          signal: interrupt.signal,
+          onProgress: progress.update,
+          onEpoch: (r) => {
+            progress.stop();
+            if (flags.json) printJson(epochEvent(r, flags.evalEvery !== undefined));
+            else console.log(epochLine(r));
+          },
+          onWarning: warnOnStderr,
+        });
+      } catch (err) {
+        if (!interrupt.signal.aborted) throw err;
+        progress.stop();
+        throw new ExitError(
+          `interrupted; ${spec.out} keeps the last complete epoch: continue with ` +
+            `torchfocal train --out ${spec.out} --resume --epochs ${flags.epochs}`,
+          130,
+        );
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
       if (flags.json)
         printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
       else console.error(`checkpoint written to ${result.checkpoint}`);

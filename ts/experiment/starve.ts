@@ -13,7 +13,7 @@ import { writeReport, type Report } from '../report/index';
 
 export interface StarveOptions extends Omit<
   RunSpec,
-  'imbalance' | 'loss' | 'alpha' | 'gamma' | 'out'
+  'imbalance' | 'loss' | 'alpha' | 'gamma' | 'out' | 'resume'
 > {
   /** the starved class (default 6) */
   starvedClass?: number;

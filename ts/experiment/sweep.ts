@@ -23,7 +23,10 @@ export interface SweepLoss extends Pick<RunSpec, LossKey> {
 }
 
 /** Run options every run of the sweep shares. */
-export type SweepShared = Omit<RunSpec, 'model' | 'loss' | 'imbalance' | 'seed' | 'out' | LossKey>;
+export type SweepShared = Omit<
+  RunSpec,
+  'model' | 'loss' | 'imbalance' | 'seed' | 'out' | 'resume' | LossKey
+>;
 
 /** A sweep, as a JSON file holds it. */
 export interface SweepConfig extends SweepShared {

@@ -368,7 +368,7 @@ export function recallVsCountSvg(
   focusClass?: number,
   options: ChartOptions = {},
 ): Promise<string> {
-  const { names, labels, values } = perClassValues(runs, classNames, (r, k) => ({
+  const { names, values } = perClassValues(runs, classNames, (r, k) => ({
     focus: k.class === focusClass,
     count: r.trainCounts[k.class] ?? 0,
     images: Math.max(1, r.trainCounts[k.class] ?? 0),

@@ -5,6 +5,7 @@ import type { DataSplit } from '../data/dataset';
 import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
 import { Trainer, type EpochResult, type Progress } from './trainer';
+import { readCheckpointConfig } from './checkpoint';
 import { writeReport } from '../report/index';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
@@ -17,6 +18,12 @@ export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   evalEvery?: number;
   /** checkpoint directory, rewritten after every epoch */
   out?: string;
+  /**
+   * continue the run whose checkpoint is in `out` from its last complete epoch, with the
+   * model, loss, data, imbalance and seed it was started with (`epochs` is the total wanted;
+   * threads and device may change)
+   */
+  resume?: boolean;
 }
 
 export interface RunHooks {
@@ -25,6 +32,8 @@ export interface RunHooks {
   onEpoch?: (result: EpochResult) => void;
   onProgress?: (progress: Progress) => void;
   signal?: AbortSignal;
+  /** a damaged newest checkpoint was skipped on resume (default: process.emitWarning) */
+  onWarning?: (message: string) => void;
 }
 
 export interface RunResult {
@@ -62,28 +71,41 @@ export function summarizeRun(result: RunResult): RunSummary {
 }
 
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
-  const datasetName = spec.dataset ?? 'mnist';
+  const out = spec.out ? path.resolve(spec.out) : undefined;
+  const resumed = spec.resume ? await resumePoint(out) : undefined;
+  const datasetName = resumed?.dataset ?? spec.dataset ?? 'mnist';
+  const imbalanceSpec = resumed ? resumed.imbalance : spec.imbalance;
   const split = hooks.data ?? (await loadDataset(datasetName));
-  const seed = spec.seed ?? 0;
+  const seed = resumed?.config.options.seed ?? spec.seed ?? 0;
   let train = split.train;
-  if (spec.imbalance) {
-    train = imbalance(train, spec.imbalance, seed);
+  if (imbalanceSpec) {
+    train = imbalance(train, imbalanceSpec, seed);
   }
   const epochs = spec.epochs ?? 5;
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
     throw new Error(`epochs: expected an integer >= 1, got ${epochs}`);
   }
-  const trainer = await Trainer.create({ ...spec, seed, classNames: train.classNames });
+  const data = {
+    dataset: datasetName,
+    imbalance: imbalanceSpec ?? null,
+    trainCounts: classCounts(train),
+    testCounts: classCounts(split.test),
+  };
+  if (
+    resumed &&
+    JSON.stringify(resumed.config.data?.trainCounts) !== JSON.stringify(data.trainCounts)
+  ) {
+    throw new Error(
+      `--resume: ${datasetName} with imbalance ${imbalanceSpec ?? 'none'} no longer gives the training set the checkpoint was trained on`,
+    );
+  }
+  const trainer = resumed
+    ? await Trainer.load(out!, { threads: spec.threads, device: spec.device }, hooks.onWarning)
+    : await Trainer.create({ ...spec, seed, classNames: train.classNames });
   try {
     await trainer.setData({ train, test: split.test });
-    const out = spec.out ? path.resolve(spec.out) : undefined;
-    const data = {
-      dataset: datasetName,
-      imbalance: spec.imbalance ?? null,
-      trainCounts: classCounts(train),
-      testCounts: classCounts(split.test),
-    };
-    for await (const r of trainer.epochs(epochs, { ...hooks, evalEvery: spec.evalEvery })) {
+    const remaining = Math.max(0, epochs - trainer.epochsDone);
+    for await (const r of trainer.epochs(remaining, { ...hooks, evalEvery: spec.evalEvery })) {
       if (out) await trainer.save(out, data);
       hooks.onEpoch?.(r);
     }
@@ -91,14 +113,14 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
     const result: RunResult = {
       checkpoint: out,
       history: trainer.history,
-      eval: last.eval ?? (await trainer.evaluate()),
+      eval: (remaining > 0 ? last?.eval : undefined) ?? (await trainer.evaluate()),
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
     if (out) {
       const name = `${trainer.options.model}-${trainer.options.loss}`;
       await writeReport(out, {
-        title: `${name} on ${datasetName}${spec.imbalance ? ` (imbalance ${spec.imbalance})` : ''}`,
+        title: `${name} on ${datasetName}${imbalanceSpec ? ` (imbalance ${imbalanceSpec})` : ''}`,
         kind: 'run',
         createdAt: new Date().toISOString(),
         dataset: datasetName,
@@ -110,4 +132,22 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   } finally {
     trainer.dispose();
   }
+}
+
+/** The checkpoint a `resume` continues, and the data it was trained on. */
+async function resumePoint(out: string | undefined) {
+  if (!out) throw new Error('--resume needs --out DIR: the run to continue');
+  const config = await readCheckpointConfig(out).catch((err: Error) => {
+    throw new Error(`--resume: ${err.message}`);
+  });
+  const dataset = config.data?.dataset;
+  const imbalanceSpec = config.data?.imbalance;
+  if (typeof dataset !== 'string') {
+    throw new Error(`--resume: ${out} does not record its dataset (not written by a training run)`);
+  }
+  return {
+    config,
+    dataset,
+    imbalance: typeof imbalanceSpec === 'string' ? imbalanceSpec : undefined,
+  };
 }

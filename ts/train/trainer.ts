@@ -1,6 +1,5 @@
 // The public Trainer: one native model + optimizer + device data, driven epoch by epoch.
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { call, native, type NativeProgress, type NativeTrainer } from '../native';
 import type { Dataset } from '../data/dataset';
@@ -8,6 +7,15 @@ import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
 import { classCounts } from '../data/dataset';
 import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
+import {
+  CHECKPOINT_FILES,
+  commitCheckpoint,
+  openCheckpoint,
+  readCheckpointConfig,
+  type CheckpointConfig,
+} from './checkpoint';
+
+export { CHECKPOINT_FILES, readCheckpointConfig, type CheckpointConfig };
 
 export interface EpochResult {
   epoch: number;
@@ -41,25 +49,6 @@ export interface Prediction {
   probability: number;
   probabilities: number[];
 }
-
-/** What a checkpoint directory's config.json holds: enough to rebuild the model alone. */
-export interface CheckpointConfig {
-  format: 'torchfocal-checkpoint';
-  version: 1;
-  options: ResolvedOptions;
-  inputSize: number;
-  /** how raw uint8 pixels become network inputs */
-  normalisation: { scale: number; mean: number; std: number; resize: 'bilinear' };
-  epochsDone: number;
-  data?: Record<string, unknown>;
-}
-
-export const CHECKPOINT_FILES = {
-  config: 'config.json',
-  weights: 'model.safetensors',
-  optimizer: 'optimizer.pt',
-  metrics: 'metrics.jsonl',
-} as const;
 
 export class Trainer {
   /** @internal */
@@ -227,49 +216,55 @@ export class Trainer {
 
   /**
    * Writes a checkpoint directory: weights (safetensors, PyTorch's names), optimizer state,
-   * config.json and metrics.jsonl. Every file is written to a temporary name and renamed; the
-   * config goes last, so a directory whose config exists is whole.
+   * metrics.jsonl and config.json with their sizes and checksums; the previous checkpoint stays
+   * beside it until the next one (ts/train/checkpoint.ts says how a commit survives a crash).
    */
   async save(dir: string, data?: Record<string, unknown>): Promise<void> {
-    await fs.mkdir(dir, { recursive: true });
     const state = await call(() => this.handle.stateDict());
-    await writeSafetensors(path.join(dir, CHECKPOINT_FILES.weights), state, {
-      format: 'pt',
-      model: this.options.model,
-    });
-    await call(() => this.handle.saveOptimizer(path.join(dir, CHECKPOINT_FILES.optimizer)));
     const metrics = this.history
       .map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n')
       .join('');
-    await writeFileAtomic(path.join(dir, CHECKPOINT_FILES.metrics), metrics);
-    const config: CheckpointConfig = {
-      format: 'torchfocal-checkpoint',
-      version: 1,
+    const config = {
+      format: 'torchfocal-checkpoint' as const,
+      version: 1 as const,
       options: this.options,
       inputSize: this.inputSize,
-      normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' },
+      normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
       epochsDone: this.epochsDone,
       data,
     };
-    await writeFileAtomic(
-      path.join(dir, CHECKPOINT_FILES.config),
-      JSON.stringify(config, null, 2) + '\n',
-    );
+    await commitCheckpoint(dir, config, async (file, to) => {
+      if (file === 'weights') {
+        await writeSafetensors(to, state, { format: 'pt', model: this.options.model });
+      } else if (file === 'optimizer') {
+        await call(() => this.handle.saveOptimizer(to));
+      } else {
+        await writeFileAtomic(to, metrics);
+      }
+    });
   }
 
-  /** Rebuilds a trainer from a checkpoint directory alone. */
+  /**
+   * Rebuilds a trainer from a checkpoint directory alone: weights, optimizer state, epoch count
+   * and history. When the newest checkpoint is damaged the previous one is loaded and
+   * `onWarning` (default: process.emitWarning) says so.
+   */
   static async load(
     dir: string,
     overrides: Pick<TrainerOptions, 'threads' | 'device'> = {},
+    onWarning: (message: string) => void = (m) => process.emitWarning(m, 'TorchfocalWarning'),
   ): Promise<Trainer> {
-    const config = await readCheckpointConfig(dir);
+    const { config, paths, warning } = await openCheckpoint(dir);
+    if (warning) onWarning(warning);
     const trainer = await Trainer.create({ ...config.options, ...definedOnly(overrides) });
     try {
-      const weights = await readSafetensors(path.join(dir, CHECKPOINT_FILES.weights));
+      const weights = await readSafetensors(paths.weights);
       await call(() => trainer.handle.loadStateDict(weights.tensors));
-      const optimizer = path.join(dir, CHECKPOINT_FILES.optimizer);
-      if (await exists(optimizer)) await call(() => trainer.handle.loadOptimizer(optimizer));
+      if (await exists(paths.optimizer)) {
+        await call(() => trainer.handle.loadOptimizer(paths.optimizer));
+      }
       trainer.handle.setEpochsDone(config.epochsDone);
+      if (await exists(paths.metrics)) trainer.history.push(...(await readHistory(paths.metrics)));
       // runTraining records the training counts: evaluations of the loaded model carry shots
       const counts = config.data?.trainCounts;
       if (
@@ -294,24 +289,22 @@ export class Trainer {
   }
 }
 
-export async function readCheckpointConfig(dir: string): Promise<CheckpointConfig> {
-  const file = path.join(dir, CHECKPOINT_FILES.config);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    throw new Error(`${dir}: not a torchfocal checkpoint (no ${CHECKPOINT_FILES.config})`);
-  }
-  let config: CheckpointConfig;
-  try {
-    config = JSON.parse(text) as CheckpointConfig;
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
-  }
-  if (config?.format !== 'torchfocal-checkpoint' || config.version !== 1 || !config.options) {
-    throw new Error(`${file}: not a torchfocal checkpoint config (format/version missing)`);
-  }
-  return config;
+/** metrics.jsonl back into epoch results. */
+async function readHistory(file: string): Promise<EpochResult[]> {
+  const lines = (await fs.readFile(file, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+  return lines.map((line, i) => {
+    let r: EpochResult & { event?: string };
+    try {
+      r = JSON.parse(line) as EpochResult & { event?: string };
+    } catch {
+      throw new Error(`${file}: line ${i + 1} is not JSON`);
+    }
+    if (!Number.isSafeInteger(r.epoch) || typeof r.loss !== 'number') {
+      throw new Error(`${file}: line ${i + 1} is not an epoch record`);
+    }
+    delete r.event;
+    return r;
+  });
 }
 
 function abortError(signal: AbortSignal): Error {
