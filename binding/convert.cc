@@ -88,6 +88,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.sampler = GetString(o, "sampler", c.sampler);
   c.memory_format = GetString(o, "memoryFormat", c.memory_format);
   c.amp = GetString(o, "amp", c.amp);
+  c.on_nan = GetString(o, "onNan", c.on_nan);
   return c;
 }
 
@@ -153,6 +154,7 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r) {
   out.Set("loss", r.loss);
   out.Set("trainAcc", r.train_acc);
   out.Set("seconds", r.seconds);
+  out.Set("skippedSteps", static_cast<double>(r.skipped_steps));
   if (r.has_test) out.Set("test", ToJs(env, r.test));
   return out;
 }

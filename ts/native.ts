@@ -28,6 +28,7 @@ export interface NativeTrainerOptions {
   sampler?: string;
   memoryFormat?: string;
   amp?: string;
+  onNan?: string;
 }
 
 export interface NativeClassMetrics {
@@ -54,6 +55,7 @@ export interface NativeEpochResult {
   loss: number;
   trainAcc: number;
   seconds: number;
+  skippedSteps: number;
   test?: NativeMetrics;
 }
 

@@ -42,6 +42,9 @@ void validate(const TrainConfig& c) {
     throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: adam, sgd)");
   }
   if (c.progress_every < 1) throw std::invalid_argument("progress_every must be at least 1");
+  if (c.on_nan != "stop" && c.on_nan != "skip") {
+    throw std::invalid_argument("unknown on_nan '" + c.on_nan + "' (known: stop, skip)");
+  }
   if (c.memory_format != "auto" && c.memory_format != "contiguous" &&
       c.memory_format != "channels-last") {
     throw std::invalid_argument("unknown memory format '" + c.memory_format +
@@ -130,6 +133,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
   const auto params = model_->parameters();
+  int64_t skipped = 0;
 
   for (int64_t step = 0; step < steps; ++step) {
     if (cancel != nullptr && cancel->load()) throw Cancelled();
@@ -144,6 +148,22 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     }
     // The loss in float32, whatever precision the last layer ran in.
     auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      if (config_.on_nan == "stop") {
+        std::ostringstream what;
+        what << "the loss is "
+             << (std::isnan(value) ? "NaN"
+                 : value > 0       ? "+inf"
+                                   : "-inf")
+             << " at epoch " << epoch_ << ", step " << step + 1 << " of " << steps
+             << " (weights left as after the step before; the last checkpoint is "
+             << "intact): lower --lr, or pass --on-nan skip";
+        throw NonFiniteLoss(what.str());
+      }
+      ++skipped;
+      continue;
+    }
     if (scaler_) {
       scaler_->scale(loss).backward();
       if (scaler_->unscale(params)) optimizer_->step();
@@ -158,14 +178,16 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       correct += logits.argmax(1).eq(batch.labels).sum();
     }
     if (progress && ((step + 1) % config_.progress_every == 0 || step + 1 == steps)) {
-      progress({epoch_, step + 1, steps, loss_sum.item<double>() / (step + 1)});
+      progress({epoch_, step + 1, steps, loss_sum.item<double>() / (step + 1 - skipped)});
     }
   }
 
   EpochResult result;
   result.epoch = epoch_;
   result.steps = steps;
-  result.loss = loss_sum.item<double>() / steps;
+  // Mean over the steps that trained (NaN when none did: every step was skipped).
+  result.loss = steps > skipped ? loss_sum.item<double>() / (steps - skipped) : std::nan("");
+  result.skipped_steps = skipped;
   result.train_acc = static_cast<double>(correct.item<int64_t>()) / n;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ++epoch_;

@@ -37,6 +37,14 @@ struct TrainConfig {
   // "auto": channels-last on the CPU, where oneDNN's convolutions run ~20% faster in it.
   std::string memory_format = "auto";
   std::string amp = "off";  // off | bf16 | fp16 (fp16: CUDA, with a loss scaler)
+  // A step whose loss is NaN or infinite: "stop" throws NonFiniteLoss before it touches the
+  // weights; "skip" leaves the weights as they were and counts it. The check reads the loss
+  // every step: free on the CPU, one device sync per step on a GPU.
+  std::string on_nan = "stop";
+};
+
+struct NonFiniteLoss : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 struct Progress {
@@ -48,9 +56,10 @@ using ProgressFn = std::function<void(const Progress&)>;
 struct EpochResult {
   int64_t epoch = 0;
   int64_t steps = 0;
-  double loss = 0;       // mean of the batch losses, as the original experiment prints it
-  double train_acc = 0;  // over the epoch's training samples, in training mode
-  double seconds = 0;    // training time, evaluation excluded
+  double loss = 0;            // mean of the batch losses, as the original experiment prints it
+  double train_acc = 0;       // over the epoch's training samples, in training mode
+  double seconds = 0;         // training time, evaluation excluded
+  int64_t skipped_steps = 0;  // steps whose loss was not finite (on_nan = "skip")
   bool has_test = false;
   metrics::Metrics test;  // test-set evaluation after the epoch, when a test set is set
 };

@@ -5,7 +5,8 @@ import type { EpochResult, Progress } from '../train/trainer';
 /** `epoch 0, loss 1.443379, train acc 0.529, test acc 0.877, time 23.4s` (train.py's format) */
 export function epochLine(r: EpochResult): string {
   const test = r.testAcc === undefined ? '' : `, test acc ${r.testAcc.toFixed(3)}`;
-  return `epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}${test}, time ${r.seconds.toFixed(1)}s`;
+  const skipped = r.skippedSteps ? `, ${r.skippedSteps} steps skipped (non-finite loss)` : '';
+  return `epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}${test}, time ${r.seconds.toFixed(1)}s${skipped}`;
 }
 
 /** The epoch JSON line; `withEval` adds the epoch's EVAL when the test set was evaluated. */
@@ -17,6 +18,7 @@ export function epochEvent(r: EpochResult, withEval = false): Record<string, unk
     trainAcc: round(r.trainAcc, 4),
     ...(r.testAcc === undefined ? {} : { testAcc: round(r.testAcc, 4) }),
     seconds: round(r.seconds, 2),
+    ...(r.skippedSteps ? { skippedSteps: r.skippedSteps } : {}),
     ...(withEval && r.eval ? { eval: r.eval } : {}),
   };
 }

@@ -44,6 +44,11 @@ export function addTrainingOptions(cmd: Command): Command {
         .default('auto'),
     )
     .addOption(
+      new Option('--on-nan <action>', 'a step with a NaN/infinite loss: stop the run, or skip it')
+        .choices(['stop', 'skip'])
+        .default('stop'),
+    )
+    .addOption(
       new Option('--amp <mode>', 'mixed precision: off, bf16 (CPU or CUDA) or fp16 (CUDA)')
         .choices(['off', 'bf16', 'fp16'])
         .default('off'),
@@ -66,6 +71,7 @@ export interface TrainingFlags {
   sampler: SamplerName;
   memoryFormat: MemoryFormat;
   amp: AmpMode;
+  onNan: 'stop' | 'skip';
   evalEvery?: number;
   json?: boolean;
 }

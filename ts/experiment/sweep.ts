@@ -134,6 +134,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   sampler: 'string',
   memoryFormat: 'string',
   amp: 'string',
+  onNan: 'string',
 };
 const LIST_KEYS = ['title', 'models', 'losses', 'imbalance', 'seeds'] as const;
 const LOSS_KEYS: Record<keyof SweepLoss, Kind | 'alpha' | 'drw'> = {

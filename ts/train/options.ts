@@ -61,6 +61,11 @@ export interface TrainerOptions {
   memoryFormat?: MemoryFormat;
   /** autocast the forward pass to bf16 or fp16 (default 'off'); the loss stays float32 */
   amp?: AmpMode;
+  /**
+   * a step with a NaN or infinite loss: 'stop' (default) ends the run with an error naming the
+   * epoch and step, weights untouched; 'skip' leaves the weights and counts it
+   */
+  onNan?: 'stop' | 'skip';
 }
 
 export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
@@ -135,7 +140,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     sampler: o.sampler ?? 'instance',
     memoryFormat: o.memoryFormat ?? 'auto',
     amp: o.amp ?? 'off',
+    onNan: o.onNan ?? 'stop',
   };
+  if (resolved.onNan !== 'stop' && resolved.onNan !== 'skip') {
+    throw new Error(`onNan: expected 'stop' or 'skip', got '${String(resolved.onNan)}'`);
+  }
   if (!AMP_MODES.includes(resolved.amp)) {
     throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);
   }

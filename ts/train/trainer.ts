@@ -26,6 +26,8 @@ export interface EpochResult {
   /** training time of the epoch, evaluation excluded */
   seconds: number;
   steps: number;
+  /** steps skipped for a non-finite loss (onNan: 'skip'), when there were any */
+  skippedSteps?: number;
   eval?: Evaluation;
 }
 
@@ -89,6 +91,7 @@ export class Trainer {
       sampler: o.sampler,
       memoryFormat: o.memoryFormat,
       amp: o.amp,
+      onNan: o.onNan,
     });
     await call(() => handle.init());
     return new Trainer(handle, o);
@@ -162,6 +165,7 @@ export class Trainer {
           trainAcc: native.trainAcc,
           seconds: native.seconds,
           steps: native.steps,
+          ...(native.skippedSteps > 0 && { skippedSteps: native.skippedSteps }),
         };
         if (native.test) {
           result.testAcc = native.test.accuracy;
