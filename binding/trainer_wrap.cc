@@ -154,13 +154,19 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
             auto* copy = new train::Progress(p);
             auto status = progress.NonBlockingCall(
                 copy, [](Napi::Env e, Napi::Function fn, train::Progress* q) {
-                  auto o = Napi::Object::New(e);
-                  o.Set("epoch", static_cast<double>(q->epoch));
-                  o.Set("step", static_cast<double>(q->step));
-                  o.Set("steps", static_cast<double>(q->steps));
-                  o.Set("loss", q->loss);
-                  delete q;
-                  fn.Call({o});
+                  std::unique_ptr<train::Progress> owned(q);
+                  if (e == nullptr || fn.IsEmpty()) return;  // the queue is being finalised
+                  try {
+                    auto o = Napi::Object::New(e);
+                    o.Set("epoch", static_cast<double>(owned->epoch));
+                    o.Set("step", static_cast<double>(owned->step));
+                    o.Set("steps", static_cast<double>(owned->steps));
+                    o.Set("loss", owned->loss);
+                    fn.Call({o});
+                  } catch (const Napi::Error&) {
+                    // A throwing onProgress, or an environment shutting down: progress is
+                    // advisory, the epoch goes on.
+                  }
                 });
             if (status != napi_ok) delete copy;  // queue closed: drop this report
           };

@@ -43,20 +43,29 @@ class TaskWorker final : public Napi::AsyncWorker {
     }
   }
 
+  // Settling can fail when the environment is being torn down (a worker thread terminated
+  // while its task ran): then nobody can observe the promise, and the failure is dropped
+  // rather than thrown out of a callback, where it would abort the process.
   void OnOK() override {
-    Napi::HandleScope scope(Env());
     Finish();
     try {
-      deferred_.Resolve(convert_(Env(), result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      Napi::HandleScope scope(Env());
+      try {
+        deferred_.Resolve(convert_(Env(), result_));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      }
+    } catch (const Napi::Error&) {
     }
   }
 
   void OnError(const Napi::Error& e) override {
-    Napi::HandleScope scope(Env());
     Finish();
-    deferred_.Reject(e.Value());
+    try {
+      Napi::HandleScope scope(Env());
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
   }
 
  private:
