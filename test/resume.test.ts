@@ -160,3 +160,49 @@ test('a non-finite loss stops the run naming epoch and step, or is skipped and c
   const epoch = JSON.parse(skip.stdout.split('\n')[0]);
   t.true(epoch.skippedSteps > 0 && epoch.skippedSteps <= 469, String(epoch.skippedSteps));
 });
+
+test('an image folder with an unreadable file trains; the report and checkpoint count the skip', async (t) => {
+  const sharp = (await import('sharp')).default;
+  const root = tempDir();
+  for (const split of ['training', 'testing']) {
+    for (const [c, base] of [
+      ['a', 20],
+      ['b', 200],
+    ] as const) {
+      const dir = path.join(root, split, c);
+      fs.mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < 6; i++) {
+        await sharp(Buffer.alloc(28 * 28, base + i), {
+          raw: { width: 28, height: 28, channels: 1 },
+        })
+          .png()
+          .toFile(path.join(dir, `${i}.png`));
+      }
+    }
+  }
+  fs.writeFileSync(path.join(root, 'training', 'a', 'broken.png'), 'not a png');
+  fs.writeFileSync(path.join(root, 'training', 'b', 'zero.png'), '');
+  const out = tempDir();
+  const r = await runCli([
+    'train',
+    '--model',
+    'mlp',
+    '--dataset',
+    root,
+    '--epochs',
+    '1',
+    '--out',
+    out,
+  ]);
+  t.is(r.code, 0, r.stderr);
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+  t.deepEqual(report.skipped.map((s: { file: string }) => path.relative(root, s.file)).sort(), [
+    'training/a/broken.png',
+    'training/b/zero.png',
+  ]);
+  t.regex(
+    fs.readFileSync(path.join(out, 'report.md'), 'utf8'),
+    /2 file\(s\) of the dataset were left out as unreadable/,
+  );
+  t.is(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).data.skippedFiles, 2);
+});

@@ -39,4 +39,6 @@ export interface Report {
   findings?: string[];
   /** sweeps: mean ± std over seeds */
   groups?: ReportGroup[];
+  /** image folders: files left out as unreadable, and why */
+  skipped?: { file: string; reason: string }[];
 }

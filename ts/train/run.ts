@@ -85,11 +85,14 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
     throw new Error(`epochs: expected an integer >= 1, got ${epochs}`);
   }
+  // Image folders leave unreadable files out; the count goes into the checkpoint and report.
+  const skipped = [...(split.train.skipped ?? []), ...(split.test.skipped ?? [])];
   const data = {
     dataset: datasetName,
     imbalance: imbalanceSpec ?? null,
     trainCounts: classCounts(train),
     testCounts: classCounts(split.test),
+    skippedFiles: skipped.length,
   };
   if (
     resumed &&
@@ -126,6 +129,12 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         dataset: datasetName,
         classNames: train.classNames,
         runs: [{ name, ...result, options: { ...trainer.options }, seed }],
+        ...(skipped.length > 0 && {
+          skipped,
+          findings: [
+            `${skipped.length} file(s) of the dataset were left out as unreadable (listed in report.json).`,
+          ],
+        }),
       });
     }
     return result;
