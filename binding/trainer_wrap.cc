@@ -39,6 +39,7 @@ Napi::Function TrainerWrap::Init(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::LoadOptimizer>("loadOptimizer"),
                          InstanceMethod<&TrainerWrap::ClassCounts>("classCounts"),
                          InstanceMethod<&TrainerWrap::SetEpochsDone>("setEpochsDone"),
+                         InstanceMethod<&TrainerWrap::SetPartialEpoch>("setPartialEpoch"),
                          InstanceMethod<&TrainerWrap::Info>("info"),
                          InstanceMethod<&TrainerWrap::Cancel>("cancel"),
                          InstanceMethod<&TrainerWrap::Dispose>("dispose"),
@@ -339,8 +340,41 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
     out.Set("device", trainer_->device().str());
     out.Set("inputSize", static_cast<double>(trainer_->input_size()));
     out.Set("epochsDone", static_cast<double>(trainer_->epochs_done()));
+    const auto& p = trainer_->partial_epoch();
+    if (p.epoch >= 0) {
+      auto partial = Napi::Object::New(env);
+      partial.Set("epoch", static_cast<double>(p.epoch));
+      partial.Set("step", static_cast<double>(p.step));
+      partial.Set("lossSum", p.loss_sum);
+      partial.Set("correct", static_cast<double>(p.correct));
+      partial.Set("skipped", static_cast<double>(p.skipped));
+      partial.Set("seconds", p.seconds);
+      out.Set("partialEpoch", partial);
+    }
   }
   return out;
+}
+
+Napi::Value TrainerWrap::SetPartialEpoch(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "setPartialEpoch: expected an object");
+  }
+  auto trainer = Ready(env, "setPartialEpoch");
+  auto o = info[0].As<Napi::Object>();
+  train::PartialEpoch p;
+  p.epoch = GetInt(o, "epoch", -1, 0, INT32_MAX);
+  p.step = GetInt(o, "step", 0, 0, INT32_MAX);
+  p.loss_sum = GetNumber(o, "lossSum", 0);
+  p.correct = GetInt(o, "correct", 0, 0, INT64_C(1) << 52);
+  p.skipped = GetInt(o, "skipped", 0, 0, INT32_MAX);
+  p.seconds = GetNumber(o, "seconds", 0);
+  try {
+    trainer->set_partial_epoch(p);
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(env, std::string("setPartialEpoch: ") + e.what());
+  }
+  return env.Undefined();
 }
 
 Napi::Value TrainerWrap::Cancel(const Napi::CallbackInfo& info) {

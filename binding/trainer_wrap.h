@@ -27,6 +27,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value LoadOptimizer(const Napi::CallbackInfo& info);
   Napi::Value ClassCounts(const Napi::CallbackInfo& info);
   Napi::Value SetEpochsDone(const Napi::CallbackInfo& info);
+  Napi::Value SetPartialEpoch(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

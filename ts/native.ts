@@ -66,6 +66,17 @@ export interface NativeProgress {
   loss: number;
 }
 
+/** Where a cancelled epoch stopped; the next epoch call continues it. */
+export interface PartialEpoch {
+  epoch: number;
+  /** steps done */
+  step: number;
+  lossSum: number;
+  correct: number;
+  skipped: number;
+  seconds: number;
+}
+
 export interface NativeTensor {
   name: string;
   dtype: 'F32' | 'I64';
@@ -95,6 +106,7 @@ export interface NativeTrainer {
   loadOptimizer(path: string): Promise<void>;
   classCounts(): number[];
   setEpochsDone(epochs: number): void;
+  setPartialEpoch(partial: PartialEpoch): void;
   info(): {
     initialised: boolean;
     busy: boolean;
@@ -102,6 +114,7 @@ export interface NativeTrainer {
     device?: string;
     inputSize?: number;
     epochsDone?: number;
+    partialEpoch?: PartialEpoch;
   };
   cancel(): void;
   dispose(): void;

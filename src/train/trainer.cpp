@@ -97,6 +97,19 @@ Trainer::Trainer(TrainConfig config)
 void Trainer::set_epochs_done(int64_t epoch) {
   if (epoch < 0) throw std::invalid_argument("epoch must be >= 0");
   epoch_ = epoch;
+  partial_ = {};
+}
+
+void Trainer::set_partial_epoch(const PartialEpoch& partial) {
+  if (partial.epoch != epoch_) {
+    throw std::invalid_argument("partial epoch " + std::to_string(partial.epoch) +
+                                " is not the next epoch (" + std::to_string(epoch_) + ")");
+  }
+  if (partial.step < 0 || partial.correct < 0 || partial.skipped < 0 ||
+      partial.skipped > partial.step || !std::isfinite(partial.seconds) || partial.seconds < 0) {
+    throw std::invalid_argument("partial epoch: step, counts and seconds must be >= 0");
+  }
+  partial_ = partial;
 }
 
 void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
@@ -134,9 +147,31 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
   const auto params = model_->parameters();
   int64_t skipped = 0;
+  int64_t first = 0;
+  double carried_seconds = 0;
+  if (partial_.epoch == epoch_) {  // continue an interrupted epoch where it stopped
+    if (partial_.step > steps) {
+      throw std::invalid_argument("partial epoch: step " + std::to_string(partial_.step) +
+                                  " is past the epoch's " + std::to_string(steps) + " steps");
+    }
+    first = partial_.step;
+    loss_sum.fill_(partial_.loss_sum);
+    correct.fill_(partial_.correct);
+    skipped = partial_.skipped;
+    carried_seconds = partial_.seconds;
+  }
+  partial_ = {};
+  const auto elapsed = [&] {
+    return carried_seconds +
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
 
-  for (int64_t step = 0; step < steps; ++step) {
-    if (cancel != nullptr && cancel->load()) throw Cancelled();
+  for (int64_t step = first; step < steps; ++step) {
+    if (cancel != nullptr && cancel->load()) {
+      partial_ = {epoch_,  step,     loss_sum.item<double>(), correct.item<int64_t>(),
+                  skipped, elapsed()};
+      throw Cancelled();
+    }
     const int64_t begin = step * config_.batch_size;
     auto batch =
         train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)), input_size_);
@@ -189,7 +224,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   result.loss = steps > skipped ? loss_sum.item<double>() / (steps - skipped) : std::nan("");
   result.skipped_steps = skipped;
   result.train_acc = static_cast<double>(correct.item<int64_t>()) / n;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = elapsed();
   ++epoch_;
   if (with_test && !test_.empty()) {
     result.has_test = true;

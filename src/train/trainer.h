@@ -64,6 +64,17 @@ struct EpochResult {
   metrics::Metrics test;  // test-set evaluation after the epoch, when a test set is set
 };
 
+// Where an interrupted epoch stopped: with the weights and optimizer state of that moment, enough
+// to continue it step for step (the epoch's order is a pure function of seed and epoch).
+struct PartialEpoch {
+  int64_t epoch = -1;  // -1: none
+  int64_t step = 0;    // steps done
+  double loss_sum = 0;
+  int64_t correct = 0;
+  int64_t skipped = 0;
+  double seconds = 0;
+};
+
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Thrown when a run is cancelled between two steps.
@@ -80,6 +91,9 @@ class Trainer {
   int64_t input_size() const { return input_size_; }
   int64_t epochs_done() const { return epoch_; }
   void set_epochs_done(int64_t epoch);
+  // Set when train_epoch was cancelled; the next train_epoch continues from it.
+  const PartialEpoch& partial_epoch() const { return partial_; }
+  void set_partial_epoch(const PartialEpoch& partial);
 
   // images: [N, H, W] uint8, labels: [N] integer; copied to the device once.
   void set_train_data(const torch::Tensor& images, const torch::Tensor& labels);
@@ -120,6 +134,7 @@ class Trainer {
   std::unique_ptr<LossScaler> scaler_;  // fp16 only
   torch::Tensor train_labels_cpu_;      // the samplers draw on the CPU generator
   int64_t epoch_ = 0;
+  PartialEpoch partial_;
 };
 
 }  // namespace torchfocal::train

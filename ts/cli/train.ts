@@ -117,7 +117,7 @@ export function trainCommand(): Command {
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
       };
       const progress = new EpochProgress();
-      // Ctrl-C / SIGTERM: stop at the next step; the checkpoint of the last whole epoch stays.
+      // Ctrl-C / SIGTERM: stop at the next step and checkpoint there (runTraining does).
       const interrupt = new AbortController();
       const stop = () => interrupt.abort();
       process.once('SIGINT', stop);
@@ -138,7 +138,7 @@ export function trainCommand(): Command {
         if (!interrupt.signal.aborted) throw err;
         progress.stop();
         throw new ExitError(
-          `interrupted; ${spec.out} keeps the last complete epoch: continue with ` +
+          `interrupted; ${spec.out} holds the run up to its last finished step: continue with ` +
             `torchfocal train --out ${spec.out} --resume --epochs ${flags.epochs}`,
           130,
         );

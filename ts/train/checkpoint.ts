@@ -13,6 +13,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import type { ResolvedOptions } from './options';
+import type { PartialEpoch } from '../native';
 
 export const CHECKPOINT_FILES = {
   config: 'config.json',
@@ -39,6 +40,8 @@ export interface CheckpointConfig {
   /** how raw uint8 pixels become network inputs */
   normalisation: { scale: number; mean: number; std: number; resize: 'bilinear' };
   epochsDone: number;
+  /** set when the run was interrupted mid-epoch: the resume continues that epoch there */
+  partialEpoch?: PartialEpoch;
   data?: Record<string, unknown>;
   /** size and SHA-256 of every other file of the checkpoint */
   files?: ManifestEntry[];

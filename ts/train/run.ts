@@ -108,9 +108,15 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   try {
     await trainer.setData({ train, test: split.test });
     const remaining = Math.max(0, epochs - trainer.epochsDone);
-    for await (const r of trainer.epochs(remaining, { ...hooks, evalEvery: spec.evalEvery })) {
-      if (out) await trainer.save(out, data);
-      hooks.onEpoch?.(r);
+    try {
+      for await (const r of trainer.epochs(remaining, { ...hooks, evalEvery: spec.evalEvery })) {
+        if (out) await trainer.save(out, data);
+        hooks.onEpoch?.(r);
+      }
+    } catch (err) {
+      // Aborted between two steps: the checkpoint takes the interrupted epoch's place too.
+      if (out && hooks.signal?.aborted && trainer.partialEpoch) await trainer.save(out, data);
+      throw err;
     }
     const last = trainer.history[trainer.history.length - 1];
     const result: RunResult = {

@@ -1,7 +1,13 @@
 // The public Trainer: one native model + optimizer + device data, driven epoch by epoch.
 import fs from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
-import { call, native, type NativeProgress, type NativeTrainer } from '../native';
+import {
+  call,
+  native,
+  type NativeProgress,
+  type NativeTrainer,
+  type PartialEpoch,
+} from '../native';
 import type { Dataset } from '../data/dataset';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
@@ -108,6 +114,11 @@ export class Trainer {
 
   get epochsDone(): number {
     return this.handle.info().epochsDone ?? 0;
+  }
+
+  /** Where an aborted epoch stopped (the next epoch call continues it), if one did. */
+  get partialEpoch(): PartialEpoch | undefined {
+    return this.handle.info().partialEpoch;
   }
 
   /** Copies the data to the training device once; batches are then cut there by index. */
@@ -235,6 +246,7 @@ export class Trainer {
       inputSize: this.inputSize,
       normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
       epochsDone: this.epochsDone,
+      ...(this.partialEpoch && { partialEpoch: this.partialEpoch }),
       data,
     };
     await commitCheckpoint(dir, config, async (file, to) => {
@@ -268,6 +280,7 @@ export class Trainer {
         await call(() => trainer.handle.loadOptimizer(paths.optimizer));
       }
       trainer.handle.setEpochsDone(config.epochsDone);
+      if (config.partialEpoch) trainer.handle.setPartialEpoch(config.partialEpoch);
       if (await exists(paths.metrics)) trainer.history.push(...(await readHistory(paths.metrics)));
       // runTraining records the training counts: evaluations of the loaded model carry shots
       const counts = config.data?.trainCounts;
