@@ -138,37 +138,15 @@ test('--resume without a checkpoint is a clear error', async (t) => {
 
 test('a non-finite loss stops the run naming epoch and step, or is skipped and counted', async (t) => {
   const out = tempDir();
-  const stop = await runCli([
-    'train',
-    '--model',
-    'mlp',
-    '--lr',
-    '1e12',
-    '--epochs',
-    '1',
-    '--out',
-    out,
-  ]);
+  const diverging = ['train', '--model', 'mlp', '--lr', '1e12', '--epochs', '1'];
+  const stop = await runCli([...diverging, '--out', out]);
   t.is(stop.code, 1);
   t.regex(
     stop.stderr,
     /^torchfocal: trainEpoch: the loss is NaN at epoch 0, step \d+ of 469 \(weights left as after the step before; the last checkpoint is intact\): lower --lr, or pass --on-nan skip\n$/,
   );
   t.false(fs.existsSync(path.join(out, 'config.json')), 'no checkpoint of a broken epoch');
-  const skip = await runCli([
-    'train',
-    '--model',
-    'mlp',
-    '--lr',
-    '1e12',
-    '--epochs',
-    '1',
-    '--on-nan',
-    'skip',
-    '--json',
-    '--out',
-    tempDir(),
-  ]);
+  const skip = await runCli([...diverging, '--on-nan', 'skip', '--json', '--out', tempDir()]);
   t.is(skip.code, 0, skip.stderr);
   const epoch = JSON.parse(skip.stdout.split('\n')[0]);
   t.true(epoch.skippedSteps > 0 && epoch.skippedSteps <= 469, String(epoch.skippedSteps));

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { loadDataset } from '../data/index';
 import {
+  reportRun,
   runTraining,
   summarizeRun,
   type RunHooks,
@@ -148,15 +149,7 @@ export async function runStarve(
       dataset: datasetName,
       classNames,
       focusClass: c,
-      runs: rows.map((r) => ({
-        name: r.name,
-        history: r.history,
-        eval: r.eval,
-        trainCounts: r.trainCounts,
-        trainSeconds: r.trainSeconds,
-        checkpoint: r.checkpoint,
-        seed: o.seed ?? 0,
-      })),
+      runs: rows.map((r) => reportRun(r.name, r, o.seed ?? 0)),
       findings,
     };
     report = (await writeReport(path.resolve(o.out), doc)).html;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { classCounts, imbalanceCounts, loadDataset } from '../data/index';
 import type { DataSplit } from '../data/dataset';
-import { runTraining, summarizeRun, type RunSpec, type RunSummary } from '../train/run';
+import { reportRun, runTraining, summarizeRun, type RunSpec, type RunSummary } from '../train/run';
 import { resolveOptions } from '../train/options';
 import type { Evaluation } from '../train/evaluation';
 import type { EpochResult, Progress } from '../train/trainer';
@@ -522,16 +522,7 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
     createdAt: new Date().toISOString(),
     dataset: datasetName,
     classNames,
-    runs: rows.map((r) => ({
-      name: r.name,
-      history: r.history,
-      eval: r.eval,
-      trainCounts: r.trainCounts,
-      trainSeconds: r.trainSeconds,
-      checkpoint: r.checkpoint,
-      seed: r.seed,
-      options: { ...runs[r.index].spec },
-    })),
+    runs: rows.map((r) => reportRun(r.name, r, r.seed, { ...runs[r.index].spec })),
     findings:
       groups.length > 1
         ? [

@@ -6,7 +6,7 @@ import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
 import { Trainer, type EpochResult, type Progress } from './trainer';
 import { readCheckpointConfig } from './checkpoint';
-import { writeReport } from '../report/index';
+import { writeReport, type ReportRun } from '../report/index';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
@@ -55,6 +55,17 @@ export interface RunSummary {
   trainCounts: number[];
   history: EpochResult[];
   eval: Evaluation;
+}
+
+/** A run as a report lists it. */
+export function reportRun(
+  name: string,
+  s: RunSummary,
+  seed: number,
+  options?: ReportRun['options'],
+): ReportRun {
+  const { history, eval: evaluation, trainCounts, trainSeconds, checkpoint } = s;
+  return { name, history, eval: evaluation, trainCounts, trainSeconds, checkpoint, seed, options };
 }
 
 export function summarizeRun(result: RunResult): RunSummary {
