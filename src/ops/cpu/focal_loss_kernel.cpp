@@ -112,6 +112,10 @@ struct ScalarLanes {
   // a where x >= y, else b (ties with the row max: x <= max always).
   static TORCHFOCAL_ALWAYS_INLINE V where_at_least(V x, V y, V a, V b) { return x >= y ? a : b; }
   static TORCHFOCAL_ALWAYS_INLINE V exp(V x) { return math::exp(x); }
+  static TORCHFOCAL_ALWAYS_INLINE V log_sum(V excess) { return math::row_log_sum(T(1), excess); }
+  static TORCHFOCAL_ALWAYS_INLINE V one_minus_exp(V x) {
+    return x > T(-0.25) ? -math::expm1(x) : T(1) - math::exp(x);
+  }
   static TORCHFOCAL_ALWAYS_INLINE T sum_all(V v) { return v; }
   static TORCHFOCAL_ALWAYS_INLINE T max_all(V v) { return v; }
   static TORCHFOCAL_ALWAYS_INLINE V lanes_from(int64_t skip) { return skip > 0 ? T(0) : T(1); }
@@ -218,6 +222,49 @@ struct FloatLanes {
     biased = biased > 0 ? biased : Bits{};
     return p * reinterpret_cast<V>(biased << 23);
   }
+
+  // log(1 + e) for e >= 0 finite (a row's excess, focal_math.h row_log_sum): Cephes logf on
+  // u = 1 + e (u = m 2^k, m in [sqrt(1/2), sqrt(2)), a degree-9 polynomial, < 2 ulp), with
+  // Goldberg's correction log1p(e) = log(u) e / (u - 1), exact where u rounds to 1.
+  static TORCHFOCAL_ALWAYS_INLINE V log_sum(const V& e) {
+    const V u = e + 1.0f;
+    const Bits bits = reinterpret_cast<Bits>(u);
+    V k = __builtin_convertvector(((bits >> 23) & 0xff) - 126, V);
+    V m = reinterpret_cast<V>((bits & 0x007fffff) | 0x3f000000);  // [0.5, 1)
+    const bool_t small = m < 0.707106781186547524f;
+    k = small ? k - 1.0f : k;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    const V z = m * m;
+    V y = m * 7.0376836292e-2f - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += k * -2.12194440e-4f;
+    y += z * -0.5f;
+    const V log_u = (m + y) + k * 0.693359375f;
+    const V d = u - 1.0f;
+    return d == 0.0f ? e : log_u * (e / (d == 0.0f ? splat(1.0f) : d));
+  }
+
+  // 1 - e^x for x <= 0: -expm1(x) by its Taylor series on (-1/4, 0] (error < 2e-9 relative,
+  // and exact digits as x -> 0, where 1 - e^x would cancel), else 1 - e^x.
+  static TORCHFOCAL_ALWAYS_INLINE V one_minus_exp(const V& x) {
+    V s = x * (1.0f / 5040) + (1.0f / 720);
+    s = s * x + (1.0f / 120);
+    s = s * x + (1.0f / 24);
+    s = s * x + (1.0f / 6);
+    s = s * x + 0.5f;
+    s = s * x + 1.0f;
+    return x > -0.25f ? -(s * x) : 1.0f - exp(x);
+  }
+
+ private:
+  using bool_t = decltype(V{} < V{});
 };
 #endif  // TORCHFOCAL_CPU_LANES
 
@@ -310,6 +357,35 @@ TORCHFOCAL_ALWAYS_INLINE RowSums<typename L::Scalar> row_sums(const typename L::
   return {m, L::sum_all(ties), L::sum_all(rest0 + rest1)};
 }
 
+// The one-hot focal term of kRowBlock rows at once from their log p_t (focal_math.h
+// softmax_term and focal_term, lane for lane), for γ in {0, 1, 2}: f = -(1 - p)^γ log p into
+// `loss`, p f'(p) into `grad`, 1 - p into `omp`. Other γ need pow: the caller takes the scalar
+// path then.
+template <class L>
+TORCHFOCAL_ALWAYS_INLINE void onehot_terms(const typename L::Scalar* log_pt,
+                                           typename L::Scalar gamma, typename L::Scalar* loss,
+                                           typename L::Scalar* grad, typename L::Scalar* omp) {
+  using T = typename L::Scalar;
+  using V = typename L::V;
+  static_assert(kRowBlock % L::kWidth == 0, "row blocks hold whole vectors");
+  for (int64_t k = 0; k < kRowBlock; k += L::kWidth) {
+    const V lp = L::load(log_pt + k);
+    const V p = L::exp(lp);
+    const V q = L::one_minus_exp(lp);
+    const V w = gamma == T(2) ? q * q : gamma == T(1) ? q : L::splat(T(1));
+    const V zero = L::splat(T(0));
+    const V r = q > zero ? (p > zero ? p * lp / q : zero) : L::splat(T(-1));
+    L::store(loss + k, -(w * lp));
+    L::store(grad + k, w * (r * gamma - T(1)));
+    L::store(omp + k, q);
+  }
+}
+
+template <typename T>
+bool simple_gamma(T gamma) {
+  return gamma == T(0) || gamma == T(1) || gamma == T(2);
+}
+
 template <class L>
 TORCHFOCAL_ALWAYS_INLINE void softmax_forward_rows(const SoftmaxRows<typename L::Scalar>& a,
                                                    int64_t begin, int64_t end) {
@@ -321,6 +397,38 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_forward_rows(const SoftmaxRows<typename L:
     // The vector passes.
     for (int64_t i = first; i < last; ++i) {
       if (a.target[i] != a.ignore_index) sums[i - first] = row_sums<L>(a.x + i * c, c);
+    }
+    if (a.smoothing == T(0) && simple_gamma(a.gamma)) {
+      // The per-row maths of the block, lanes across rows (padding rows: excess 0, log p -1).
+      alignas(64) T excess[kRowBlock], log_sum[kRowBlock], log_pt[kRowBlock];
+      alignas(64) T loss[kRowBlock], grad[kRowBlock], omp[kRowBlock];
+      for (int64_t k = 0; k < kRowBlock; ++k) {
+        const int64_t i = first + k;
+        const bool used = i < last && a.target[i] != a.ignore_index;
+        excess[k] = used ? (sums[k].ties - T(1)) + sums[k].rest : T(0);
+      }
+      for (int64_t k = 0; k < kRowBlock; k += L::kWidth) {
+        L::store(log_sum + k, L::log_sum(L::load(excess + k)));
+      }
+      for (int64_t k = 0; k < kRowBlock; ++k) {
+        const int64_t i = first + k;
+        const bool used = i < last && a.target[i] != a.ignore_index;
+        log_pt[k] =
+            used ? math::log_softmax(a.x[i * c + a.target[i]], sums[k].max, log_sum[k]) : T(-1);
+      }
+      onehot_terms<L>(log_pt, a.gamma, loss, grad, omp);
+      for (int64_t i = first; i < last; ++i) {
+        T* stats = a.stats + 2 * i;
+        const int64_t t = a.target[i];
+        if (t == a.ignore_index) {
+          a.loss[i] = stats[0] = stats[1] = T(0);
+          continue;
+        }
+        stats[0] = sums[i - first].max;
+        stats[1] = log_sum[i - first];
+        a.loss[i] = weight(a.alpha, t) * loss[i - first];
+      }
+      continue;
     }
     // The per-row maths.
     for (int64_t i = first; i < last; ++i) {
@@ -359,11 +467,27 @@ TORCHFOCAL_ALWAYS_INLINE void softmax_backward_rows(const SoftmaxRows<typename L
   using V = typename L::V;
   constexpr int W = L::kWidth;
   const int64_t c = a.classes;
-  T gts[kRowBlock], omps[kRowBlock];
+  alignas(64) T gts[kRowBlock], omps[kRowBlock];
   for (int64_t first = begin; first < end; first += kRowBlock) {
     const int64_t last = std::min(end, first + kRowBlock);
     // The per-row maths of one-hot rows: g_t (scaled) and 1 - p_t.
-    if (a.smoothing == T(0)) {
+    if (a.smoothing == T(0) && simple_gamma(a.gamma)) {
+      alignas(64) T log_pt[kRowBlock], loss[kRowBlock], grad[kRowBlock];
+      for (int64_t k = 0; k < kRowBlock; ++k) {
+        const int64_t i = first + k;
+        const bool used = i < last && a.target[i] != a.ignore_index;
+        log_pt[k] = used ? math::log_softmax(a.x[i * c + a.target[i]], a.saved_stats[2 * i],
+                                             a.saved_stats[2 * i + 1])
+                         : T(-1);
+      }
+      onehot_terms<L>(log_pt, a.gamma, loss, grad, omps);
+      for (int64_t i = first; i < last; ++i) {
+        const int64_t t = a.target[i];
+        if (t == a.ignore_index) continue;
+        const T scale = a.grad_loss[i * a.grad_stride] * a.scale;
+        gts[i - first] = scale * weight(a.alpha, t) * grad[i - first];
+      }
+    } else if (a.smoothing == T(0)) {
       for (int64_t i = first; i < last; ++i) {
         const int64_t t = a.target[i];
         if (t == a.ignore_index) continue;
