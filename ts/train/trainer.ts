@@ -236,6 +236,7 @@ export class Trainer {
    */
   async save(dir: string, data?: Record<string, unknown>): Promise<void> {
     const state = await call(() => this.handle.stateDict());
+    const partialEpoch = this.partialEpoch; // one native info() call, not two
     const metrics = this.history
       .map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n')
       .join('');
@@ -246,7 +247,7 @@ export class Trainer {
       inputSize: this.inputSize,
       normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
       epochsDone: this.epochsDone,
-      ...(this.partialEpoch && { partialEpoch: this.partialEpoch }),
+      ...(partialEpoch && { partialEpoch }),
       data,
     };
     await commitCheckpoint(dir, config, async (file, to) => {
