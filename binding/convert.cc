@@ -1,6 +1,7 @@
 #include "binding/convert.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace torchfocal::binding {
@@ -117,6 +118,106 @@ ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi:
   return view;
 }
 
+namespace {
+
+struct DtypeName {
+  const char* name;
+  torch::ScalarType type;
+};
+constexpr DtypeName kDtypes[] = {
+    {"F32", torch::kFloat32}, {"I64", torch::kInt64}, {"U8", torch::kUInt8}};
+
+}  // namespace
+
+Napi::Array ToJs(const Napi::Env& env, const train::NamedTensors& tensors) {
+  auto out = Napi::Array::New(env, tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& [name, t] = tensors[i];
+    const char* dtype = nullptr;
+    for (const auto& d : kDtypes) {
+      if (d.type == t.scalar_type()) dtype = d.name;
+    }
+    if (dtype == nullptr) {
+      throw Napi::Error::New(env, "tensor '" + name + "' has dtype " +
+                                      c10::toString(t.scalar_type()) + ", which has no JS form");
+    }
+    auto entry = Napi::Object::New(env);
+    entry.Set("name", name);
+    entry.Set("dtype", dtype);
+    auto shape = Napi::Array::New(env, t.dim());
+    for (int64_t d = 0; d < t.dim(); ++d) shape.Set(d, static_cast<double>(t.size(d)));
+    entry.Set("shape", shape);
+    auto dense = t.contiguous();
+    auto bytes = Napi::ArrayBuffer::New(env, dense.nbytes());
+    std::memcpy(bytes.Data(), dense.data_ptr(), dense.nbytes());
+    entry.Set("data", bytes);
+    out.Set(i, entry);
+  }
+  return out;
+}
+
+std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const Napi::Value& value,
+                                                    const char* op) {
+  const std::string where(op);
+  if (!value.IsArray()) {
+    throw Napi::TypeError::New(env, where + ": expected an array of {name, dtype, shape, data}");
+  }
+  auto entries = value.As<Napi::Array>();
+  auto tensors = std::make_shared<train::NamedTensors>();
+  for (uint32_t i = 0; i < entries.Length(); ++i) {
+    Napi::Value item = entries.Get(i);
+    if (!item.IsObject()) {
+      throw Napi::TypeError::New(env, where + ": entry " + std::to_string(i) + " is not an object");
+    }
+    auto entry = item.As<Napi::Object>();
+    const std::string name = GetString(entry, "name", "");
+    const std::string dtype = GetString(entry, "dtype", "");
+    const DtypeName* type = nullptr;
+    for (const auto& d : kDtypes) {
+      if (dtype == d.name) type = &d;
+    }
+    if (type == nullptr) {
+      throw Napi::TypeError::New(
+          env, where + ": tensor '" + name + "' has unsupported dtype '" + dtype + "'");
+    }
+    std::vector<int64_t> shape;
+    double elements = 1;
+    for (double d : GetNumbers(entry, "shape")) {
+      if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0) {
+        throw Napi::RangeError::New(env, where + ": tensor '" + name + "' has an invalid shape");
+      }
+      shape.push_back(static_cast<int64_t>(d));
+      elements *= d;
+    }
+    auto data = entry.Get("data");
+    if (!data.IsTypedArray() && !data.IsArrayBuffer()) {
+      throw Napi::TypeError::New(env, where + ": tensor '" + name + "' data must be a typed array");
+    }
+    const uint8_t* src;
+    size_t length;
+    if (data.IsTypedArray()) {
+      auto view = data.As<Napi::TypedArray>();
+      src = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+      length = view.ByteLength();
+    } else {
+      auto buffer = data.As<Napi::ArrayBuffer>();
+      src = static_cast<const uint8_t*>(buffer.Data());
+      length = buffer.ByteLength();
+    }
+    // Compared before allocating: a shape may claim far more than the data holds.
+    const double needed = elements * static_cast<double>(c10::elementSize(type->type));
+    if (needed != static_cast<double>(length)) {
+      throw Napi::RangeError::New(env, where + ": tensor '" + name + "' holds " +
+                                           std::to_string(length) + " bytes, its shape needs " +
+                                           std::to_string(static_cast<uint64_t>(needed)));
+    }
+    auto t = torch::empty(shape, torch::TensorOptions().dtype(type->type));
+    if (length) std::memcpy(t.data_ptr(), src, length);
+    tensors->emplace_back(name, t);
+  }
+  return tensors;
+}
+
 Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m) {
   auto out = Napi::Object::New(env);
   out.Set("total", static_cast<double>(m.total));
@@ -157,6 +258,12 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r) {
   out.Set("skippedSteps", static_cast<double>(r.skipped_steps));
   if (r.has_test) out.Set("test", ToJs(env, r.test));
   return out;
+}
+
+const char* ErrorCode(const std::exception& e) {
+  if (dynamic_cast<const train::OutOfMemory*>(&e)) return "ERR_TORCHFOCAL_OUT_OF_MEMORY";
+  if (dynamic_cast<const train::NonFiniteLoss*>(&e)) return "ERR_TORCHFOCAL_NON_FINITE_LOSS";
+  return nullptr;
 }
 
 std::string Describe(const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,21 @@ struct ImageView {
 ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
                     const Napi::Value& height, const Napi::Value& width);
 
+// Named tensors as [{name, dtype: 'F32' | 'I64' | 'U8', shape, data}], and back. Reading copies
+// each tensor (entries may be views into one file buffer) after checking that its bytes match
+// its shape; throws Napi::TypeError / RangeError naming `op` and the tensor.
+Napi::Array ToJs(const Napi::Env& env, const train::NamedTensors& tensors);
+std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const Napi::Value& value,
+                                                    const char* op);
+
 Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m);
 Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r);
 
 // The message of an exception caught at the boundary, without LibTorch's C++ backtrace.
 std::string Describe(const std::exception& e);
+
+// The JS error code of the engine's exceptions that callers handle by kind, else nullptr:
+// ERR_TORCHFOCAL_OUT_OF_MEMORY, ERR_TORCHFOCAL_NON_FINITE_LOSS.
+const char* ErrorCode(const std::exception& e);
 
 }  // namespace torchfocal::binding

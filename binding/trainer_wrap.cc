@@ -1,7 +1,5 @@
 #include "binding/trainer_wrap.h"
 
-#include <cstring>
-
 #include "binding/convert.h"
 #include "binding/workers/task_worker.h"
 
@@ -10,13 +8,6 @@ namespace {
 
 struct Nothing {};
 Napi::Value Undefined(Napi::Env env, Nothing&) { return env.Undefined(); }
-
-Napi::String PathArg(const Napi::CallbackInfo& info, const char* op) {
-  if (info.Length() < 1 || !info[0].IsString()) {
-    throw Napi::TypeError::New(info.Env(), std::string(op) + ": path must be a string");
-  }
-  return info[0].As<Napi::String>();
-}
 
 // View of a JS image stack as a uint8 tensor; the JS array must outlive it (see TaskWorker).
 torch::Tensor ImagesTensor(const ImageView& v) {
@@ -35,8 +26,9 @@ Napi::Function TrainerWrap::Init(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::Predict>("predict"),
                          InstanceMethod<&TrainerWrap::StateDict>("stateDict"),
                          InstanceMethod<&TrainerWrap::LoadStateDict>("loadStateDict"),
-                         InstanceMethod<&TrainerWrap::SaveOptimizer>("saveOptimizer"),
-                         InstanceMethod<&TrainerWrap::LoadOptimizer>("loadOptimizer"),
+                         InstanceMethod<&TrainerWrap::TrainState>("trainState"),
+                         InstanceMethod<&TrainerWrap::LoadTrainState>("loadTrainState"),
+                         InstanceMethod<&TrainerWrap::SetBatchSizes>("setBatchSizes"),
                          InstanceMethod<&TrainerWrap::ClassCounts>("classCounts"),
                          InstanceMethod<&TrainerWrap::SetEpochsDone>("setEpochsDone"),
                          InstanceMethod<&TrainerWrap::SetPartialEpoch>("setPartialEpoch"),
@@ -213,61 +205,13 @@ Napi::Value TrainerWrap::StateDict(const Napi::CallbackInfo& info) {
   auto trainer = Claim(env, "stateDict");
   return TaskWorker<train::NamedTensors>::Start(
       env, "stateDict", Value(), {}, [trainer] { return trainer->state_dict(); },
-      [](Napi::Env e, train::NamedTensors& state) -> Napi::Value {
-        auto out = Napi::Array::New(e, state.size());
-        for (size_t i = 0; i < state.size(); ++i) {
-          const auto& [name, t] = state[i];
-          auto entry = Napi::Object::New(e);
-          entry.Set("name", name);
-          entry.Set("dtype", t.scalar_type() == torch::kFloat32 ? "F32" : "I64");
-          auto shape = Napi::Array::New(e, t.dim());
-          for (int64_t d = 0; d < t.dim(); ++d) shape.Set(d, static_cast<double>(t.size(d)));
-          entry.Set("shape", shape);
-          auto bytes = Napi::ArrayBuffer::New(e, t.nbytes());
-          std::memcpy(bytes.Data(), t.data_ptr(), t.nbytes());
-          entry.Set("data", bytes);
-          out.Set(i, entry);
-        }
-        return out;
-      },
+      [](Napi::Env e, train::NamedTensors& state) -> Napi::Value { return ToJs(e, state); },
       Release());
 }
 
 Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray()) {
-    throw Napi::TypeError::New(env,
-                               "loadStateDict: expected an array of {name, dtype, shape, data}");
-  }
-  auto entries = info[0].As<Napi::Array>();
-  // Copy every tensor on the JS thread: entries may be many small views into one file buffer.
-  auto state = std::make_shared<train::NamedTensors>();
-  for (uint32_t i = 0; i < entries.Length(); ++i) {
-    auto entry = entries.Get(i).As<Napi::Object>();
-    const std::string name = GetString(entry, "name", "");
-    const std::string dtype = GetString(entry, "dtype", "");
-    auto scalar = dtype == "F32" ? torch::kFloat32 : dtype == "I64" ? torch::kInt64 : torch::kByte;
-    if (dtype != "F32" && dtype != "I64") {
-      throw Napi::TypeError::New(
-          env, "loadStateDict: tensor '" + name + "' has unsupported dtype '" + dtype + "'");
-    }
-    std::vector<int64_t> shape;
-    for (double d : GetNumbers(entry, "shape")) shape.push_back(static_cast<int64_t>(d));
-    auto data = entry.Get("data");
-    if (!data.IsTypedArray())
-      throw Napi::TypeError::New(env,
-                                 "loadStateDict: tensor '" + name + "' data must be a typed array");
-    auto bytes = data.As<Napi::TypedArray>();
-    auto t = torch::empty(shape, torch::TensorOptions().dtype(scalar));
-    if (static_cast<size_t>(t.nbytes()) != bytes.ByteLength()) {
-      throw Napi::RangeError::New(env, "loadStateDict: tensor '" + name + "' holds " +
-                                           std::to_string(bytes.ByteLength()) +
-                                           " bytes, its shape needs " + std::to_string(t.nbytes()));
-    }
-    auto* src = static_cast<uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset();
-    std::memcpy(t.data_ptr(), src, t.nbytes());
-    state->emplace_back(name, t);
-  }
+  auto state = ToNamedTensors(env, info.Length() < 1 ? env.Undefined() : info[0], "loadStateDict");
   auto trainer = Claim(env, "loadStateDict");
   return TaskWorker<Nothing>::Start(
       env, "loadStateDict", Value(), {},
@@ -278,30 +222,45 @@ Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
       Undefined, Release());
 }
 
-Napi::Value TrainerWrap::SaveOptimizer(const Napi::CallbackInfo& info) {
+Napi::Value TrainerWrap::TrainState(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  std::string path = PathArg(info, "saveOptimizer");
-  auto trainer = Claim(env, "saveOptimizer");
+  auto trainer = Claim(env, "trainState");
+  return TaskWorker<train::NamedTensors>::Start(
+      env, "trainState", Value(), {}, [trainer] { return trainer->train_state(); },
+      [](Napi::Env e, train::NamedTensors& state) -> Napi::Value { return ToJs(e, state); },
+      Release());
+}
+
+Napi::Value TrainerWrap::LoadTrainState(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto state = ToNamedTensors(env, info.Length() < 1 ? env.Undefined() : info[0], "loadTrainState");
+  auto trainer = Claim(env, "loadTrainState");
   return TaskWorker<Nothing>::Start(
-      env, "saveOptimizer", Value(), {},
-      [trainer, path] {
-        trainer->save_optimizer(path);
+      env, "loadTrainState", Value(), {},
+      [trainer, state] {
+        trainer->load_train_state(*state);
         return Nothing{};
       },
       Undefined, Release());
 }
 
-Napi::Value TrainerWrap::LoadOptimizer(const Napi::CallbackInfo& info) {
+Napi::Value TrainerWrap::SetBatchSizes(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  std::string path = PathArg(info, "loadOptimizer");
-  auto trainer = Claim(env, "loadOptimizer");
-  return TaskWorker<Nothing>::Start(
-      env, "loadOptimizer", Value(), {},
-      [trainer, path] {
-        trainer->load_optimizer(path);
-        return Nothing{};
-      },
-      Undefined, Release());
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "setBatchSizes: expected {batchSize, evalBatchSize}");
+  }
+  auto o = info[0].As<Napi::Object>();
+  auto trainer = Ready(env, "setBatchSizes");
+  const auto& c = trainer->config();
+  const int64_t limit = int64_t{1} << 31;
+  const int64_t train = GetInt(o, "batchSize", c.batch_size, 1, limit);
+  const int64_t eval = GetInt(o, "evalBatchSize", c.eval_batch_size, 1, limit);
+  try {
+    trainer->set_batch_sizes(train, eval);
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(env, "setBatchSizes: " + Describe(e));
+  }
+  return env.Undefined();
 }
 
 Napi::Value TrainerWrap::ClassCounts(const Napi::CallbackInfo& info) {

@@ -23,8 +23,9 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value Predict(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
-  Napi::Value SaveOptimizer(const Napi::CallbackInfo& info);
-  Napi::Value LoadOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value TrainState(const Napi::CallbackInfo& info);
+  Napi::Value LoadTrainState(const Napi::CallbackInfo& info);
+  Napi::Value SetBatchSizes(const Napi::CallbackInfo& info);
   Napi::Value ClassCounts(const Napi::CallbackInfo& info);
   Napi::Value SetEpochsDone(const Napi::CallbackInfo& info);
   Napi::Value SetPartialEpoch(const Napi::CallbackInfo& info);

@@ -62,11 +62,11 @@ test('train --json: epoch lines then done, LeNet reaches >= 0.80 after one epoch
     'config.json',
     'metrics.jsonl',
     'model.safetensors',
-    'optimizer.pt',
     'report.html',
     'report.json',
     'report.md',
     'report.png',
+    'train-state.safetensors',
   ]);
   const config = JSON.parse(fs.readFileSync(path.join(checkpoint, 'config.json'), 'utf8'));
   t.is(config.options.model, 'lenet');

@@ -75,7 +75,7 @@ test.serial(
       /model\.safetensors does not match its SHA-256 in the manifest\); using the previous one \(epoch 1\)/,
     );
     t.true(JSON.parse(r.stdout).accuracy > 0.8);
-    fs.truncateSync(path.join(out, 'optimizer.pt.prev'), 10);
+    fs.truncateSync(path.join(out, 'train-state.safetensors.prev'), 10);
     const both = await runCli(['eval', '--checkpoint', out]);
     t.is(both.code, 1);
     t.is(both.stderr.trim().split('\n').length, 1);

@@ -39,7 +39,7 @@ test('fuzz: 1,000 mutated or random inputs per kind, no crash', async (t) => {
   }
   t.deepEqual(
     reports.map((k: { kind: string }) => k.kind),
-    ['idx', 'safetensors', 'image', 'args'],
+    ['idx', 'dataset', 'safetensors', 'image', 'args'],
   );
   t.is(r.code, 0, r.stderr);
 });

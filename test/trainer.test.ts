@@ -156,7 +156,7 @@ test('checkpoint: safetensors weights load into the original PyTorch definitions
     'config.json',
     'metrics.jsonl',
     'model.safetensors',
-    'optimizer.pt',
+    'train-state.safetensors',
   ]);
   const probs = await trainer.predict(data.test.images.subarray(0, 784 * 8), 8, 28, 28);
   fs.writeFileSync(path.join(dir, 'images.bin'), data.test.images.subarray(0, 784 * 8));

@@ -1,5 +1,6 @@
 // torchfocal's public API.
-export { Trainer, readCheckpointConfig, CHECKPOINT_FILES } from './train/trainer';
+export { Trainer, openCheckpoint, readCheckpointConfig, CHECKPOINT_FILES } from './train/trainer';
+export { ERROR_CODES } from './native';
 export type {
   EpochResult,
   FitOptions,

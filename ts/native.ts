@@ -79,7 +79,7 @@ export interface PartialEpoch {
 
 export interface NativeTensor {
   name: string;
-  dtype: 'F32' | 'I64';
+  dtype: 'F32' | 'I64' | 'U8';
   shape: number[];
   data: ArrayBuffer | Uint8Array;
 }
@@ -102,8 +102,10 @@ export interface NativeTrainer {
   predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
   stateDict(): Promise<NativeTensor[]>;
   loadStateDict(state: NativeTensor[]): Promise<void>;
-  saveOptimizer(path: string): Promise<void>;
-  loadOptimizer(path: string): Promise<void>;
+  /** the optimizer's state and the dropout stream (src/train/optimizer_state.h names them) */
+  trainState(): Promise<NativeTensor[]>;
+  loadTrainState(state: NativeTensor[]): Promise<void>;
+  setBatchSizes(sizes: { batchSize?: number; evalBatchSize?: number }): void;
   classCounts(): number[];
   setEpochsDone(epochs: number): void;
   setPartialEpoch(partial: PartialEpoch): void;
@@ -200,8 +202,22 @@ export async function call<T>(promise: () => Promise<T>): Promise<T> {
     return await promise();
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    const wrapped = new Error(message);
+    const wrapped: Error & { code?: string } = new Error(message);
     wrapped.stack = `Error: ${message}\n${site.stack?.split('\n').slice(2).join('\n') ?? ''}`;
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code === 'string') wrapped.code = code;
     throw wrapped;
   }
+}
+
+/** `code` of the errors the engine raises by kind. */
+export const ERROR_CODES = {
+  /** a step or evaluation ran out of memory; the trainer stays usable (setBatchSizes) */
+  outOfMemory: 'ERR_TORCHFOCAL_OUT_OF_MEMORY',
+  /** a non-finite loss with onNan 'stop' */
+  nonFiniteLoss: 'ERR_TORCHFOCAL_NON_FINITE_LOSS',
+} as const;
+
+export function hasErrorCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code;
 }

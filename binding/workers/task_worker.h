@@ -14,7 +14,8 @@ namespace torchfocal::binding {
 
 // Runs `run` on the engine thread (a libuv worker waits for it); `convert` turns its result into JS
 // on the JS thread. Holds references to its owner and to any JS values whose memory `run` reads, so
-// neither is collected while it runs. Every exception becomes a rejection "<op>: <message>".
+// neither is collected while it runs. Every exception becomes a rejection "<op>: <message>",
+// with a `code` where callers act on the kind (ErrorCode in convert.h).
 template <typename Result>
 class TaskWorker final : public Napi::AsyncWorker {
  public:
@@ -37,6 +38,7 @@ class TaskWorker final : public Napi::AsyncWorker {
     try {
       RunOnEngineThread([this] { result_ = run_(); });
     } catch (const std::exception& e) {
+      code_ = ErrorCode(e);
       SetError(op_ + ": " + Describe(e));
     } catch (...) {
       SetError(op_ + ": unknown native error");
@@ -63,6 +65,7 @@ class TaskWorker final : public Napi::AsyncWorker {
     Finish();
     try {
       Napi::HandleScope scope(Env());
+      if (code_ != nullptr) e.Set("code", Napi::String::New(Env(), code_));
       deferred_.Reject(e.Value());
     } catch (const Napi::Error&) {
     }
@@ -93,6 +96,7 @@ class TaskWorker final : public Napi::AsyncWorker {
   Convert convert_;
   Done done_;
   Result result_{};
+  const char* code_ = nullptr;
 };
 
 }  // namespace torchfocal::binding

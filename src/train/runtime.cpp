@@ -11,6 +11,10 @@
 #include <stdexcept>
 #include <thread>
 
+#ifdef TORCHFOCAL_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace torchfocal::train {
 
 torch::Device resolve_device(const std::string& name) {
@@ -54,6 +58,14 @@ void configure_allocator() {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
   });
+#endif
+}
+
+void release_cached_memory(const torch::Device& device) {
+#ifdef TORCHFOCAL_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
 #endif
 }
 

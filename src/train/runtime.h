@@ -20,6 +20,10 @@ void configure_threads(int threads);
 // kernel time). Fixed thresholds stop that; called once per process.
 void configure_allocator();
 
+// Hands the allocator's cached blocks back to the device (CUDA; nothing to do on the CPU), so that
+// memory freed by a failed step is there for the next, smaller one.
+void release_cached_memory(const torch::Device& device);
+
 struct RuntimeInfo {
   std::string torch_version;
   bool cuda_available = false;

@@ -10,7 +10,7 @@
 #include <stdexcept>
 
 #include "models/registry.h"
-#include "src/io/atomic_file.h"
+#include "src/train/optimizer_state.h"
 #include "src/train/runtime.h"
 
 namespace torchfocal::train {
@@ -25,12 +25,23 @@ uint64_t mix_seed(uint64_t seed, uint64_t epoch) {
   return z ^ (z >> 31);
 }
 
-std::string shape_string(c10::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << ']';
-  return out.str();
+// Allocation failures: LibTorch's OutOfMemoryError (CUDA), a failed host allocation (a plain
+// c10::Error from LibTorch's CPU allocator in 1.x), or the standard library's bad_alloc.
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e)) {
+    return true;
+  }
+  const auto* error = dynamic_cast<const c10::Error*>(&e);
+  return error != nullptr && error->msg().find("DefaultCPUAllocator") != std::string::npos;
+}
+
+std::string first_line(const std::exception& e) {
+  const auto* error = dynamic_cast<const c10::Error*>(&e);
+  std::string what = error != nullptr ? error->msg() : e.what();
+  // LibTorch 1.x prefixes its CPU allocator's message with "[enforce fail at ...] err == 0. ".
+  const auto allocator = what.find("DefaultCPUAllocator");
+  if (allocator != std::string::npos) what = what.substr(allocator);
+  return what.substr(0, what.find('\n'));
 }
 
 void validate(const TrainConfig& c) {
@@ -74,6 +85,7 @@ Trainer::Trainer(TrainConfig config)
     model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
   }
   model_->to(device_);
+  rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
   channels_last_ = config_.memory_format == "channels-last" ||
                    (config_.memory_format == "auto" && device_.is_cpu());
   if (channels_last_) {
@@ -112,6 +124,21 @@ void Trainer::set_partial_epoch(const PartialEpoch& partial) {
   partial_ = partial;
 }
 
+void Trainer::set_batch_sizes(int64_t train, int64_t eval) {
+  if (train < 1 || eval < 1) throw std::invalid_argument("batch sizes must be at least 1");
+  if (partial_.epoch >= 0) {
+    const int64_t samples = partial_.step * config_.batch_size;
+    if (samples % train != 0) {
+      throw std::invalid_argument("batch size " + std::to_string(train) + " does not divide the " +
+                                  std::to_string(samples) +
+                                  " samples the interrupted epoch has done");
+    }
+    partial_.step = samples / train;
+  }
+  config_.batch_size = train;
+  config_.eval_batch_size = eval;
+}
+
 void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
   train_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
   train_labels_cpu_ = train_.labels().cpu();
@@ -134,6 +161,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   c10::AutoGradMode grad(true);
   model_->train();
   loss_->set_epoch(epoch_);
+  RandomStream::Scope random(*rng_);
 
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = train_.size();
@@ -166,51 +194,67 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
 
+  // Keeps what the epoch has done before `step`, for the next train_epoch to continue.
+  const auto interrupt_at = [&](int64_t step) {
+    partial_ = {epoch_, step, loss_sum.item<double>(), correct.item<int64_t>(), skipped, elapsed()};
+  };
+
   for (int64_t step = first; step < steps; ++step) {
     if (cancel != nullptr && cancel->load()) {
-      partial_ = {epoch_,  step,     loss_sum.item<double>(), correct.item<int64_t>(),
-                  skipped, elapsed()};
+      interrupt_at(step);
       throw Cancelled();
     }
-    const int64_t begin = step * config_.batch_size;
-    auto batch =
-        train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)), input_size_);
-    for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
-    torch::Tensor logits;
-    {
-      AutocastScope autocast(amp_, device_);
-      logits = model_->forward(laid_out(batch.images));
-    }
-    // The loss in float32, whatever precision the last layer ran in.
-    auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
-    const double value = loss.item<double>();
-    if (!std::isfinite(value)) {
-      if (config_.on_nan == "stop") {
-        std::ostringstream what;
-        what << "the loss is "
-             << (std::isnan(value) ? "NaN"
-                 : value > 0       ? "+inf"
-                                   : "-inf")
-             << " at epoch " << epoch_ << ", step " << step + 1 << " of " << steps
-             << " (weights left as after the step before; the last checkpoint is "
-             << "intact): lower --lr, or pass --on-nan skip";
-        throw NonFiniteLoss(what.str());
+    try {
+      const int64_t begin = step * config_.batch_size;
+      auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
+                                 input_size_);
+      for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(amp_, device_);
+        logits = model_->forward(laid_out(batch.images));
       }
-      ++skipped;
-      continue;
-    }
-    if (scaler_) {
-      scaler_->scale(loss).backward();
-      if (scaler_->unscale(params)) optimizer_->step();
-      scaler_->update();
-    } else {
-      loss.backward();
-      optimizer_->step();
-    }
-    {
-      torch::NoGradGuard no_grad;
-      loss_sum += loss.detach();
-      correct += logits.argmax(1).eq(batch.labels).sum();
+      // The loss in float32, whatever precision the last layer ran in.
+      auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
+      const double value = loss.item<double>();
+      if (!std::isfinite(value)) {
+        if (config_.on_nan == "stop") {
+          std::ostringstream what;
+          what << "the loss is "
+               << (std::isnan(value) ? "NaN"
+                   : value > 0       ? "+inf"
+                                     : "-inf")
+               << " at epoch " << epoch_ << ", step " << step + 1 << " of " << steps
+               << " (weights left as after the step before; the last checkpoint is "
+               << "intact): lower --lr, or pass --on-nan skip";
+          throw NonFiniteLoss(what.str());
+        }
+        ++skipped;
+        continue;
+      }
+      if (scaler_) {
+        scaler_->scale(loss).backward();
+        if (scaler_->unscale(params)) optimizer_->step();
+        scaler_->update();
+      } else {
+        loss.backward();
+        optimizer_->step();
+      }
+      {
+        torch::NoGradGuard no_grad;
+        loss_sum += loss.detach();
+        correct += logits.argmax(1).eq(batch.labels).sum();
+      }
+    } catch (const std::exception& e) {
+      if (!is_out_of_memory(e)) throw;
+      interrupt_at(step);  // as a cancel does; then free what the failed step held
+      for (const auto& p : params) p.mutable_grad().reset();
+      release_cached_memory(device_);
+      throw OutOfMemory("out of memory at batch size " + std::to_string(config_.batch_size) +
+                        " (epoch " + std::to_string(epoch_) + ", step " + std::to_string(step + 1) +
+                        " of " + std::to_string(steps) + "): " + first_line(e) +
+                        "; the weights are as after the step before: train on with a smaller "
+                        "batch size");
     }
     if (progress && ((step + 1) % config_.progress_every == 0 || step + 1 == steps)) {
       progress({epoch_, step + 1, steps, loss_sum.item<double>() / (step + 1 - skipped)});
@@ -249,12 +293,21 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   model_->eval();
   auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
                                 torch::TensorOptions().dtype(torch::kInt64).device(device_));
-  for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
-    auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
-                               input_size_);
-    AutocastScope autocast(amp_, device_);
-    auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
-    confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
+  try {
+    for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
+      auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
+                                 input_size_);
+      AutocastScope autocast(amp_, device_);
+      auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
+      confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
+    }
+  } catch (const std::exception& e) {
+    model_->train();
+    if (!is_out_of_memory(e)) throw;
+    release_cached_memory(device_);
+    throw OutOfMemory("out of memory evaluating at batch size " +
+                      std::to_string(config_.eval_batch_size) + ": " + first_line(e) +
+                      "; evaluate with a smaller batch size");
   }
   model_->train();
   return metrics::compute_metrics(confusion);
@@ -294,43 +347,45 @@ NamedTensors Trainer::state_dict() const {
 }
 
 void Trainer::load_state_dict(const NamedTensors& state) {
-  std::map<std::string, torch::Tensor> expected;
-  for (const auto& item : model_->named_parameters(true)) expected[item.key()] = item.value();
-  for (const auto& item : model_->named_buffers(true)) expected[item.key()] = item.value();
+  std::map<std::string, torch::Tensor> targets;
+  for (const auto& item : model_->named_parameters(true)) targets[item.key()] = item.value();
+  for (const auto& item : model_->named_buffers(true)) targets[item.key()] = item.value();
+  TensorSpecs expected;
+  for (const auto& [name, t] : targets) expected[name] = {t.sizes().vec(), t.scalar_type()};
 
-  const std::string where = "does not match model '" + config_.model + "'";
-  std::map<std::string, const torch::Tensor*> given;
-  for (const auto& [name, tensor] : state) {
-    auto it = expected.find(name);
-    if (it == expected.end()) {
-      throw std::invalid_argument("checkpoint " + where + ": unexpected tensor '" + name + "'");
-    }
-    if (!tensor.sizes().equals(it->second.sizes())) {
-      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' has shape " +
-                                  shape_string(tensor.sizes()) + ", expected " +
-                                  shape_string(it->second.sizes()));
-    }
-    if (tensor.scalar_type() != it->second.scalar_type()) {
-      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' has dtype " +
-                                  std::string(c10::toString(tensor.scalar_type())) + ", expected " +
-                                  c10::toString(it->second.scalar_type()));
-    }
-    given[name] = &tensor;
-  }
-  for (const auto& [name, tensor] : expected) {
-    if (!given.count(name)) {
-      throw std::invalid_argument("checkpoint " + where + ": tensor '" + name + "' is missing");
-    }
-  }
+  const std::string where = "checkpoint does not match model '" + config_.model + "'";
+  const auto given = match_tensors(expected, state, where);
+  require_all(expected, given, where);
   // Everything checked: only now copy, so a bad file never leaves a half-loaded model.
   torch::NoGradGuard no_grad;
-  for (auto& [name, target] : expected) target.copy_(*given[name]);
+  for (auto& [name, target] : targets) target.copy_(given.at(name));
 }
 
-void Trainer::save_optimizer(const std::string& path) const {
-  io::write_atomically(path, [&](const std::string& tmp) { torch::save(*optimizer_, tmp); });
+NamedTensors Trainer::train_state() const {
+  auto state = optimizer_state(*optimizer_, *model_);
+  state.emplace_back(rng_->name(), rng_->state().clone());
+  return state;
 }
 
-void Trainer::load_optimizer(const std::string& path) { torch::load(*optimizer_, path); }
+void Trainer::load_train_state(const NamedTensors& state) {
+  torch::Tensor rng;
+  for (const auto& [name, t] : state) {
+    if (name == rng_->name()) {
+      rng = t;
+    } else if (name != "rng.cpu" && name != "rng.cuda" && !is_optimizer_entry(name)) {
+      throw std::invalid_argument("training state: unexpected tensor '" + name + "'");
+    }
+    // The other device's stream (a run moved between CPU and GPU) does not apply: the seeded
+    // stream stays.
+  }
+  const auto before = rng_->state().clone();
+  if (rng.defined()) rng_->set_state(rng);
+  try {
+    load_optimizer_state(*optimizer_, *model_, state);
+  } catch (...) {
+    rng_->set_state(before);  // all or nothing
+    throw;
+  }
+}
 
 }  // namespace torchfocal::train

@@ -16,6 +16,8 @@
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
+#include "src/train/named_tensors.h"
+#include "src/train/random_stream.h"
 
 namespace torchfocal::train {
 
@@ -47,6 +49,13 @@ struct NonFiniteLoss : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A step or an evaluation ran out of device (or host) memory. The trainer stays usable: the
+// step's gradients and the allocator's cache are released, the epoch is kept as interrupted at
+// that step, and training goes on after set_batch_sizes with smaller batches.
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 struct Progress {
   int64_t epoch, step, steps;
   double loss;  // mean batch loss since the start of the epoch
@@ -75,8 +84,6 @@ struct PartialEpoch {
   double seconds = 0;
 };
 
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
-
 // Thrown when a run is cancelled between two steps.
 struct Cancelled : std::runtime_error {
   Cancelled() : std::runtime_error("cancelled") {}
@@ -94,6 +101,10 @@ class Trainer {
   // Set when train_epoch was cancelled; the next train_epoch continues from it.
   const PartialEpoch& partial_epoch() const { return partial_; }
   void set_partial_epoch(const PartialEpoch& partial);
+  // Changes the training and evaluation batch sizes between epochs (after an OutOfMemory, say).
+  // An interrupted epoch continues at the same sample, so its samples done must be a multiple of
+  // the new training batch size.
+  void set_batch_sizes(int64_t train, int64_t eval);
 
   // images: [N, H, W] uint8, labels: [N] integer; copied to the device once.
   void set_train_data(const torch::Tensor& images, const torch::Tensor& labels);
@@ -113,8 +124,10 @@ class Trainer {
   NamedTensors state_dict() const;
   // Checks names, shapes and dtypes against the model before copying anything.
   void load_state_dict(const NamedTensors& state);
-  void save_optimizer(const std::string& path) const;
-  void load_optimizer(const std::string& path);
+  // The optimizer's state and the dropout stream (src/train/optimizer_state.h names them);
+  // loading checks every entry against the model first and changes nothing when one fails.
+  NamedTensors train_state() const;
+  void load_train_state(const NamedTensors& state);
 
  private:
   metrics::Metrics evaluate(const data::DeviceDataset& dataset);
@@ -133,6 +146,7 @@ class Trainer {
   Amp amp_ = Amp::kOff;
   std::unique_ptr<LossScaler> scaler_;  // fp16 only
   torch::Tensor train_labels_cpu_;      // the samplers draw on the CPU generator
+  std::unique_ptr<RandomStream> rng_;   // dropout's draws
   int64_t epoch_ = 0;
   PartialEpoch partial_;
 };

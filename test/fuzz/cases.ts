@@ -10,15 +10,16 @@ import sharp from 'sharp';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { native } from '../../ts/native';
-import { parseIdx } from '../../ts/data/idx';
+import { loadIdxPair, parseIdx } from '../../ts/data/idx';
+import { MNIST_CLASSES } from '../../ts/data/mnist';
 import { decodeGrayscale } from '../../ts/data/imagefolder';
 import { decodeSafetensors, encodeSafetensors } from '../../ts/io/safetensors';
-import { imbalanceCounts } from '../../ts/data/imbalance';
+import { imbalance, imbalanceCounts } from '../../ts/data/imbalance';
 import { parseSweepConfig } from '../../ts/experiment/sweep';
 import { alphaList, intAtLeast, unitFraction } from '../../ts/cli/parse';
-import { ops } from '../../ts/index';
+import { ops, Trainer } from '../../ts/index';
 
-export const KINDS = ['idx', 'safetensors', 'image', 'args'] as const;
+export const KINDS = ['idx', 'dataset', 'safetensors', 'image', 'args'] as const;
 export type Kind = (typeof KINDS)[number];
 export type Outcome = 'accepted' | 'refused';
 
@@ -101,15 +102,40 @@ async function imageSeed(): Promise<Buffer> {
 }
 
 type NativeTrainer = ReturnType<typeof native>['NativeTrainer']['prototype'];
-let mlp: { trainer: NativeTrainer; file: Buffer } | undefined;
+let mlp: { trainer: NativeTrainer; file: Buffer; stateFile: Buffer } | undefined;
 async function mlpSeed() {
   if (!mlp) {
-    const trainer = new (native().NativeTrainer)({ model: 'mlp', numClasses: 10, threads: 1 });
+    // Adam, stepped once: the training state holds moments, step counts and the random stream.
+    const trainer = new (native().NativeTrainer)({
+      model: 'mlp',
+      numClasses: 10,
+      threads: 1,
+      optimizer: 'adam',
+    });
     await trainer.init();
+    const images = new Uint8Array(4 * 784);
+    await trainer.setData('train', images, Int32Array.from([0, 1, 2, 3]), 4, 28, 28);
+    await trainer.trainEpoch(undefined, false);
     const state = await trainer.stateDict();
-    mlp = { trainer, file: encodeSafetensors(state) };
+    const trainState = await trainer.trainState();
+    mlp = { trainer, file: encodeSafetensors(state), stateFile: encodeSafetensors(trainState) };
   }
   return mlp;
+}
+
+// A labelled IDX pair: 12 images of 4x4, labels drawn around the ten classes (some out of range).
+function labelledPairSeed(rng: Rng): { images: Buffer; labels: Buffer } {
+  const n = 12;
+  const images = Buffer.alloc(16 + n * 16, 9);
+  images.writeUInt32BE(0x803, 0);
+  images.writeUInt32BE(n, 4);
+  images.writeUInt32BE(4, 8);
+  images.writeUInt32BE(4, 12);
+  const labels = Buffer.alloc(8 + n);
+  labels.writeUInt32BE(0x801, 0);
+  labels.writeUInt32BE(n, 4);
+  for (let i = 0; i < n; i++) labels[8 + i] = int(rng, 0, 3) ? i % 10 : int(rng, 0, 255);
+  return { images, labels };
 }
 
 // ---- Cases ---------------------------------------------------------------------------------------
@@ -123,12 +149,46 @@ export async function runCase(kind: Kind, rng: Rng): Promise<Outcome> {
       if (int(rng, 0, 2) === 0) seed = zlib.gzipSync(seed);
       return settle(() => parseIdx(mutate(rng, seed), 'fuzz.idx'));
     }
+    case 'dataset': {
+      // Mutated labels (and sometimes images) through the loader, an imbalance, and a trainer.
+      const seed = labelledPairSeed(rng);
+      const imagesFile = path.join(tmp, 'images.idx');
+      const labelsFile = path.join(tmp, 'labels.idx');
+      fs.writeFileSync(imagesFile, int(rng, 0, 3) ? seed.images : mutate(rng, seed.images));
+      fs.writeFileSync(labelsFile, int(rng, 0, 1) ? seed.labels : mutate(rng, seed.labels));
+      const spec = int(rng, 0, 1)
+        ? undefined
+        : pick(rng, ['0=0', '3=0.5', '9=0', 'longtail:100', 'step:10:5']);
+      return settle(async () => {
+        let ds = await loadIdxPair(
+          imagesFile,
+          labelsFile,
+          int(rng, 0, 1) ? [...MNIST_CLASSES] : undefined,
+        );
+        if (spec) ds = imbalance(ds, spec, 0);
+        const trainer = await Trainer.create({
+          model: 'mlp',
+          classNames: ds.classNames,
+          threads: 1,
+          batchSize: 5,
+        });
+        try {
+          await trainer.setData({ train: ds });
+          await trainer.fit(1);
+        } finally {
+          trainer.dispose();
+        }
+      });
+    }
     case 'safetensors': {
-      const { trainer, file } = await mlpSeed();
-      const bytes = Buffer.from(mutate(rng, file));
+      // The weights, or the training state (optimizer moments, steps, random stream).
+      const { trainer, file, stateFile } = await mlpSeed();
+      const weights = int(rng, 0, 1) === 0;
+      const bytes = Buffer.from(mutate(rng, weights ? file : stateFile));
       return settle(async () => {
         const decoded = decodeSafetensors(bytes, 'fuzz.safetensors');
-        await trainer.loadStateDict(decoded.tensors);
+        if (weights) await trainer.loadStateDict(decoded.tensors);
+        else await trainer.loadTrainState(decoded.tensors);
       });
     }
     case 'image': {

@@ -16,10 +16,15 @@ export interface CliResult {
 
 export function runCli(
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  /** shell: a `sh -c` script that runs the CLI as `exec "$@"` (to set limits first, say) */
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; shell?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const command = [process.execPath, CLI, ...args];
+    const [file, argv] = options.shell
+      ? ['sh', ['-c', options.shell, 'sh', ...command]]
+      : [command[0], command.slice(1)];
+    const child = spawn(file, argv, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

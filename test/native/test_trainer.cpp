@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <torch/torch.h>
 
-#include <filesystem>
+#include <algorithm>
 #include <fstream>
 
-#include "src/io/atomic_file.h"
 #include "src/train/trainer.h"
 
 namespace tf = torchfocal;
@@ -130,34 +130,224 @@ TEST(Trainer, CancelStopsBetweenSteps) {
   EXPECT_THROW(t.train_epoch({}, &cancel), tf::train::Cancelled);
 }
 
-TEST(Trainer, OptimizerStateSavesAtomically) {
-  tf::train::Trainer t(mlp_config());
-  auto [x, y] = halves(64, 6);
-  t.set_train_data(x, y);
-  t.train_epoch();
-  auto dir = std::filesystem::temp_directory_path() / "torchfocal-native-opt";
-  std::filesystem::create_directories(dir);
-  auto path = (dir / "optimizer.pt").string();
-  t.save_optimizer(path);
-  EXPECT_TRUE(std::filesystem::exists(path));
-  tf::train::Trainer u(mlp_config());
-  u.load_optimizer(path);
-  std::filesystem::remove_all(dir);
+namespace {
+
+// Dropout draws on: the state a resume needs is the optimizer's and the dropout stream's.
+// VGG at a 64th of its widths is the cheapest network of the zoo with dropout; one 8-image step
+// per epoch.
+tf::train::TrainConfig dropout_config() {
+  auto c = mlp_config();
+  c.model = "vgg";
+  c.width_divisor = 64;
+  c.optimizer = "adam";
+  c.lr = 0.001;
+  c.batch_size = 8;
+  return c;
 }
 
-TEST(AtomicFile, FailedWriteLeavesTheOldFile) {
-  auto path = (std::filesystem::temp_directory_path() / "torchfocal-atomic.txt").string();
-  tf::io::write_atomically(path, [](const std::string& tmp) { std::ofstream(tmp) << "old"; });
-  EXPECT_THROW(tf::io::write_atomically(path,
-                                        [](const std::string& tmp) {
-                                          std::ofstream(tmp) << "half";
-                                          throw std::runtime_error("disk full");
-                                        }),
-               std::runtime_error);
-  std::ifstream in(path);
-  std::string content;
-  in >> content;
-  EXPECT_EQ(content, "old");
-  EXPECT_FALSE(std::filesystem::exists(path + ".tmp-" + std::to_string(::getpid())));
-  std::filesystem::remove(path);
+tf::train::TrainConfig lenet_adam_config() {
+  auto c = dropout_config();
+  c.model = "lenet";
+  return c;
+}
+
+std::vector<double> losses(tf::train::Trainer& t, int epochs) {
+  std::vector<double> out;
+  for (int i = 0; i < epochs; ++i) out.push_back(t.train_epoch({}, nullptr, false).loss);
+  return out;
+}
+
+}  // namespace
+
+// A trainer rebuilt from the weights and training state continues bitwise like the original;
+// from the weights alone it does not (so the comparison can fail).
+TEST(TrainState, RestoresOptimizerAndDropoutStream) {
+  auto [x, y] = halves(8, 6);
+  tf::train::Trainer original(dropout_config());
+  original.set_train_data(x, y);
+  losses(original, 1);
+  const auto weights = original.state_dict();
+  const auto state = original.train_state();
+  const auto expected = losses(original, 2);
+
+  const auto resume = [&](bool with_state) {
+    tf::train::Trainer t(dropout_config());
+    t.set_train_data(x, y);
+    t.load_state_dict(weights);
+    if (with_state) t.load_train_state(state);
+    t.set_epochs_done(1);
+    return losses(t, 2);
+  };
+  EXPECT_EQ(resume(true), expected);
+  EXPECT_NE(resume(false), expected);
+}
+
+// Two trainers interleaved in one process draw from their own streams.
+TEST(TrainState, TrainersDoNotShareTheDropoutStream) {
+  auto [x, y] = halves(8, 6);
+  tf::train::Trainer alone(dropout_config());
+  alone.set_train_data(x, y);
+  const auto expected = losses(alone, 2);
+
+  tf::train::Trainer a(dropout_config()), b(dropout_config());
+  a.set_train_data(x, y);
+  b.set_train_data(x, y);
+  std::vector<double> got;
+  for (int i = 0; i < 2; ++i) {
+    got.push_back(a.train_epoch({}, nullptr, false).loss);
+    torch::rand({1000});  // someone else drawing from the global generator
+    b.train_epoch({}, nullptr, false);
+  }
+  EXPECT_EQ(got, expected);
+}
+
+// A bad entry is refused by name, and a refused load changes nothing.
+TEST(TrainState, RefusesMismatchesAndLeavesTheStateAlone) {
+  auto [x, y] = halves(48, 6);
+  tf::train::Trainer source(lenet_adam_config());
+  source.set_train_data(x, y);
+  losses(source, 1);
+  const auto good = source.train_state();
+
+  const auto refused = [&](tf::train::NamedTensors bad, const std::string& message) {
+    tf::train::Trainer t(lenet_adam_config());
+    t.set_train_data(x, y);
+    losses(t, 1);
+    const auto before = t.train_state();
+    try {
+      t.load_train_state(bad);
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+    const auto after = t.train_state();
+    ASSERT_EQ(after.size(), before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].first, before[i].first);
+      EXPECT_TRUE(after[i].second.equal(before[i].second)) << after[i].first;
+    }
+  };
+  const auto with = [&](const std::string& name, torch::Tensor t) {
+    auto s = good;
+    for (auto& [n, v] : s) {
+      if (n == name) v = t;
+    }
+    return s;
+  };
+  const std::string first = "adam.exp_avg/" + source.state_dict().front().first;
+  const auto exp_avg = [&] {
+    for (const auto& [n, v] : good) {
+      if (n == first) return v;
+    }
+    return torch::Tensor();
+  }();
+  refused(with(first, exp_avg.flatten()), "has shape");
+  refused(with(first, exp_avg.to(torch::kFloat64)), "has dtype");
+  auto unexpected = good;
+  unexpected.emplace_back("adam.exp_avg/no.such.param", exp_avg);
+  refused(unexpected, "unexpected tensor 'adam.exp_avg/no.such.param'");
+  auto stranger = good;
+  stranger.emplace_back("sgd.momentum_buffer/" + source.state_dict().front().first, exp_avg);
+  refused(stranger, "unexpected tensor 'sgd.momentum_buffer/");
+  auto incomplete = good;
+  incomplete.erase(std::remove_if(incomplete.begin(), incomplete.end(),
+                                  [&](const auto& e) { return e.first == first; }),
+                   incomplete.end());
+  refused(incomplete, "is incomplete");
+  const std::string step = "adam.step/" + source.state_dict().front().first;
+  refused(with(step, torch::tensor(int64_t{0}).reshape({})), "expected >= 1");
+  refused(with("rng.cpu", torch::zeros({7}, torch::kUInt8)), "rng.cpu must be");
+  const auto rng_bytes = [&] {
+    for (const auto& [n, v] : good) {
+      if (n == "rng.cpu") return v.numel();
+    }
+    return int64_t{0};
+  }();
+  refused(with("rng.cpu", torch::zeros({rng_bytes}, torch::kUInt8)), "not a valid generator state");
+  auto other = good;
+  other.emplace_back("junk", exp_avg);
+  refused(other, "unexpected tensor 'junk'");
+}
+
+namespace {
+
+// Caps this process's address space at its current size plus `headroom` for its lifetime, so a
+// large allocation fails the way it does on a full GPU or host.
+class AddressSpaceCap {
+ public:
+  explicit AddressSpaceCap(size_t headroom) {
+    getrlimit(RLIMIT_AS, &saved_);
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    size_t kib = 0;
+    while (status >> key) {
+      if (key == "VmSize:") {
+        status >> kib;
+        break;
+      }
+    }
+    rlimit cap = saved_;
+    cap.rlim_cur = kib * 1024 + headroom;
+    setrlimit(RLIMIT_AS, &cap);
+  }
+  ~AddressSpaceCap() { setrlimit(RLIMIT_AS, &saved_); }
+
+ private:
+  rlimit saved_{};
+};
+
+}  // namespace
+
+// Out of memory mid-epoch: a clean error, the epoch kept as interrupted, and training goes on
+// with a smaller batch.
+TEST(Trainer, OutOfMemoryLeavesTheTrainerUsable) {
+  auto config = mlp_config();
+  config.model = "lenet";
+  tf::train::Trainer t(config);
+  auto [x, y] = halves(4096, 3);
+  t.set_train_data(x, y);
+  t.train_epoch({}, nullptr, false);  // warm: threads and allocator pools exist
+  t.set_batch_sizes(4096, 1000);      // LeNet's activations for 4096 images: about 700 MB
+  {
+    AddressSpaceCap cap(256u << 20);
+    try {
+      t.train_epoch({}, nullptr, false);
+      ADD_FAILURE() << "a 4096-image LeNet step fitted in 256 MB";
+    } catch (const tf::train::OutOfMemory& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("out of memory at batch size 4096 (epoch 1, step 1 of 1)"),
+          std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(t.partial_epoch().epoch, 1);
+  EXPECT_EQ(t.partial_epoch().step, 0);
+  EXPECT_EQ(t.epochs_done(), 1);
+  t.set_batch_sizes(64, 1000);
+  const auto r = t.train_epoch({}, nullptr, false);
+  EXPECT_EQ(r.steps, 64);
+  EXPECT_TRUE(std::isfinite(r.loss));
+  EXPECT_EQ(t.epochs_done(), 2);
+}
+
+TEST(Trainer, BatchSizeChangeKeepsTheInterruptedEpochsSample) {
+  auto config = mlp_config();
+  config.progress_every = 1;
+  tf::train::Trainer t(config);
+  auto [x, y] = halves(256, 5);
+  t.set_train_data(x, y);
+  std::atomic<int> steps{0};
+  std::atomic<bool> cancel{false};
+  EXPECT_THROW(t.train_epoch(
+                   [&](const tf::train::Progress&) {
+                     if (++steps == 1) cancel = true;
+                   },
+                   &cancel, false),
+               tf::train::Cancelled);
+  ASSERT_GT(t.partial_epoch().step, 0);
+  const int64_t samples = t.partial_epoch().step * 32;
+  EXPECT_THROW(t.set_batch_sizes(samples + 1, 100), std::invalid_argument);
+  t.set_batch_sizes(16, 100);
+  EXPECT_EQ(t.partial_epoch().step, samples / 16);
+  EXPECT_EQ(t.train_epoch({}, nullptr, false).steps, 16);
 }

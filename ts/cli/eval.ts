@@ -1,7 +1,7 @@
 // `torchfocal eval`: a checkpoint on a dataset's test split; `--class N` prints test.py's number.
 import { Command } from 'commander';
 import { loadDataset } from '../data/index';
-import { readCheckpointConfig, Trainer } from '../train/trainer';
+import { openCheckpoint, Trainer } from '../train/trainer';
 import type { Evaluation } from '../train/evaluation';
 import { intAtLeast } from './parse';
 import { warnOnStderr, printJson } from './output';
@@ -13,6 +13,7 @@ interface EvalFlags {
   json?: boolean;
   threads: number;
   device: string;
+  evalBatchSize?: number;
 }
 
 export function evalCommand(): Command {
@@ -24,8 +25,10 @@ export function evalCommand(): Command {
     .option('--json', 'print the EVAL object as JSON')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
+    .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
     .action(async (flags: EvalFlags) => {
-      const config = await readCheckpointConfig(flags.checkpoint);
+      const opened = await openCheckpoint(flags.checkpoint); // verified once, loaded below
+      const { config } = opened;
       const spec = flags.dataset ?? String(config.data?.dataset ?? 'mnist');
       const data = await loadDataset(spec);
       const names = config.options.classNames;
@@ -36,8 +39,8 @@ export function evalCommand(): Command {
       }
       const classIndex = flags.class === undefined ? undefined : resolveClass(flags.class, names);
       const trainer = await Trainer.load(
-        flags.checkpoint,
-        { threads: flags.threads, device: flags.device },
+        opened,
+        { threads: flags.threads, device: flags.device, evalBatchSize: flags.evalBatchSize },
         warnOnStderr,
       );
       try {

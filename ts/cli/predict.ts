@@ -12,6 +12,7 @@ interface PredictFlags {
   json?: boolean;
   threads: number;
   device: string;
+  evalBatchSize?: number;
 }
 
 export function predictCommand(): Command {
@@ -22,11 +23,12 @@ export function predictCommand(): Command {
     .option('--json', 'one JSON line per image')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
+    .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
     .action(async (inputs: string[], flags: PredictFlags) => {
       const files = await expandInputs(inputs);
       const trainer = await Trainer.load(
         flags.checkpoint,
-        { threads: flags.threads, device: flags.device },
+        { threads: flags.threads, device: flags.device, evalBatchSize: flags.evalBatchSize },
         warnOnStderr,
       );
       try {

@@ -1,5 +1,6 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
+import { ERROR_CODES, hasErrorCode } from '../native';
 import { runTraining, type RunSpec } from '../train/run';
 import type { AmpMode, MemoryFormat, SamplerName } from '../train/options';
 import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
@@ -12,6 +13,12 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--dataset <spec>', 'mnist, fashion-mnist, or an image-folder PATH', 'mnist')
     .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
     .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
+    .option(
+      '--eval-batch-size <n>',
+      'images per evaluation batch (lower it when evaluation runs out of memory)',
+      intAtLeast(1),
+      1000,
+    )
     .addOption(
       new Option('--optimizer <name>', 'adam (default) or sgd (default for mlp)').argParser(
         oneOf('adam', 'sgd'),
@@ -62,6 +69,7 @@ export interface TrainingFlags {
   dataset: string;
   epochs: number;
   batchSize: number;
+  evalBatchSize: number;
   optimizer?: 'adam' | 'sgd';
   lr?: number;
   seed: number;
@@ -107,7 +115,7 @@ export function trainCommand(): Command {
     .option(
       '--resume',
       'continue the run in --out from its last complete epoch up to --epochs in all ' +
-        '(its model, loss, data and seed; --threads and --device may change)',
+        '(its model, loss, data and seed; --threads, --device and the batch sizes may change)',
     )
     .action(async (flags: TrainFlags) => {
       if (flags.resume && !flags.out)
@@ -116,6 +124,12 @@ export function trainCommand(): Command {
         ...flags,
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
       };
+      if (flags.resume) {
+        // A resume keeps the run's batch sizes unless given again (after running out of memory).
+        for (const key of ['batchSize', 'evalBatchSize'] as const) {
+          if (cmd.getOptionValueSource(key) !== 'cli') delete spec[key];
+        }
+      }
       const progress = new EpochProgress();
       // Ctrl-C / SIGTERM: stop at the next step and checkpoint there (runTraining does).
       const interrupt = new AbortController();
@@ -135,8 +149,20 @@ export function trainCommand(): Command {
           onWarning: warnOnStderr,
         });
       } catch (err) {
-        if (!interrupt.signal.aborted) throw err;
         progress.stop();
+        if (hasErrorCode(err, ERROR_CODES.outOfMemory)) {
+          const failed = Number(
+            /batch size (\d+)/.exec((err as Error).message)?.[1] ?? flags.batchSize,
+          );
+          const smaller = Math.max(1, Math.floor(failed / 2));
+          throw new ExitError(
+            `${(err as Error).message.split('\n')[0]}. ${spec.out} holds the run up to its last ` +
+              `finished step: continue with torchfocal train --out ${spec.out} --resume ` +
+              `--epochs ${flags.epochs} --batch-size ${smaller}`,
+            1,
+          );
+        }
+        if (!interrupt.signal.aborted) throw err;
         throw new ExitError(
           `interrupted; ${spec.out} holds the run up to its last finished step: continue with ` +
             `torchfocal train --out ${spec.out} --resume --epochs ${flags.epochs}`,

@@ -125,6 +125,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   epochs: 'int>=1',
   evalEvery: 'int>=1',
   batchSize: 'int>=1',
+  evalBatchSize: 'int>=1',
   widthDivisor: 'int>=1',
   progressEvery: 'int>=1',
   threads: 'int>=0',

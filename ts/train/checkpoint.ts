@@ -15,15 +15,18 @@ import writeFileAtomic from 'write-file-atomic';
 import type { ResolvedOptions } from './options';
 import type { PartialEpoch } from '../native';
 
+// 2: the optimizer state moved from a LibTorch archive (optimizer.pt) to checked safetensors.
+export const CHECKPOINT_VERSION = 2 as const;
+
 export const CHECKPOINT_FILES = {
   config: 'config.json',
   weights: 'model.safetensors',
-  optimizer: 'optimizer.pt',
+  state: 'train-state.safetensors',
   metrics: 'metrics.jsonl',
 } as const;
 
 type DataFile = Exclude<keyof typeof CHECKPOINT_FILES, 'config'>;
-const DATA_FILES: DataFile[] = ['weights', 'optimizer', 'metrics'];
+const DATA_FILES: DataFile[] = ['weights', 'state', 'metrics'];
 
 export interface ManifestEntry {
   file: string;
@@ -34,7 +37,7 @@ export interface ManifestEntry {
 /** What a checkpoint directory's config.json holds: enough to rebuild the model alone. */
 export interface CheckpointConfig {
   format: 'torchfocal-checkpoint';
-  version: 1;
+  version: typeof CHECKPOINT_VERSION;
   options: ResolvedOptions;
   inputSize: number;
   /** how raw uint8 pixels become network inputs */
@@ -49,6 +52,7 @@ export interface CheckpointConfig {
 
 /** A verified checkpoint: its config and where each of its files is. */
 export interface OpenCheckpoint {
+  dir: string;
   config: CheckpointConfig;
   paths: Record<DataFile, string>;
   /** set when the newest checkpoint was damaged and an older one is used: why */
@@ -180,7 +184,7 @@ async function verifiedSet(
       return undefined;
     }
   }
-  return { config, paths };
+  return { dir, config, paths };
 }
 
 function parseConfig(text: string, file: string): CheckpointConfig {
@@ -190,8 +194,13 @@ function parseConfig(text: string, file: string): CheckpointConfig {
   } catch (err) {
     throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
   }
-  if (config?.format !== 'torchfocal-checkpoint' || config.version !== 1 || !config.options) {
+  if (config?.format !== 'torchfocal-checkpoint' || !config.options) {
     throw new Error(`${file}: not a torchfocal checkpoint config (format/version missing)`);
+  }
+  if (config.version !== CHECKPOINT_VERSION) {
+    throw new Error(
+      `${file}: checkpoint format version ${JSON.stringify(config.version)} is not read by this torchfocal (it reads version ${CHECKPOINT_VERSION})`,
+    );
   }
   const files = config.files;
   if (

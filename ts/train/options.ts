@@ -22,6 +22,8 @@ export interface TrainerOptions {
   /** VGG only: divide the conv widths by this (default 1) */
   widthDivisor?: number;
   batchSize?: number;
+  /** images per evaluation and prediction batch (default 1000): lower it when they run out of memory */
+  evalBatchSize?: number;
   /** default: adam, except sgd for mlp (the original experiment) */
   optimizer?: OptimizerName;
   /** default: 0.001 for adam, 0.5 for sgd (the original experiment) */
@@ -124,6 +126,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     classNames: o.classNames,
     widthDivisor: o.widthDivisor ?? 1,
     batchSize: o.batchSize ?? 128,
+    evalBatchSize: o.evalBatchSize ?? 1000,
     optimizer,
     lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
     loss,
@@ -159,6 +162,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     );
   }
   positiveInt('batchSize', resolved.batchSize);
+  positiveInt('evalBatchSize', resolved.evalBatchSize);
   positiveInt('widthDivisor', resolved.widthDivisor);
   positiveInt('progressEvery', resolved.progressEvery);
   if (!Number.isSafeInteger(resolved.seed) || resolved.seed < 0) {
@@ -188,7 +192,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   return resolved;
 }
 
-function positiveInt(name: string, v: number): void {
+export function positiveInt(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 1)
     throw new Error(`${name}: expected an integer >= 1, got ${v}`);
 }

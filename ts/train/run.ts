@@ -5,7 +5,8 @@ import type { DataSplit } from '../data/dataset';
 import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
 import { Trainer, type EpochResult, type Progress } from './trainer';
-import { readCheckpointConfig } from './checkpoint';
+import { openCheckpoint } from './checkpoint';
+import { ERROR_CODES, hasErrorCode } from '../native';
 import { writeReport, type ReportRun } from '../report/index';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
@@ -21,7 +22,7 @@ export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   /**
    * continue the run whose checkpoint is in `out` from its last complete epoch, with the
    * model, loss, data, imbalance and seed it was started with (`epochs` is the total wanted;
-   * threads and device may change)
+   * threads, device and batch sizes may change)
    */
   resume?: boolean;
 }
@@ -114,9 +115,17 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
     );
   }
   const trainer = resumed
-    ? await Trainer.load(out!, { threads: spec.threads, device: spec.device }, hooks.onWarning)
+    ? await Trainer.load(
+        resumed.opened,
+        { threads: spec.threads, device: spec.device },
+        hooks.onWarning,
+      )
     : await Trainer.create({ ...spec, seed, classNames: train.classNames });
   try {
+    // The batch sizes may change on resume (to continue after running out of memory).
+    if (resumed) {
+      trainer.setBatchSizes({ batchSize: spec.batchSize, evalBatchSize: spec.evalBatchSize });
+    }
     await trainer.setData({ train, test: split.test });
     const remaining = Math.max(0, epochs - trainer.epochsDone);
     try {
@@ -125,8 +134,10 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         hooks.onEpoch?.(r);
       }
     } catch (err) {
-      // Aborted between two steps: the checkpoint takes the interrupted epoch's place too.
-      if (out && hooks.signal?.aborted && trainer.partialEpoch) await trainer.save(out, data);
+      // Aborted between two steps, or out of memory: the checkpoint takes the interrupted
+      // epoch's place too, and a resume (with a smaller batch) continues there.
+      const interrupted = hooks.signal?.aborted || hasErrorCode(err, ERROR_CODES.outOfMemory);
+      if (out && interrupted && trainer.partialEpoch) await trainer.save(out, data);
       throw err;
     }
     const last = trainer.history[trainer.history.length - 1];
@@ -163,15 +174,17 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
 /** The checkpoint a `resume` continues, and the data it was trained on. */
 async function resumePoint(out: string | undefined) {
   if (!out) throw new Error('--resume needs --out DIR: the run to continue');
-  const config = await readCheckpointConfig(out).catch((err: Error) => {
+  const opened = await openCheckpoint(out).catch((err: Error) => {
     throw new Error(`--resume: ${err.message}`);
   });
+  const { config } = opened;
   const dataset = config.data?.dataset;
   const imbalanceSpec = config.data?.imbalance;
   if (typeof dataset !== 'string') {
     throw new Error(`--resume: ${out} does not record its dataset (not written by a training run)`);
   }
   return {
+    opened,
     config,
     dataset,
     imbalance: typeof imbalanceSpec === 'string' ? imbalanceSpec : undefined,

@@ -12,16 +12,24 @@ import type { Dataset } from '../data/dataset';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
 import { classCounts } from '../data/dataset';
-import { resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
+import { positiveInt, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import {
   CHECKPOINT_FILES,
+  CHECKPOINT_VERSION,
   commitCheckpoint,
   openCheckpoint,
   readCheckpointConfig,
   type CheckpointConfig,
+  type OpenCheckpoint,
 } from './checkpoint';
 
-export { CHECKPOINT_FILES, readCheckpointConfig, type CheckpointConfig };
+export {
+  CHECKPOINT_FILES,
+  openCheckpoint,
+  readCheckpointConfig,
+  type CheckpointConfig,
+  type OpenCheckpoint,
+};
 
 export interface EpochResult {
   epoch: number;
@@ -61,7 +69,7 @@ export interface Prediction {
 export class Trainer {
   /** @internal */
   readonly handle: NativeTrainer;
-  readonly options: ResolvedOptions;
+  #options: ResolvedOptions;
   readonly history: EpochResult[] = [];
   /** training images per class, once training data is set (evaluations then carry shots) */
   trainCounts?: number[];
@@ -69,7 +77,12 @@ export class Trainer {
 
   private constructor(handle: NativeTrainer, options: ResolvedOptions) {
     this.handle = handle;
-    this.options = options;
+    this.#options = options;
+  }
+
+  /** The options the trainer was built with (batch sizes as last set). */
+  get options(): ResolvedOptions {
+    return this.#options;
   }
 
   /** Builds the network (seeded) and its optimizer natively, off the JS thread. */
@@ -80,6 +93,7 @@ export class Trainer {
       numClasses: o.classNames.length,
       widthDivisor: o.widthDivisor,
       batchSize: o.batchSize,
+      evalBatchSize: o.evalBatchSize,
       optimizer: o.optimizer,
       lr: o.lr,
       loss: o.loss,
@@ -119,6 +133,19 @@ export class Trainer {
   /** Where an aborted epoch stopped (the next epoch call continues it), if one did. */
   get partialEpoch(): PartialEpoch | undefined {
     return this.handle.info().partialEpoch;
+  }
+
+  /**
+   * Changes the training and evaluation batch sizes between epochs: after an out-of-memory
+   * error, say, which leaves the epoch interrupted at its step. An interrupted epoch continues
+   * at the same sample, so the samples it has done must be a multiple of the new batch size.
+   */
+  setBatchSizes(sizes: { batchSize?: number; evalBatchSize?: number }): void {
+    const next = { ...this.#options, ...definedOnly(sizes) };
+    positiveInt('batchSize', next.batchSize);
+    positiveInt('evalBatchSize', next.evalBatchSize);
+    this.handle.setBatchSizes({ batchSize: next.batchSize, evalBatchSize: next.evalBatchSize });
+    this.#options = next;
   }
 
   /** Copies the data to the training device once; batches are then cut there by index. */
@@ -236,13 +263,14 @@ export class Trainer {
    */
   async save(dir: string, data?: Record<string, unknown>): Promise<void> {
     const state = await call(() => this.handle.stateDict());
+    const trainState = await call(() => this.handle.trainState());
     const partialEpoch = this.partialEpoch; // one native info() call, not two
     const metrics = this.history
       .map((r) => JSON.stringify({ event: 'epoch', ...r }) + '\n')
       .join('');
     const config = {
       format: 'torchfocal-checkpoint' as const,
-      version: 1 as const,
+      version: CHECKPOINT_VERSION,
       options: this.options,
       inputSize: this.inputSize,
       normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
@@ -253,8 +281,8 @@ export class Trainer {
     await commitCheckpoint(dir, config, async (file, to) => {
       if (file === 'weights') {
         await writeSafetensors(to, state, { format: 'pt', model: this.options.model });
-      } else if (file === 'optimizer') {
-        await call(() => this.handle.saveOptimizer(to));
+      } else if (file === 'state') {
+        await writeSafetensors(to, trainState, { format: 'torchfocal-train-state' });
       } else {
         await writeFileAtomic(to, metrics);
       }
@@ -262,23 +290,26 @@ export class Trainer {
   }
 
   /**
-   * Rebuilds a trainer from a checkpoint directory alone: weights, optimizer state, epoch count
+   * Rebuilds a trainer from a checkpoint directory alone (or one already opened with
+   * `openCheckpoint`, not verified twice): weights, optimizer state, dropout stream, epoch count
    * and history. When the newest checkpoint is damaged the previous one is loaded and
    * `onWarning` (default: process.emitWarning) says so.
    */
   static async load(
-    dir: string,
-    overrides: Pick<TrainerOptions, 'threads' | 'device'> = {},
+    source: string | OpenCheckpoint,
+    overrides: Pick<TrainerOptions, 'threads' | 'device' | 'evalBatchSize'> = {},
     onWarning: (message: string) => void = (m) => process.emitWarning(m, 'TorchfocalWarning'),
   ): Promise<Trainer> {
-    const { config, paths, warning } = await openCheckpoint(dir);
+    const opened = typeof source === 'string' ? await openCheckpoint(source) : source;
+    const { dir, config, paths, warning } = opened;
     if (warning) onWarning(warning);
     const trainer = await Trainer.create({ ...config.options, ...definedOnly(overrides) });
     try {
       const weights = await readSafetensors(paths.weights);
       await call(() => trainer.handle.loadStateDict(weights.tensors));
-      if (await exists(paths.optimizer)) {
-        await call(() => trainer.handle.loadOptimizer(paths.optimizer));
+      if (await exists(paths.state)) {
+        const state = await readSafetensors(paths.state);
+        await call(() => trainer.handle.loadTrainState(state.tensors));
       }
       trainer.handle.setEpochsDone(config.epochsDone);
       if (config.partialEpoch) trainer.handle.setPartialEpoch(config.partialEpoch);

@@ -1,0 +1,51 @@
+#include "src/train/named_tensors.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace torchfocal::train {
+
+std::string shape_string(c10::IntArrayRef sizes) {
+  std::ostringstream out;
+  out << '[';
+  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
+  out << ']';
+  return out.str();
+}
+
+std::map<std::string, torch::Tensor> match_tensors(const TensorSpecs& expected,
+                                                   const NamedTensors& given,
+                                                   const std::string& where) {
+  std::map<std::string, torch::Tensor> matched;
+  for (const auto& [name, tensor] : given) {
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      throw std::invalid_argument(where + ": unexpected tensor '" + name + "'");
+    }
+    if (!tensor.defined()) throw std::invalid_argument(where + ": tensor '" + name + "' is empty");
+    if (!tensor.sizes().equals(it->second.sizes)) {
+      throw std::invalid_argument(where + ": tensor '" + name + "' has shape " +
+                                  shape_string(tensor.sizes()) + ", expected " +
+                                  shape_string(it->second.sizes));
+    }
+    if (tensor.scalar_type() != it->second.dtype) {
+      throw std::invalid_argument(where + ": tensor '" + name + "' has dtype " +
+                                  c10::toString(tensor.scalar_type()) + ", expected " +
+                                  c10::toString(it->second.dtype));
+    }
+    if (!matched.emplace(name, tensor).second) {
+      throw std::invalid_argument(where + ": tensor '" + name + "' is given twice");
+    }
+  }
+  return matched;
+}
+
+void require_all(const TensorSpecs& expected, const std::map<std::string, torch::Tensor>& matched,
+                 const std::string& where) {
+  for (const auto& [name, spec] : expected) {
+    if (!matched.count(name))
+      throw std::invalid_argument(where + ": tensor '" + name + "' is missing");
+  }
+}
+
+}  // namespace torchfocal::train

@@ -1,0 +1,29 @@
+// The optimizer's per-parameter state as named tensors, so it is saved as safetensors and checked
+// like the weights: no archive format trusted, nothing copied before every name, shape and dtype
+// has matched the model.
+//
+// Names: "adam.exp_avg/<param>", "adam.exp_avg_sq/<param>", "adam.step/<param>" (int64, shape
+// []), "sgd.momentum_buffer/<param>", with PyTorch's parameter names. A parameter that has not
+// been stepped yet has no entries.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "src/train/named_tensors.h"
+
+namespace torchfocal::train {
+
+// Adam and SGD are the optimizers the trainer builds; others throw std::invalid_argument.
+NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer,
+                             const torch::nn::Module& model);
+
+// Replaces the optimizer's state with `state` (entries of other prefixes are the caller's).
+// Throws std::invalid_argument, leaving the optimizer untouched, when a name, shape or dtype does
+// not match or a parameter's entries are incomplete.
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::Module& model,
+                          const NamedTensors& state);
+
+// Whether `name` is one of the optimizer's entries (by its prefix).
+bool is_optimizer_entry(const std::string& name);
+
+}  // namespace torchfocal::train
