@@ -90,6 +90,19 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.memory_format = GetString(o, "memoryFormat", c.memory_format);
   c.amp = GetString(o, "amp", c.amp);
   c.on_nan = GetString(o, "onNan", c.on_nan);
+  auto d = o.Get("distributed");
+  if (!d.IsUndefined() && !d.IsNull()) {
+    if (!d.IsObject()) {
+      throw Napi::TypeError::New(o.Env(),
+                                 "distributed: expected {worldSize, rank, masterAddr, masterPort}");
+    }
+    auto dist = d.As<Napi::Object>();
+    c.distributed.world_size = GetInt(dist, "worldSize", 1, 1, 1 << 16);
+    c.distributed.rank = GetInt(dist, "rank", 0, 0, (1 << 16) - 1);
+    c.distributed.master_addr = GetString(dist, "masterAddr", c.distributed.master_addr);
+    c.distributed.master_port = static_cast<int>(GetInt(dist, "masterPort", 0, 1, 65535));
+    c.distributed.timeout_s = GetNumber(dist, "timeoutSeconds", c.distributed.timeout_s);
+  }
   return c;
 }
 

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # reference BLAS is ~3x slower). python3-torch: the PyTorch baseline of `npm run bench` and the
 # cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark).
 # dataset-fashion-mnist: the second built-in dataset. chromium: renders reports in the tests.
+# libgloo-dev: the headers of Gloo, the CPU backend of c10d that LibTorch links (distributed runs).
 PACKAGES=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread libgtest-dev
-  python3-torch python3-numpy python3-pil dataset-fashion-mnist chromium)
+  libgloo-dev python3-torch python3-numpy python3-pil dataset-fashion-mnist chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -6,6 +6,13 @@ import type { FocalLossOptions } from './ops';
 export interface NativeTrainerOptions {
   model: string;
   numClasses: number;
+  distributed?: {
+    worldSize: number;
+    rank: number;
+    masterAddr: string;
+    masterPort: number;
+    timeoutSeconds: number;
+  };
   widthDivisor?: number;
   batchSize?: number;
   optimizer?: 'adam' | 'sgd';

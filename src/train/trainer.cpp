@@ -44,6 +44,22 @@ std::string first_line(const std::exception& e) {
   return what.substr(0, what.find('\n'));
 }
 
+// What every rank of a distributed run must agree on, one "key=value" per line.
+std::string describe(const TrainConfig& c) {
+  std::ostringstream out;
+  out.precision(17);
+  out << "model=" << c.model << "\nclasses=" << c.num_classes
+      << "\nwidth_divisor=" << c.width_divisor << "\nbatch_size=" << c.batch_size
+      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nloss=" << c.loss.name << "\nalpha=";
+  for (double a : c.loss.alpha) out << a << ',';
+  out << (c.loss.alpha_auto ? "auto" : "") << "\ngamma=" << c.loss.gamma
+      << "\nlabel_smoothing=" << c.loss.label_smoothing << "\nbeta=" << c.loss.beta
+      << "\ntau=" << c.loss.tau << "\ndrw=" << c.loss.drw_epoch << "\nseed=" << c.seed
+      << "\nsampler=" << c.sampler << "\namp=" << c.amp << "\non_nan=" << c.on_nan
+      << "\nworld_size=" << c.distributed.world_size << "\n";
+  return out.str();
+}
+
 void validate(const TrainConfig& c) {
   if (c.num_classes < 2) throw std::invalid_argument("num_classes must be at least 2");
   if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
@@ -85,6 +101,15 @@ Trainer::Trainer(TrainConfig config)
     model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
   }
   model_->to(device_);
+  if (config_.distributed.enabled()) {
+    collective_ = std::make_unique<dist::Collective>(config_.distributed, device_);
+    check_same_on_all_ranks("configuration", describe(config_));
+    // The seeds already agree; rank 0's weights everywhere makes it so whatever the seeding.
+    std::vector<torch::Tensor> state;
+    for (const auto& p : model_->parameters()) state.push_back(p.data());
+    for (const auto& b : model_->buffers()) state.push_back(b);
+    collective_->broadcast(state);
+  }
   rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
   channels_last_ = config_.memory_format == "channels-last" ||
                    (config_.memory_format == "auto" && device_.is_cpu());
@@ -122,6 +147,10 @@ void Trainer::set_partial_epoch(const PartialEpoch& partial) {
     throw std::invalid_argument("partial epoch: step, counts and seconds must be >= 0");
   }
   partial_ = partial;
+  if (collective_ && collective_->rank() > 0) {
+    partial_.loss_sum = 0;  // rank 0's checkpoint holds the sums of all ranks (interrupt_at)
+    partial_.correct = 0;
+  }
 }
 
 void Trainer::set_batch_sizes(int64_t train, int64_t eval) {
@@ -139,8 +168,39 @@ void Trainer::set_batch_sizes(int64_t train, int64_t eval) {
   config_.eval_batch_size = eval;
 }
 
+std::pair<double, bool> Trainer::average_gradients(const std::vector<torch::Tensor>& params,
+                                                   const torch::Tensor& loss, bool stop) {
+  const auto world = static_cast<double>(collective_->world_size());
+  std::vector<torch::Tensor> tensors;
+  for (const auto& p : params) {
+    if (p.grad().defined()) tensors.push_back(p.grad());
+  }
+  // The loss and the stop flag ride in the gradients' float32 bucket: no extra round trip.
+  auto extras =
+      torch::stack({loss.detach().to(torch::kFloat32).reshape({}),
+                    torch::full({}, stop ? 1.0f : 0.0f, loss.options().dtype(torch::kFloat32))});
+  tensors.push_back(extras);
+  collective_->sum(tensors);
+  tensors.pop_back();
+  for (auto& g : tensors) g.div_(world);
+  const auto values = extras.cpu();
+  return {values[0].item<double>() / world, values[1].item<float>() > 0};
+}
+
+void Trainer::check_same_on_all_ranks(const std::string& what, const std::string& description) {
+  if (collective_) collective_->check_same(what, description);
+}
+
 void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
-  train_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+  data::DeviceDataset dataset(images, labels, config_.num_classes, device_);
+  if (collective_) {
+    // Each rank shards the same epoch order: the data must be the same everywhere.
+    std::ostringstream counts;
+    counts << "train_images=" << dataset.size() << "\nclass_counts=";
+    for (auto c : dataset.class_counts()) counts << c << ',';
+    check_same_on_all_ranks("training data", counts.str() + "\n");
+  }
+  train_ = std::move(dataset);
   train_labels_cpu_ = train_.labels().cpu();
   loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_);
 }
@@ -164,11 +224,21 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   RandomStream::Scope random(*rng_);
 
   const auto start = std::chrono::steady_clock::now();
-  const int64_t n = train_.size();
-  const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
   auto generator = at::detail::createCPUGenerator(mix_seed(config_.seed, epoch_));
   auto order =
       data::epoch_indices(sampler_, train_labels_cpu_, config_.num_classes, generator).to(device_);
+  const int64_t world = collective_ ? collective_->world_size() : 1;
+  if (world > 1) {
+    // DistributedSampler's convention: the order padded with its own start to a multiple of the
+    // world size, rank r taking every world-th index from r. Step k of the ranks together then
+    // covers the samples step k of one process with world times the batch would.
+    const int64_t total = (order.size(0) + world - 1) / world * world;
+    if (total > order.size(0))
+      order = torch::cat({order, order.slice(0, 0, total - order.size(0))});
+    order = order.slice(0, collective_->rank(), total, world).contiguous();
+  }
+  const int64_t n = order.size(0);  // this rank's samples
+  const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
 
   // Running sums stay on the device: reading them forces a sync, done only for progress.
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
@@ -194,16 +264,27 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
 
-  // Keeps what the epoch has done before `step`, for the next train_epoch to continue.
-  const auto interrupt_at = [&](int64_t step) {
+  // Keeps what the epoch has done before `step`, for the next train_epoch to continue. With
+  // `together` (all ranks stop at this step) rank 0 keeps the sums of all ranks, the others none:
+  // only rank 0's checkpoint is written, and the epoch's end sums over ranks again.
+  const auto interrupt_at = [&](int64_t step, bool together) {
+    if (collective_ && together) {
+      collective_->sum({loss_sum, correct});
+      if (collective_->rank() > 0) {
+        loss_sum.zero_();
+        correct.zero_();
+      }
+    }
     partial_ = {epoch_, step, loss_sum.item<double>(), correct.item<int64_t>(), skipped, elapsed()};
   };
 
   for (int64_t step = first; step < steps; ++step) {
-    if (cancel != nullptr && cancel->load()) {
-      interrupt_at(step);
+    // Distributed ranks decide to stop together, through the step's collective (below).
+    if (!collective_ && cancel != nullptr && cancel->load()) {
+      interrupt_at(step, false);
       throw Cancelled();
     }
+    bool stop_after_step = false;
     try {
       const int64_t begin = step * config_.batch_size;
       auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
@@ -216,8 +297,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       }
       // The loss in float32, whatever precision the last layer ran in.
       auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
-      const double value = loss.item<double>();
-      if (!std::isfinite(value)) {
+      const auto non_finite = [&](double value) {
         if (config_.on_nan == "stop") {
           std::ostringstream what;
           what << "the loss is "
@@ -230,14 +310,33 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
           throw NonFiniteLoss(what.str());
         }
         ++skipped;
-        continue;
+      };
+      if (collective_) {
+        // Backward first: the gradients, the loss and the stop flag cross ranks in one collective.
+        (scaler_ ? scaler_->scale(loss) : loss).backward();
+        const auto [value, stop] =
+            average_gradients(params, loss, cancel != nullptr && cancel->load());
+        stop_after_step = stop;
+        if (!std::isfinite(value)) {
+          non_finite(value);
+          if (stop_after_step) {
+            interrupt_at(step + 1, true);
+            throw Cancelled();
+          }
+          continue;
+        }
+      } else {
+        const double value = loss.item<double>();
+        if (!std::isfinite(value)) {
+          non_finite(value);
+          continue;
+        }
+        (scaler_ ? scaler_->scale(loss) : loss).backward();
       }
       if (scaler_) {
-        scaler_->scale(loss).backward();
         if (scaler_->unscale(params)) optimizer_->step();
         scaler_->update();
       } else {
-        loss.backward();
         optimizer_->step();
       }
       {
@@ -247,7 +346,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       }
     } catch (const std::exception& e) {
       if (!is_out_of_memory(e)) throw;
-      interrupt_at(step);  // as a cancel does; then free what the failed step held
+      interrupt_at(step, false);  // as a cancel does; then free what the failed step held
       for (const auto& p : params) p.mutable_grad().reset();
       release_cached_memory(device_);
       throw OutOfMemory("out of memory at batch size " + std::to_string(config_.batch_size) +
@@ -259,15 +358,22 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     if (progress && ((step + 1) % config_.progress_every == 0 || step + 1 == steps)) {
       progress({epoch_, step + 1, steps, loss_sum.item<double>() / (step + 1 - skipped)});
     }
+    if (stop_after_step) {
+      interrupt_at(step + 1, true);
+      throw Cancelled();
+    }
   }
+  if (collective_) collective_->sum({loss_sum, correct});  // the epoch's figures over all ranks
 
   EpochResult result;
   result.epoch = epoch_;
   result.steps = steps;
   // Mean over the steps that trained (NaN when none did: every step was skipped).
-  result.loss = steps > skipped ? loss_sum.item<double>() / (steps - skipped) : std::nan("");
+  result.loss = steps > skipped
+                    ? loss_sum.item<double>() / static_cast<double>(world * (steps - skipped))
+                    : std::nan("");
   result.skipped_steps = skipped;
-  result.train_acc = static_cast<double>(correct.item<int64_t>()) / n;
+  result.train_acc = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n * world);
   result.seconds = elapsed();
   ++epoch_;
   if (with_test && !test_.empty()) {
@@ -293,10 +399,14 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   model_->eval();
   auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
                                 torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  // Distributed: each rank evaluates its contiguous share; the confusion matrices are summed.
+  const int64_t world = collective_ ? collective_->world_size() : 1;
+  const int64_t rank = collective_ ? collective_->rank() : 0;
+  const int64_t from = dataset.size() * rank / world;
+  const int64_t to = dataset.size() * (rank + 1) / world;
   try {
-    for (int64_t begin = 0; begin < dataset.size(); begin += config_.eval_batch_size) {
-      auto batch = dataset.slice(begin, std::min(dataset.size(), begin + config_.eval_batch_size),
-                                 input_size_);
+    for (int64_t begin = from; begin < to; begin += config_.eval_batch_size) {
+      auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), input_size_);
       AutocastScope autocast(amp_, device_);
       auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
       confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
@@ -310,6 +420,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
                       "; evaluate with a smaller batch size");
   }
   model_->train();
+  if (collective_) collective_->sum({confusion});
   return metrics::compute_metrics(confusion);
 }
 

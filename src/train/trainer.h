@@ -13,6 +13,7 @@
 
 #include "src/data/device_dataset.h"
 #include "src/data/sampler.h"
+#include "src/dist/collective.h"
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
@@ -43,6 +44,10 @@ struct TrainConfig {
   // weights; "skip" leaves the weights as they were and counts it. The check reads the loss
   // every step: free on the CPU, one device sync per step on a GPU.
   std::string on_nan = "stop";
+  // Data parallelism over c10d (src/dist/collective.h): each rank trains on its shard of every
+  // epoch's order with batches of batch_size, gradients are averaged before each step, and the
+  // epoch's figures and evaluations are summed over ranks.
+  dist::DistributedConfig distributed;
 };
 
 struct NonFiniteLoss : std::runtime_error {
@@ -131,6 +136,12 @@ class Trainer {
 
  private:
   metrics::Metrics evaluate(const data::DeviceDataset& dataset);
+  // Distributed: sums the gradients, the loss and the stop flags over ranks, then divides the
+  // gradients by the world size; returns the mean loss and whether any rank asked to stop.
+  std::pair<double, bool> average_gradients(const std::vector<torch::Tensor>& params,
+                                            const torch::Tensor& loss, bool stop);
+  // Throws unless every rank describes the same (distributed runs; no-op otherwise).
+  void check_same_on_all_ranks(const std::string& what, const std::string& description);
   // A batch of model inputs in the trainer's memory format.
   torch::Tensor laid_out(torch::Tensor images) const;
 
@@ -144,9 +155,10 @@ class Trainer {
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
   Amp amp_ = Amp::kOff;
-  std::unique_ptr<LossScaler> scaler_;  // fp16 only
-  torch::Tensor train_labels_cpu_;      // the samplers draw on the CPU generator
-  std::unique_ptr<RandomStream> rng_;   // dropout's draws
+  std::unique_ptr<LossScaler> scaler_;            // fp16 only
+  torch::Tensor train_labels_cpu_;                // the samplers draw on the CPU generator
+  std::unique_ptr<RandomStream> rng_;             // dropout's draws
+  std::unique_ptr<dist::Collective> collective_;  // set in a distributed run
   int64_t epoch_ = 0;
   PartialEpoch partial_;
 };

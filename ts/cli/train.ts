@@ -1,6 +1,7 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
 import { Command, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode } from '../native';
+import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
 import type { AmpMode, MemoryFormat, SamplerName } from '../train/options';
 import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
@@ -95,6 +96,12 @@ interface TrainFlags extends TrainingFlags {
   imbalance?: string;
   out?: string;
   resume?: boolean;
+  nproc?: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  masterPort?: number;
+  distTimeout: number;
 }
 
 export function trainCommand(): Command {
@@ -113,6 +120,25 @@ export function trainCommand(): Command {
     )
     .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
     .option(
+      '--nproc <n>',
+      'train data-parallel in N processes on this machine (c10d)',
+      intAtLeast(1),
+    )
+    .option('--nnodes <n>', 'machines in the run (each runs --nproc ranks)', intAtLeast(1), 1)
+    .option('--node-rank <n>', "this machine's index among --nnodes", intAtLeast(0), 0)
+    .option('--master-addr <host>', "rank 0's machine, which hosts the rendezvous", '127.0.0.1')
+    .option(
+      '--master-port <n>',
+      'rendezvous port (default: a free one, or 29500 across machines)',
+      intAtLeast(1),
+    )
+    .option(
+      '--dist-timeout <s>',
+      'seconds to wait for a rank (joining, or in a collective) before stopping with an error',
+      positiveNumber,
+      60,
+    )
+    .option(
       '--resume',
       'continue the run in --out from its last complete epoch up to --epochs in all ' +
         '(its model, loss, data and seed; --threads, --device and the batch sizes may change)',
@@ -120,9 +146,38 @@ export function trainCommand(): Command {
     .action(async (flags: TrainFlags) => {
       if (flags.resume && !flags.out)
         throw new Error('--resume needs --out DIR: the run to continue');
+      // Started by a launcher (ours or torchrun's): this process is one rank.
+      const distributed = rankFromEnv(process.env, flags.distTimeout);
+      if (!distributed && (flags.nproc !== undefined || flags.nnodes > 1)) {
+        if (flags.nodeRank >= flags.nnodes) {
+          throw new Error(`--node-rank ${flags.nodeRank}: expected 0..${flags.nnodes - 1}`);
+        }
+        if (flags.nnodes > 1 && !flags.out) {
+          throw new Error('--nnodes > 1 needs --out DIR (the same path on every machine)');
+        }
+        const args = process.argv.slice(process.argv.indexOf('train') + 1);
+        const own = ['--nproc', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
+        // All ranks must write to the same run directory: fix the default name once, here.
+        const out = flags.out ? [] : ['--out', defaultRunDir(flags.model, flags.loss)];
+        await launch(
+          {
+            nproc: flags.nproc ?? 1,
+            nnodes: flags.nnodes,
+            nodeRank: flags.nodeRank,
+            masterAddr: flags.masterAddr,
+            masterPort: flags.masterPort,
+            timeoutSeconds: flags.distTimeout,
+          },
+          [...withoutOptions(args, own), ...out],
+          cmd.getOptionValueSource('threads') === 'cli',
+        );
+        return;
+      }
+      const quiet = (distributed?.rank ?? 0) > 0; // rank 0 speaks for the run
       const spec: RunSpec = {
         ...flags,
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
+        distributed,
       };
       if (flags.resume) {
         // A resume keeps the run's batch sizes unless given again (after running out of memory).
@@ -140,8 +195,9 @@ export function trainCommand(): Command {
       try {
         result = await runTraining(spec, {
           signal: interrupt.signal,
-          onProgress: progress.update,
+          onProgress: quiet ? undefined : progress.update,
           onEpoch: (r) => {
+            if (quiet) return;
             progress.stop();
             if (flags.json) printJson(epochEvent(r, flags.evalEvery !== undefined));
             else console.log(epochLine(r));
@@ -172,6 +228,7 @@ export function trainCommand(): Command {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
       }
+      if (quiet) return;
       if (flags.json)
         printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
       else console.error(`checkpoint written to ${result.checkpoint}`);

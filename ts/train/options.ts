@@ -14,6 +14,16 @@ export const AMP_MODES = ['off', 'bf16', 'fp16'] as const;
 export type AmpMode = (typeof AMP_MODES)[number];
 export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
 
+/** One rank of a data-parallel run (c10d: Gloo on the CPU, NCCL on CUDA). */
+export interface DistributedOptions {
+  worldSize: number;
+  rank: number;
+  /** the TCPStore rank 0 hosts: torchrun's MASTER_ADDR and MASTER_PORT */
+  store: { host: string; port: number };
+  /** a rank that has not joined, or a collective not done, after this long is an error (60) */
+  timeoutSeconds?: number;
+}
+
 export interface TrainerOptions {
   /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet (default lenet) */
   model?: string;
@@ -22,6 +32,8 @@ export interface TrainerOptions {
   /** VGG only: divide the conv widths by this (default 1) */
   widthDivisor?: number;
   batchSize?: number;
+  /** train as one rank of a data-parallel run (launch: `torchfocal train --nproc N`) */
+  distributed?: DistributedOptions;
   /** images per evaluation and prediction batch (default 1000): lower it when they run out of memory */
   evalBatchSize?: number;
   /** default: adam, except sgd for mlp (the original experiment) */
@@ -70,7 +82,8 @@ export interface TrainerOptions {
   onNan?: 'stop' | 'skip';
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw'>> & {
+export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw' | 'distributed'>> & {
+  distributed: DistributedOptions | null;
   alpha: number[] | 'auto';
   drw: number | null;
 };
@@ -127,6 +140,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     widthDivisor: o.widthDivisor ?? 1,
     batchSize: o.batchSize ?? 128,
     evalBatchSize: o.evalBatchSize ?? 1000,
+    distributed: o.distributed ?? null,
     optimizer,
     lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
     loss,
@@ -163,6 +177,23 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   }
   positiveInt('batchSize', resolved.batchSize);
   positiveInt('evalBatchSize', resolved.evalBatchSize);
+  const d = resolved.distributed;
+  if (d) {
+    positiveInt('distributed.worldSize', d.worldSize);
+    if (!Number.isSafeInteger(d.rank) || d.rank < 0 || d.rank >= d.worldSize) {
+      throw new Error(`distributed.rank: expected 0..${d.worldSize - 1}, got ${d.rank}`);
+    }
+    if (typeof d.store?.host !== 'string' || d.store.host === '') {
+      throw new Error('distributed.store.host: expected a host name or address');
+    }
+    if (!Number.isSafeInteger(d.store.port) || d.store.port < 1 || d.store.port > 65535) {
+      throw new Error(`distributed.store.port: expected 1..65535, got ${d.store.port}`);
+    }
+    const timeout = d.timeoutSeconds ?? 60;
+    if (!Number.isFinite(timeout) || timeout <= 0) {
+      throw new Error(`distributed.timeoutSeconds: expected a number > 0, got ${timeout}`);
+    }
+  }
   positiveInt('widthDivisor', resolved.widthDivisor);
   positiveInt('progressEvery', resolved.progressEvery);
   if (!Number.isSafeInteger(resolved.seed) || resolved.seed < 0) {

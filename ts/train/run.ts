@@ -114,10 +114,22 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
       `--resume: ${datasetName} with imbalance ${imbalanceSpec ?? 'none'} no longer gives the training set the checkpoint was trained on`,
     );
   }
+  // Distributed: every rank trains; rank 0 alone writes checkpoints and the report.
+  const rank = spec.distributed?.rank ?? 0;
+  const worldSize = spec.distributed?.worldSize ?? 1;
+  if (resumed) {
+    const before = resumed.config.options.distributed?.worldSize ?? 1;
+    if (before !== worldSize) {
+      throw new Error(
+        `--resume: ${out} was trained by ${before} process(es); resume it with the same number (not ${worldSize})`,
+      );
+    }
+  }
+  const writes = out !== undefined && rank === 0;
   const trainer = resumed
     ? await Trainer.load(
         resumed.opened,
-        { threads: spec.threads, device: spec.device },
+        { threads: spec.threads, device: spec.device, distributed: spec.distributed },
         hooks.onWarning,
       )
     : await Trainer.create({ ...spec, seed, classNames: train.classNames });
@@ -130,14 +142,14 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
     const remaining = Math.max(0, epochs - trainer.epochsDone);
     try {
       for await (const r of trainer.epochs(remaining, { ...hooks, evalEvery: spec.evalEvery })) {
-        if (out) await trainer.save(out, data);
+        if (writes) await trainer.save(out, data);
         hooks.onEpoch?.(r);
       }
     } catch (err) {
       // Aborted between two steps, or out of memory: the checkpoint takes the interrupted
       // epoch's place too, and a resume (with a smaller batch) continues there.
       const interrupted = hooks.signal?.aborted || hasErrorCode(err, ERROR_CODES.outOfMemory);
-      if (out && interrupted && trainer.partialEpoch) await trainer.save(out, data);
+      if (writes && interrupted && trainer.partialEpoch) await trainer.save(out, data);
       throw err;
     }
     const last = trainer.history[trainer.history.length - 1];
@@ -148,7 +160,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
-    if (out) {
+    if (writes) {
       const name = `${trainer.options.model}-${trainer.options.loss}`;
       await writeReport(out, {
         title: `${name} on ${datasetName}${imbalanceSpec ? ` (imbalance ${imbalanceSpec})` : ''}`,

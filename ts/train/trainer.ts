@@ -94,6 +94,15 @@ export class Trainer {
       widthDivisor: o.widthDivisor,
       batchSize: o.batchSize,
       evalBatchSize: o.evalBatchSize,
+      ...(o.distributed && {
+        distributed: {
+          worldSize: o.distributed.worldSize,
+          rank: o.distributed.rank,
+          masterAddr: o.distributed.store.host,
+          masterPort: o.distributed.store.port,
+          timeoutSeconds: o.distributed.timeoutSeconds ?? 60,
+        },
+      }),
       optimizer: o.optimizer,
       lr: o.lr,
       loss: o.loss,
@@ -297,13 +306,18 @@ export class Trainer {
    */
   static async load(
     source: string | OpenCheckpoint,
-    overrides: Pick<TrainerOptions, 'threads' | 'device' | 'evalBatchSize'> = {},
+    overrides: Pick<TrainerOptions, 'threads' | 'device' | 'evalBatchSize' | 'distributed'> = {},
     onWarning: (message: string) => void = (m) => process.emitWarning(m, 'TorchfocalWarning'),
   ): Promise<Trainer> {
     const opened = typeof source === 'string' ? await openCheckpoint(source) : source;
     const { dir, config, paths, warning } = opened;
     if (warning) onWarning(warning);
-    const trainer = await Trainer.create({ ...config.options, ...definedOnly(overrides) });
+    const trainer = await Trainer.create({
+      ...config.options,
+      ...definedOnly(overrides),
+      // a distributed run's rendezvous belongs to that launch, never to the checkpoint
+      distributed: overrides.distributed,
+    });
     try {
       const weights = await readSafetensors(paths.weights);
       await call(() => trainer.handle.loadStateDict(weights.tensors));

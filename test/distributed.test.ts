@@ -1,0 +1,152 @@
+// Data-parallel training over c10d (Gloo on loopback): two ranks equal one process with their
+// combined batch, a rank that dies stops the run with its name, and ranks set up differently
+// refuse to start.
+import test from 'ava';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { openCheckpoint, readSafetensors } from '../ts/index';
+import { CLI, jsonLines, runCli, tempDir } from './helpers/cli';
+import { smallIdxFolder } from './helpers/mnist';
+
+async function weights(dir: string): Promise<Map<string, Float32Array>> {
+  const file = await readSafetensors(path.join(dir, 'model.safetensors'));
+  return new Map(
+    file.tensors.map((t) => {
+      const b = t.data as Uint8Array;
+      return [t.name, new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))];
+    }),
+  );
+}
+
+function maxDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  let max = 0;
+  for (const [name, x] of a) {
+    const y = b.get(name)!;
+    for (let i = 0; i < x.length; i++) max = Math.max(max, Math.abs(x[i] - y[i]));
+  }
+  return max;
+}
+
+test('two ranks of batch 64 train LeNet to the weights of one process with batch 128', async (t) => {
+  const { dir } = await smallIdxFolder();
+  const run = async (extra: string[], seed = 3) => {
+    const out = tempDir();
+    const common = ['--dataset', dir, '--epochs', '1', '--threads', '1', '--json'];
+    const r = await runCli(['train', ...common, '--seed', String(seed), '--out', out, ...extra]);
+    t.is(r.code, 0, r.stderr);
+    return { out, loss: jsonLines(r.stdout)[0].loss as number };
+  };
+  const two = await run(['--nproc', '2', '--batch-size', '64']);
+  const one = await run(['--batch-size', '128']);
+  const otherSeed = await run(['--batch-size', '128'], 4);
+  const [w2, w1, w4] = await Promise.all([two.out, one.out, otherSeed.out].map(weights));
+  const same = maxDifference(w2, w1);
+  const apart = maxDifference(w1, w4);
+  t.log(
+    `max |w(2 ranks x 64) - w(1 x 128)| = ${same.toExponential(2)}; another seed: ${apart.toFixed(3)}`,
+  );
+  t.true(same < 1e-5, `${same}`);
+  t.true(apart > 0.05, `${apart}`);
+  t.true(Math.abs(two.loss - one.loss) < 1e-5, `${two.loss} vs ${one.loss}`);
+  // Only rank 0 wrote: one checkpoint, with the world size recorded in its options.
+  const { config } = await openCheckpoint(two.out);
+  t.is(config.options.distributed?.worldSize, 2);
+});
+
+test('a rank killed mid-run stops the others with an error naming it; the checkpoint is intact', async (t) => {
+  const out = tempDir();
+  const child = spawn(
+    process.execPath,
+    [CLI, 'train', '--nproc', '2', '--epochs', '5', '--dist-timeout', '10', '--out', out, '--json'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const started = Date.now();
+  let killedAt = 0;
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  await new Promise<void>((resolve) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (killedAt || !stdout.includes('"event":"epoch"')) return;
+      // Rank 1: the launcher's child whose environment says RANK=1.
+      const pids = execFileSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], {
+        encoding: 'utf8',
+      })
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const rank1 = pids.find((pid) =>
+        fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('RANK=1'),
+      );
+      process.kill(Number(rank1), 'SIGKILL');
+      killedAt = Date.now();
+      resolve();
+    });
+  });
+  const code = await exited;
+  const stopSeconds = (Date.now() - killedAt) / 1000;
+  t.log(
+    `first epoch after ${(killedAt - started) / 1000} s; the run stopped ${stopSeconds} s after the kill`,
+  );
+  t.is(code, 1, stderr);
+  t.true(stopSeconds < 20, `${stopSeconds} s`);
+  const lines = stderr.trim().split('\n');
+  t.is(
+    lines[lines.length - 1],
+    'torchfocal: rank 1 of 2 was killed by SIGKILL; the other ranks were stopped',
+  );
+  const { config } = await openCheckpoint(out);
+  t.true(config.epochsDone >= 1);
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+test('ranks configured differently refuse to start, naming the rank and the setting', async (t) => {
+  const { dir } = await smallIdxFolder();
+  const port = await freePort();
+  const rank = (r: number, batch: number) =>
+    runCli(
+      [
+        'train',
+        '--dataset',
+        dir,
+        '--epochs',
+        '1',
+        '--threads',
+        '1',
+        '--batch-size',
+        String(batch),
+        '--out',
+        tempDir(),
+        '--dist-timeout',
+        '20',
+      ],
+      {
+        env: {
+          WORLD_SIZE: '2',
+          RANK: String(r),
+          MASTER_ADDR: '127.0.0.1',
+          MASTER_PORT: String(port),
+        },
+      },
+    );
+  const [r0, r1] = await Promise.all([rank(0, 64), rank(1, 32)]);
+  const expected =
+    "rank 1's configuration differs from rank 0's: batch_size=32 against batch_size=64";
+  for (const r of [r0, r1]) {
+    t.is(r.code, 1, r.stderr);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+    t.true(r.stderr.includes(expected), r.stderr);
+  }
+});
