@@ -80,6 +80,9 @@ if [[ -f $TORCHFOCAL_ADDON ]]; then
   fi
   # ---- ava GPU tests ---------------------------------------------------------------------------
   step ava-gpu 240 node node_modules/ava/entrypoints/cli.mjs --config ava.gpu.config.mjs --verbose
+  # ---- c10d NCCL smoke test: one rank on one GPU, through the launcher ---------------------------
+  step nccl-1gpu 120 node dist/ts/cli/main.js train --nproc 1 --device cuda --epochs 1 \
+    --out "$OUT/nccl-run" --json
   # ---- The benchmark on the GPU (LeNet epoch, inference, focal op; PyTorch in the same run) ----
   step bench-cuda 300 node dist/bench/run.js --quick --device cuda --python "$PY" --json
   # the bench log ends with its JSON object; keep it on its own

@@ -1,5 +1,6 @@
 // The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
 // the original experiment's PNG-decoding loop, all measured in one run on this machine.
+import type { DistributedFigures } from './distributed';
 import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';
@@ -95,6 +96,8 @@ export interface BenchReport {
   lenet: LenetFigures;
   /** the focal-op benchmark (ts/bench/focal-op.ts), when it ran */
   focalOp?: FocalOpFigures;
+  /** data-parallel throughput (ts/bench/distributed.ts), on the CPU */
+  distributed?: DistributedFigures;
   ratios: Record<string, number>;
   notes: string[];
 }

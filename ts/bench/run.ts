@@ -1,5 +1,6 @@
 // `torchfocal bench` / `npm run bench`: every benchmark in one run, one report.
 import { pythonPath } from './common';
+import { runDistributedBench } from './distributed';
 import { runFocalOpBench } from './focal-op';
 import { runLenetBench, type BenchReport, type LenetBenchOptions } from './lenet';
 
@@ -15,5 +16,11 @@ export async function runBench(options: LenetBenchOptions = {}): Promise<BenchRe
   report.focalOp = focal.figures;
   Object.assign(report.ratios, focal.ratios);
   report.notes.push(...focal.notes);
+  if ((options.device ?? 'cpu') === 'cpu') {
+    const dist = await runDistributedBench({ quick: options.quick, log: options.log });
+    report.distributed = dist.figures;
+    Object.assign(report.ratios, dist.ratios);
+    report.notes.push(...dist.notes);
+  }
   return report;
 }

@@ -174,8 +174,13 @@ export function trainCommand(): Command {
         return;
       }
       const quiet = (distributed?.rank ?? 0) > 0; // rank 0 speaks for the run
+      // One GPU per rank: LOCAL_RANK picks it, as under torchrun.
+      const localRank = process.env.LOCAL_RANK;
+      const device =
+        distributed && flags.device === 'cuda' && localRank ? `cuda:${localRank}` : flags.device;
       const spec: RunSpec = {
         ...flags,
+        device,
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
         distributed,
       };
