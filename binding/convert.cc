@@ -90,6 +90,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.memory_format = GetString(o, "memoryFormat", c.memory_format);
   c.amp = GetString(o, "amp", c.amp);
   c.on_nan = GetString(o, "onNan", c.on_nan);
+  c.sync_bn = GetBool(o, "syncBn", c.sync_bn);
   auto d = o.Get("distributed");
   if (!d.IsUndefined() && !d.IsNull()) {
     if (!d.IsObject()) {

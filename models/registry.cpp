@@ -30,7 +30,7 @@ const std::vector<Entry>& entries() {
       {{"alexnet", 224, "AlexNet (d2l 7.1)"}, make_alexnet},
       {{"vgg", 224, "VGG-11, widths divided by width_divisor (d2l 7.2)"}, make_vgg},
       {{"googlenet", 96, "GoogLeNet with Inception blocks (d2l 7.4)"}, make_googlenet},
-      {{"resnet", 96, "ResNet-18 (d2l 7.6)"}, make_resnet},
+      {{"resnet", 96, "ResNet-18, widths divided by width_divisor (d2l 7.6)"}, make_resnet},
   };
   return table;
 }
@@ -46,7 +46,8 @@ const Entry& find_entry(const std::string& name) {
   throw std::invalid_argument("unknown model '" + name + "' (known: " + known + ")");
 }
 
-// Checks shared by every network; vgg additionally checks that width_divisor divides its widths.
+// Checks shared by every network; vgg and resnet also check that width_divisor divides their
+// widths.
 void validate(const std::string& name, const ModelOptions& options) {
   if (options.num_classes < 2) {
     throw std::invalid_argument("model '" + name + "': num_classes must be at least 2, got " +

@@ -32,8 +32,8 @@ const ModelInfo& model_info(const std::string& name);
 // (`0.weight`, `1.0.conv1.weight`, ...), so state dicts are interchangeable by name.
 // Input: [N, 1, input_size, input_size] float; output: [N, num_classes] logits.
 // Throws std::invalid_argument for an unknown name (as model_info does), num_classes < 2,
-// width_divisor < 1, or, for vgg, a width_divisor that does not divide 64 (VGG's narrowest
-// width); the other networks ignore width_divisor.
+// width_divisor < 1, or, for vgg and resnet, a width_divisor that does not divide 64 (their
+// narrowest width); the other networks ignore width_divisor.
 torch::nn::Sequential make_model(const std::string& name, const ModelOptions& options);
 
 }  // namespace torchfocal::models

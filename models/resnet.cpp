@@ -6,7 +6,7 @@ namespace nn = torch::nn;
 
 namespace {
 constexpr int64_t kResidualsPerBlock = 2;  // 4 blocks x 2 residuals x 2 convs + 2 = 18 layers
-constexpr int64_t kFeatures = 512;         // channels b5 leaves after global average pooling
+constexpr int64_t kNarrowest = 64;         // b1's and b2's width: width_divisor must divide it
 }  // namespace
 
 ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool use_1x1conv,
@@ -25,8 +25,8 @@ ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool us
         nn::Conv2d(
             nn::Conv2dOptions(input_channels, num_channels, /*kernel_size=*/1).stride(strides)));
   }
-  bn1 = register_module("bn1", nn::BatchNorm2d(num_channels));
-  bn2 = register_module("bn2", nn::BatchNorm2d(num_channels));
+  bn1 = register_module("bn1", BatchNorm2d(num_channels));
+  bn2 = register_module("bn2", BatchNorm2d(num_channels));
 }
 
 torch::Tensor ResidualImpl::forward(torch::Tensor x) {
@@ -53,20 +53,27 @@ SequentialBlock resnet_block(int64_t input_channels, int64_t num_channels, int64
 }
 
 torch::nn::Sequential make_resnet(const ModelOptions& options) {
+  const int64_t d = options.width_divisor;
+  if (d < 1 || kNarrowest % d != 0) {
+    throw std::invalid_argument("width_divisor must be one of 1, 2, 4, 8, 16, 32, 64 (it divides " +
+                                std::to_string(kNarrowest) +
+                                ", ResNet's narrowest channel width), got " + std::to_string(d));
+  }
   SequentialBlock b1(
-      nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/1, /*out_channels=*/64, /*kernel_size=*/7)
+      nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/1, /*out_channels=*/64 / d, /*kernel_size=*/7)
                      .stride(2)
                      .padding(3)),
-      nn::BatchNorm2d(64), nn::ReLU(),
+      BatchNorm2d(64 / d), nn::ReLU(),
       nn::MaxPool2d(nn::MaxPool2dOptions(/*kernel_size=*/3).stride(2).padding(1)));
   // b1 already reduced height and width 4x, so b2 keeps them and its 64 channels
-  auto b2 = resnet_block(64, 64, kResidualsPerBlock, /*first_block=*/true);
-  auto b3 = resnet_block(64, 128, kResidualsPerBlock);
-  auto b4 = resnet_block(128, 256, kResidualsPerBlock);
-  auto b5 = resnet_block(256, 512, kResidualsPerBlock);
+  auto b2 = resnet_block(64 / d, 64 / d, kResidualsPerBlock, /*first_block=*/true);
+  auto b3 = resnet_block(64 / d, 128 / d, kResidualsPerBlock);
+  auto b4 = resnet_block(128 / d, 256 / d, kResidualsPerBlock);
+  auto b5 = resnet_block(256 / d, 512 / d, kResidualsPerBlock);
+  // b5's channels after global average pooling feed the classifier
   return nn::Sequential(b1, b2, b3, b4, b5,
                         nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions({1, 1})), nn::Flatten(),
-                        nn::Linear(kFeatures, options.num_classes));
+                        nn::Linear(512 / d, options.num_classes));
 }
 
 }  // namespace torchfocal::models

@@ -1,8 +1,10 @@
-// ResNet-18 (Dive into Deep Learning, 7.6), single-channel 96x96 input.
+// ResNet-18 (Dive into Deep Learning, 7.6), single-channel 96x96 input, channel widths divided by
+// width_divisor (1 = d2l's).
 #pragma once
 
 #include <torch/torch.h>
 
+#include "models/batch_norm.h"
 #include "models/registry.h"
 #include "models/sequential_block.h"
 
@@ -19,7 +21,7 @@ struct ResidualImpl : torch::nn::Module {
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::Conv2d conv3{nullptr};  // empty unless use_1x1conv
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
 };
 TORCH_MODULE(Residual);
 
@@ -29,6 +31,7 @@ SequentialBlock resnet_block(int64_t input_channels, int64_t num_channels, int64
                              bool first_block = false);
 
 // Input [N, 1, 96, 96]; Sequential(b1, b2, b3, b4, b5, AdaptiveAvgPool2d, Flatten, Linear).
+// Throws std::invalid_argument unless options.width_divisor divides 64, the narrowest width.
 torch::nn::Sequential make_resnet(const ModelOptions& options);
 
 }  // namespace torchfocal::models

@@ -6,6 +6,7 @@ import type { FocalLossOptions } from './ops';
 export interface NativeTrainerOptions {
   model: string;
   numClasses: number;
+  syncBn?: boolean;
   distributed?: {
     worldSize: number;
     rank: number;

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "models/batch_norm.h"
 #include "models/registry.h"
 #include "src/train/optimizer_state.h"
 #include "src/train/runtime.h"
@@ -56,7 +57,7 @@ std::string describe(const TrainConfig& c) {
       << "\nlabel_smoothing=" << c.loss.label_smoothing << "\nbeta=" << c.loss.beta
       << "\ntau=" << c.loss.tau << "\ndrw=" << c.loss.drw_epoch << "\nseed=" << c.seed
       << "\nsampler=" << c.sampler << "\namp=" << c.amp << "\non_nan=" << c.on_nan
-      << "\nworld_size=" << c.distributed.world_size << "\n";
+      << "\nworld_size=" << c.distributed.world_size << "\nsync_bn=" << c.sync_bn << "\n";
   return out.str();
 }
 
@@ -109,6 +110,31 @@ Trainer::Trainer(TrainConfig config)
     for (const auto& p : model_->parameters()) state.push_back(p.data());
     for (const auto& b : model_->buffers()) state.push_back(b);
     collective_->broadcast(state);
+    // Every gradient is a view into one flat buffer, with two slots after them for the step's
+    // loss and stop flag: one collective per step, summed in place, nothing packed or unpacked.
+    const auto params = model_->parameters();
+    int64_t total = 0;
+    for (const auto& p : params) {
+      if (p.scalar_type() != params.front().scalar_type()) {
+        throw std::logic_error("distributed training needs parameters of one dtype");
+      }
+      total += p.numel();
+    }
+    grad_buffer_ = torch::zeros({total + 2}, params.front().options());
+    int64_t offset = 0;
+    for (const auto& p : params) {
+      // with the parameter's strides (channels-last conv weights): the layout autograd expects
+      p.mutable_grad() = grad_buffer_.as_strided(p.sizes(), p.strides(), offset);
+      offset += p.numel();
+    }
+    if (config_.sync_bn) {
+      auto* collective = collective_.get();
+      for (const auto& module : model_->modules(/*include_self=*/false)) {
+        if (auto bn = std::dynamic_pointer_cast<models::BatchNorm2dImpl>(module)) {
+          bn->set_cross_rank_sum([collective](torch::Tensor& t) { collective->sum({t}); });
+        }
+      }
+    }
   }
   rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
   channels_last_ = config_.memory_format == "channels-last" ||
@@ -168,23 +194,22 @@ void Trainer::set_batch_sizes(int64_t train, int64_t eval) {
   config_.eval_batch_size = eval;
 }
 
-std::pair<double, bool> Trainer::average_gradients(const std::vector<torch::Tensor>& params,
-                                                   const torch::Tensor& loss, bool stop) {
-  const auto world = static_cast<double>(collective_->world_size());
-  std::vector<torch::Tensor> tensors;
-  for (const auto& p : params) {
-    if (p.grad().defined()) tensors.push_back(p.grad());
+std::pair<double, bool> Trainer::average_gradients(const torch::Tensor& loss, bool stop) {
+  const int64_t n = grad_buffer_.size(0);
+  grad_buffer_[n - 2].copy_(loss.detach().reshape({}));
+  grad_buffer_[n - 1].fill_(stop ? 1.0 : 0.0);
+  collective_->sum({grad_buffer_});
+  grad_buffer_.div_(static_cast<double>(collective_->world_size()));
+  const auto tail = grad_buffer_.slice(0, n - 2).cpu();
+  return {tail[0].item<double>(), tail[1].item<float>() > 0};
+}
+
+void Trainer::clear_gradients(const std::vector<torch::Tensor>& params) {
+  if (grad_buffer_.defined()) {
+    grad_buffer_.zero_();  // the gradients are views into it: backward accumulates in place
+  } else {
+    for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
   }
-  // The loss and the stop flag ride in the gradients' float32 bucket: no extra round trip.
-  auto extras =
-      torch::stack({loss.detach().to(torch::kFloat32).reshape({}),
-                    torch::full({}, stop ? 1.0f : 0.0f, loss.options().dtype(torch::kFloat32))});
-  tensors.push_back(extras);
-  collective_->sum(tensors);
-  tensors.pop_back();
-  for (auto& g : tensors) g.div_(world);
-  const auto values = extras.cpu();
-  return {values[0].item<double>() / world, values[1].item<float>() > 0};
 }
 
 void Trainer::check_same_on_all_ranks(const std::string& what, const std::string& description) {
@@ -289,7 +314,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       const int64_t begin = step * config_.batch_size;
       auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
                                  input_size_);
-      for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
+      clear_gradients(params);
       torch::Tensor logits;
       {
         AutocastScope autocast(amp_, device_);
@@ -314,8 +339,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       if (collective_) {
         // Backward first: the gradients, the loss and the stop flag cross ranks in one collective.
         (scaler_ ? scaler_->scale(loss) : loss).backward();
-        const auto [value, stop] =
-            average_gradients(params, loss, cancel != nullptr && cancel->load());
+        const auto [value, stop] = average_gradients(loss, cancel != nullptr && cancel->load());
         stop_after_step = stop;
         if (!std::isfinite(value)) {
           non_finite(value);
@@ -347,7 +371,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     } catch (const std::exception& e) {
       if (!is_out_of_memory(e)) throw;
       interrupt_at(step, false);  // as a cancel does; then free what the failed step held
-      for (const auto& p : params) p.mutable_grad().reset();
+      clear_gradients(params);
       release_cached_memory(device_);
       throw OutOfMemory("out of memory at batch size " + std::to_string(config_.batch_size) +
                         " (epoch " + std::to_string(epoch_) + ", step " + std::to_string(step + 1) +

@@ -48,6 +48,7 @@ struct TrainConfig {
   // epoch's order with batches of batch_size, gradients are averaged before each step, and the
   // epoch's figures and evaluations are summed over ranks.
   dist::DistributedConfig distributed;
+  bool sync_bn = false;  // distributed: batch-norm statistics over all ranks (SyncBatchNorm)
 };
 
 struct NonFiniteLoss : std::runtime_error {
@@ -138,8 +139,9 @@ class Trainer {
   metrics::Metrics evaluate(const data::DeviceDataset& dataset);
   // Distributed: sums the gradients, the loss and the stop flags over ranks, then divides the
   // gradients by the world size; returns the mean loss and whether any rank asked to stop.
-  std::pair<double, bool> average_gradients(const std::vector<torch::Tensor>& params,
-                                            const torch::Tensor& loss, bool stop);
+  std::pair<double, bool> average_gradients(const torch::Tensor& loss, bool stop);
+  // Before a step: zeroes the flat gradient buffer (distributed), else drops the gradients.
+  void clear_gradients(const std::vector<torch::Tensor>& params);
   // Throws unless every rank describes the same (distributed runs; no-op otherwise).
   void check_same_on_all_ranks(const std::string& what, const std::string& description);
   // A batch of model inputs in the trainer's memory format.
@@ -159,6 +161,7 @@ class Trainer {
   torch::Tensor train_labels_cpu_;                // the samplers draw on the CPU generator
   std::unique_ptr<RandomStream> rng_;             // dropout's draws
   std::unique_ptr<dist::Collective> collective_;  // set in a distributed run
+  torch::Tensor grad_buffer_;  // distributed: all gradients (views), then the loss and stop slots
   int64_t epoch_ = 0;
   PartialEpoch partial_;
 };

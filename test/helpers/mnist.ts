@@ -17,9 +17,12 @@ export async function smallMnist(nTrain: number, nTest: number): Promise<DataSpl
 
 /**
  * An MNIST-style IDX folder (a `--dataset PATH` for the CLI) holding every 15th training image
- * and every 10th test image; `testSixes` is its number of test sixes.
+ * and every 10th test image (or every `trainStep`-th and `testStep`-th); `testSixes` is its number of test sixes.
  */
-export async function smallIdxFolder(): Promise<{ dir: string; testSixes: number }> {
+export async function smallIdxFolder(
+  trainStep = 15,
+  testStep = 10,
+): Promise<{ dir: string; testSixes: number }> {
   const mnist = await loadMnist();
   const dir = tempDir();
   const write = (name: string, ds: typeof mnist.train, step: number) => {
@@ -39,8 +42,8 @@ export async function smallIdxFolder(): Promise<{ dir: string; testSixes: number
     fs.writeFileSync(path.join(dir, `${name}-images-idx3-ubyte`), images);
     fs.writeFileSync(path.join(dir, `${name}-labels-idx1-ubyte`), labels);
   };
-  write('train', mnist.train, 15);
-  write('t10k', mnist.test, 10);
+  write('train', mnist.train, trainStep);
+  write('t10k', mnist.test, testStep);
   let testSixes = 0;
   for (let k = 0; k < mnist.test.count; k += 10) testSixes += mnist.test.labels[k] === 6 ? 1 : 0;
   return { dir, testSixes };

@@ -29,7 +29,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
-    .option('--width-divisor <n>', 'VGG: divide conv widths by N', intAtLeast(1), 1)
+    .option('--width-divisor <n>', 'VGG, ResNet: divide channel widths by N', intAtLeast(1), 1)
     .option(
       '--eval-every <n>',
       'evaluate the test set every N epochs (and after the last); JSON epoch lines then carry EVAL',
@@ -102,6 +102,7 @@ interface TrainFlags extends TrainingFlags {
   masterAddr: string;
   masterPort?: number;
   distTimeout: number;
+  syncBn?: boolean;
 }
 
 export function trainCommand(): Command {
@@ -132,6 +133,7 @@ export function trainCommand(): Command {
       'rendezvous port (default: a free one, or 29500 across machines)',
       intAtLeast(1),
     )
+    .option('--sync-bn', 'distributed: batch-norm statistics over all ranks (SyncBatchNorm)')
     .option(
       '--dist-timeout <s>',
       'seconds to wait for a rank (joining, or in a collective) before stopping with an error',

@@ -25,7 +25,7 @@ export interface SweepLoss extends Pick<RunSpec, LossKey> {
 /** Run options every run of the sweep shares. */
 export type SweepShared = Omit<
   RunSpec,
-  'model' | 'loss' | 'imbalance' | 'seed' | 'out' | 'resume' | 'distributed' | LossKey
+  'model' | 'loss' | 'imbalance' | 'seed' | 'out' | 'resume' | 'distributed' | 'syncBn' | LossKey
 >;
 
 /** A sweep, as a JSON file holds it. */

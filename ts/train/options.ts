@@ -29,11 +29,13 @@ export interface TrainerOptions {
   model?: string;
   /** class names, index = label; their count sets the network's outputs */
   classNames: string[];
-  /** VGG only: divide the conv widths by this (default 1) */
+  /** VGG and ResNet: divide the channel widths by this (default 1) */
   widthDivisor?: number;
   batchSize?: number;
   /** train as one rank of a data-parallel run (launch: `torchfocal train --nproc N`) */
   distributed?: DistributedOptions;
+  /** distributed: batch-norm statistics over the global batch of all ranks (SyncBatchNorm) */
+  syncBn?: boolean;
   /** images per evaluation and prediction batch (default 1000): lower it when they run out of memory */
   evalBatchSize?: number;
   /** default: adam, except sgd for mlp (the original experiment) */
@@ -141,6 +143,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     batchSize: o.batchSize ?? 128,
     evalBatchSize: o.evalBatchSize ?? 1000,
     distributed: o.distributed ?? null,
+    syncBn: o.syncBn ?? false,
     optimizer,
     lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
     loss,

@@ -94,6 +94,7 @@ export class Trainer {
       widthDivisor: o.widthDivisor,
       batchSize: o.batchSize,
       evalBatchSize: o.evalBatchSize,
+      syncBn: o.syncBn,
       ...(o.distributed && {
         distributed: {
           worldSize: o.distributed.worldSize,
