@@ -3,9 +3,8 @@
 // child process caps its own address space (prlimit) a little above what it already uses, then
 // asks for a batch that cannot fit.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { jsonLines, runCli, tempDir } from './helpers/cli';
+import { jsonLines, runCli, runProcess, tempDir } from './helpers/cli';
 import { smallIdxFolder } from './helpers/mnist';
 
 const INDEX = path.join(__dirname, '..', 'ts', 'index.js');
@@ -51,18 +50,8 @@ const failure = async (run) => {
   }));
 })().catch((e) => { console.error(e); process.exit(1); });`;
 
-function runChild(out: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', SCRIPT, INDEX, out, String(HEADROOM)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function runChild(out: string) {
+  return runProcess(process.execPath, ['-e', SCRIPT, INDEX, out, String(HEADROOM)]);
 }
 
 let warmVmSize = 0;

@@ -1,19 +1,10 @@
 // The short forms of `npm run fuzz` and `npm run soak`, as CI runs them.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { ROOT } from './helpers/cli';
+import { runProcess } from './helpers/cli';
 
-function node(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function node(args: string[]) {
+  return runProcess(process.execPath, args);
 }
 
 const DIST = path.join(__dirname, '..');

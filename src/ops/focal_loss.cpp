@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "src/common/shape_string.h"
 #include "src/ops/autograd/focal_loss_autograd.h"
 #include "src/ops/focal_loss_impl.h"
 
@@ -24,14 +25,6 @@ template <typename... Parts>
 std::string cat(const Parts&... parts) {
   std::ostringstream out;
   (out << ... << parts);
-  return out.str();
-}
-
-std::string shape(torch::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << ']';
   return out.str();
 }
 
@@ -153,8 +146,8 @@ KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
                type_name(target.scalar_type())));
     }
     if (target.sizes() != input.sizes()) {
-      fail(cat("target has shape ", shape(target.sizes()), " but input has shape ",
-               shape(input.sizes())));
+      fail(cat("target has shape ", shape_string(target.sizes()), " but input has shape ",
+               shape_string(input.sizes())));
     }
     args.input = contiguous(input);
     args.target = contiguous(target.scalar_type() == type ? target : target.detach().to(type));
@@ -164,7 +157,7 @@ KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
 
   const char* mode = mode_name(options.mode);
   if (input.dim() != 2) {
-    fail(cat("input must be [N, C] in ", mode, " mode, got shape ", shape(input.sizes())));
+    fail(cat("input must be [N, C] in ", mode, " mode, got shape ", shape_string(input.sizes())));
   }
   const int64_t rows = input.size(0);
   const int64_t classes = input.size(1);
@@ -174,7 +167,7 @@ KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
              type_name(target.scalar_type())));
   }
   if (target.dim() != 1 || target.size(0) != rows) {
-    fail(cat("target has shape ", shape(target.sizes()), " but input has ", rows,
+    fail(cat("target has shape ", shape_string(target.sizes()), " but input has ", rows,
              " rows (expected [", rows, "])"));
   }
   if (options.alpha.defined()) {
@@ -185,7 +178,8 @@ KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
                type_name(alpha.scalar_type())));
     }
     if (alpha.dim() != 1) {
-      fail(cat("alpha must be 1-D with one value per class, got shape ", shape(alpha.sizes())));
+      fail(cat("alpha must be 1-D with one value per class, got shape ",
+               shape_string(alpha.sizes())));
     }
     if (alpha.numel() != classes) {
       fail(cat("alpha has ", alpha.numel(), " values but input has ", classes, " classes"));
@@ -223,8 +217,8 @@ torch::Tensor prepare_grad_loss(const torch::Tensor& grad_loss, const KernelArgs
   const bool matches = per_element ? grad_loss.sizes() == args.input.sizes()
                                    : grad_loss.dim() == 1 && grad_loss.size(0) == args.rows();
   if (grad_loss.dim() != 0 && !matches) {
-    fail(cat("grad_loss has shape ", shape(grad_loss.sizes()), " but expected a scalar or ",
-             per_element ? shape(args.input.sizes()) : cat("[", args.rows(), "]")));
+    fail(cat("grad_loss has shape ", shape_string(grad_loss.sizes()), " but expected a scalar or ",
+             per_element ? shape_string(args.input.sizes()) : cat("[", args.rows(), "]")));
   }
   return contiguous(grad_loss.detach().to(accumulate_dtype(args.input.scalar_type())));
 }

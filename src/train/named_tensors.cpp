@@ -1,17 +1,8 @@
 #include "src/train/named_tensors.h"
 
-#include <sstream>
 #include <stdexcept>
 
 namespace torchfocal::train {
-
-std::string shape_string(c10::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << ']';
-  return out.str();
-}
 
 std::map<std::string, torch::Tensor> match_tensors(const TensorSpecs& expected,
                                                    const NamedTensors& given,

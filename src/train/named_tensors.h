@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "src/common/shape_string.h"
+
 namespace torchfocal::train {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
@@ -18,8 +20,6 @@ struct TensorSpec {
   torch::ScalarType dtype;
 };
 using TensorSpecs = std::map<std::string, TensorSpec>;
-
-std::string shape_string(c10::IntArrayRef sizes);
 
 // Every tensor of `given` must be named in `expected`, once, with that shape and dtype; throws
 // std::invalid_argument "<where>: ..." naming the first that is not. Names of `expected` may be

@@ -14,17 +14,14 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(
+/** Runs a process to its end, collecting its output. */
+export function runProcess(
+  file: string,
   args: string[],
-  /** shell: a `sh -c` script that runs the CLI as `exec "$@"` (to set limits first, say) */
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; shell?: string } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const command = [process.execPath, CLI, ...args];
-    const [file, argv] = options.shell
-      ? ['sh', ['-c', options.shell, 'sh', ...command]]
-      : [command[0], command.slice(1)];
-    const child = spawn(file, argv, {
+    const child = spawn(file, args, {
       cwd: options.cwd ?? ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -36,6 +33,17 @@ export function runCli(
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+export function runCli(
+  args: string[],
+  /** shell: a `sh -c` script that runs the CLI as `exec "$@"` (to set limits first, say) */
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; shell?: string } = {},
+): Promise<CliResult> {
+  const command = [process.execPath, CLI, ...args];
+  return options.shell
+    ? runProcess('sh', ['-c', options.shell, 'sh', ...command], options)
+    : runProcess(command[0], command.slice(1), options);
 }
 
 /** JSON lines of a --json run's stdout; throws if any line is not JSON. */
