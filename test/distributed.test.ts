@@ -198,3 +198,26 @@ test('--sync-bn: two ResNet ranks of batch 16 match one process of batch 32; per
   t.true(same < 2e-3, `${same}`);
   t.true(apart > 20 * same, `${apart} vs ${same}`);
 });
+
+test('a distributed run resumes with the same number of ranks, and says so when not', async (t) => {
+  const { dir } = await smallIdxFolder(60, 100);
+  const out = tempDir();
+  const args = ['train', '--dataset', dir, '--threads', '1', '--out', out, '--json'];
+  const first = await runCli([...args, '--nproc', '2', '--epochs', '1']);
+  t.is(first.code, 0, first.stderr);
+  const alone = await runCli([...args, '--resume', '--epochs', '2']);
+  t.is(alone.code, 1);
+  t.is(
+    alone.stderr.trim(),
+    `torchfocal: --resume: ${out} was trained by 2 process(es); resume it with the same number (not 1)`,
+  );
+  const again = await runCli([...args, '--nproc', '2', '--resume', '--epochs', '2']);
+  t.is(again.code, 0, again.stderr);
+  const epochs = jsonLines(again.stdout).filter((l) => l.event === 'epoch');
+  t.deepEqual(
+    epochs.map((e) => e.epoch),
+    [1],
+  );
+  const { config } = await openCheckpoint(out);
+  t.is(config.epochsDone, 2);
+});
