@@ -277,6 +277,7 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r) {
 const char* ErrorCode(const std::exception& e) {
   if (dynamic_cast<const train::OutOfMemory*>(&e)) return "ERR_TORCHFOCAL_OUT_OF_MEMORY";
   if (dynamic_cast<const train::NonFiniteLoss*>(&e)) return "ERR_TORCHFOCAL_NON_FINITE_LOSS";
+  if (dynamic_cast<const train::Cancelled*>(&e)) return "ERR_TORCHFOCAL_CANCELLED";
   return nullptr;
 }
 

@@ -48,7 +48,7 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r);
 std::string Describe(const std::exception& e);
 
 // The JS error code of the engine's exceptions that callers handle by kind, else nullptr:
-// ERR_TORCHFOCAL_OUT_OF_MEMORY, ERR_TORCHFOCAL_NON_FINITE_LOSS.
+// ERR_TORCHFOCAL_OUT_OF_MEMORY, ERR_TORCHFOCAL_NON_FINITE_LOSS, ERR_TORCHFOCAL_CANCELLED.
 const char* ErrorCode(const std::exception& e);
 
 }  // namespace torchfocal::binding

@@ -221,3 +221,45 @@ test('a distributed run resumes with the same number of ranks, and says so when 
   const { config } = await openCheckpoint(out);
   t.is(config.epochsDone, 2);
 });
+
+test('SIGTERM to the launcher stops every rank at one step; rank 0 checkpoints it and says how to resume', async (t) => {
+  const out = tempDir();
+  const args = [CLI, 'train', '--nproc', '2', '--epochs', '2', '--out', out, '--json'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  await new Promise<void>((resolve) =>
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (stdout.includes('"event":"epoch"')) resolve();
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 500)); // into the second epoch
+  child.kill('SIGTERM');
+  t.is(await exited, 130, stderr);
+  t.true(
+    stderr.includes(
+      `holds the run up to its last finished step: continue with torchfocal train --out ${out} --resume --epochs 2 --nproc 2`,
+    ),
+    stderr,
+  );
+  const { config } = await openCheckpoint(out);
+  t.is(config.epochsDone, 1);
+  t.is(config.partialEpoch?.epoch, 1);
+  t.true((config.partialEpoch?.step ?? 0) > 0);
+  const resumed = await runCli([
+    'train',
+    '--nproc',
+    '2',
+    '--epochs',
+    '2',
+    '--out',
+    out,
+    '--resume',
+    '--json',
+  ]);
+  t.is(resumed.code, 0, resumed.stderr);
+  t.is((await openCheckpoint(out)).config.epochsDone, 2);
+});

@@ -224,6 +224,8 @@ export const ERROR_CODES = {
   outOfMemory: 'ERR_TORCHFOCAL_OUT_OF_MEMORY',
   /** a non-finite loss with onNan 'stop' */
   nonFiniteLoss: 'ERR_TORCHFOCAL_NON_FINITE_LOSS',
+  /** stopped between steps: this trainer's cancel, or (distributed) another rank's */
+  cancelled: 'ERR_TORCHFOCAL_CANCELLED',
 } as const;
 
 export function hasErrorCode(err: unknown, code: string): boolean {

@@ -77,6 +77,7 @@ export async function launch(
           WORLD_SIZE: String(o.nnodes * o.nproc),
           RANK: String(rank),
           LOCAL_RANK: String(local),
+          LOCAL_WORLD_SIZE: String(o.nproc),
           MASTER_ADDR: o.masterAddr,
           MASTER_PORT: String(port),
         },
@@ -88,10 +89,13 @@ export async function launch(
     child.stderr?.on('data', (d) => (entry.stderr += d));
     children.push(entry);
   }
-  // Ctrl-C reaches every rank through the terminal; the ranks stop together and checkpoint.
+  // Ctrl-C reaches every rank through the terminal; a SIGTERM (a scheduler's) is passed on. The
+  // ranks then stop together at one step and rank 0 checkpoints it.
   const ignore = () => {};
+  const forward = () =>
+    children.forEach((c) => c.child.exitCode === null && c.child.kill('SIGTERM'));
   process.on('SIGINT', ignore);
-  process.on('SIGTERM', ignore);
+  process.on('SIGTERM', forward);
   try {
     const exits = children.map(
       (c) =>
@@ -117,7 +121,8 @@ export async function launch(
       }
     }
     if (failure?.code === 130) {
-      throw new ExitError('interrupted; rank 0 printed how to resume the run', 130);
+      // rank 0 has printed how to resume; nothing to add
+      throw new ExitError('interrupted', 130);
     }
     if (failure) {
       const own = children.find((c) => c.rank === failure!.rank)!;
@@ -136,7 +141,7 @@ export async function launch(
     }
   } finally {
     process.off('SIGINT', ignore);
-    process.off('SIGTERM', ignore);
+    process.off('SIGTERM', forward);
   }
 }
 

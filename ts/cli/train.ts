@@ -213,24 +213,25 @@ export function trainCommand(): Command {
         });
       } catch (err) {
         progress.stop();
+        // How to continue: the same ranks per machine (the launcher sets LOCAL_WORLD_SIZE).
+        const ranks = process.env.LOCAL_WORLD_SIZE;
+        const resume = (extra: string) =>
+          `${spec.out} holds the run up to its last finished step: continue with torchfocal ` +
+          `train --out ${spec.out} --resume --epochs ${flags.epochs}` +
+          `${distributed && ranks ? ` --nproc ${ranks}` : ''}${extra}`;
         if (hasErrorCode(err, ERROR_CODES.outOfMemory)) {
           const failed = Number(
             /batch size (\d+)/.exec((err as Error).message)?.[1] ?? flags.batchSize,
           );
           const smaller = Math.max(1, Math.floor(failed / 2));
           throw new ExitError(
-            `${(err as Error).message.split('\n')[0]}. ${spec.out} holds the run up to its last ` +
-              `finished step: continue with torchfocal train --out ${spec.out} --resume ` +
-              `--epochs ${flags.epochs} --batch-size ${smaller}`,
+            `${(err as Error).message.split('\n')[0]}. ${resume(` --batch-size ${smaller}`)}`,
             1,
           );
         }
-        if (!interrupt.signal.aborted) throw err;
-        throw new ExitError(
-          `interrupted; ${spec.out} holds the run up to its last finished step: continue with ` +
-            `torchfocal train --out ${spec.out} --resume --epochs ${flags.epochs}`,
-          130,
-        );
+        // Our Ctrl-C, or (distributed) another rank's: both leave a checkpoint at that step.
+        if (!interrupt.signal.aborted && (err as Error).name !== 'AbortError') throw err;
+        throw new ExitError(`interrupted; ${resume('')}`, 130);
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);

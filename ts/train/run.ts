@@ -148,7 +148,8 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
     } catch (err) {
       // Aborted between two steps, or out of memory: the checkpoint takes the interrupted
       // epoch's place too, and a resume (with a smaller batch) continues there.
-      const interrupted = hooks.signal?.aborted || hasErrorCode(err, ERROR_CODES.outOfMemory);
+      const interrupted =
+        (err as Error).name === 'AbortError' || hasErrorCode(err, ERROR_CODES.outOfMemory);
       if (writes && interrupted && trainer.partialEpoch) await trainer.save(out, data);
       throw err;
     }

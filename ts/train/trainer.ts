@@ -3,6 +3,8 @@ import fs from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
 import {
   call,
+  ERROR_CODES,
+  hasErrorCode,
   native,
   type NativeProgress,
   type NativeTrainer,
@@ -204,7 +206,8 @@ export class Trainer {
           const evaluate = (epoch + 1) % evalEvery === 0 || i === count - 1;
           native = await call(() => this.handle.trainEpoch(onProgress, evaluate));
         } catch (err) {
-          if (signal?.aborted) throw abortError(signal);
+          // Stopped by our signal, or, distributed, by another rank's: an interruption either way.
+          if (signal?.aborted || hasErrorCode(err, ERROR_CODES.cancelled)) throw abortError(signal);
           throw err;
         }
         const result: EpochResult = {
@@ -371,8 +374,8 @@ async function readHistory(file: string): Promise<EpochResult[]> {
   });
 }
 
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('training was aborted', { cause: signal.reason });
+function abortError(signal: AbortSignal | undefined): Error {
+  const err = new Error('training was aborted', { cause: signal?.reason });
   err.name = 'AbortError';
   return err;
 }
