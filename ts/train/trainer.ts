@@ -197,14 +197,21 @@ export class Trainer {
     }
     const abort = () => this.handle.cancel();
     signal?.addEventListener('abort', abort);
+    // A distributed rank never stops on its own between epochs: the others would wait for it in
+    // their next collective. An abort goes into the epoch, and all ranks stop after its first step.
+    const distributed = this.options.distributed !== null;
     try {
       for (let i = 0; i < count; i++) {
-        if (signal?.aborted) throw abortError(signal);
+        if (signal?.aborted && !distributed) throw abortError(signal);
         let native;
         try {
           const epoch = this.epochsDone;
           const evaluate = (epoch + 1) % evalEvery === 0 || i === count - 1;
-          native = await call(() => this.handle.trainEpoch(onProgress, evaluate));
+          native = await call(() => {
+            const running = this.handle.trainEpoch(onProgress, evaluate);
+            if (signal?.aborted) this.handle.cancel(); // trainEpoch cleared the flag
+            return running;
+          });
         } catch (err) {
           // Stopped by our signal, or, distributed, by another rank's: an interruption either way.
           if (signal?.aborted || hasErrorCode(err, ERROR_CODES.cancelled)) throw abortError(signal);
