@@ -15,8 +15,6 @@
 namespace torchfocal::dist {
 namespace {
 
-constexpr int64_t kBucketBytes = 25 << 20;  // DDP's default bucket size
-
 std::chrono::milliseconds millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
 }
@@ -149,41 +147,15 @@ void Collective::check_same(const std::string& what, const std::string& descript
 }
 
 void Collective::sum(const std::vector<torch::Tensor>& tensors) {
-  // Pack into buckets by dtype, in order; launch every bucket, then wait and unpack.
-  std::vector<std::vector<torch::Tensor>> buckets;
-  int64_t bytes = 0;
-  for (const auto& t : tensors) {
-    if (buckets.empty() || bytes + t.nbytes() > kBucketBytes ||
-        buckets.back().front().scalar_type() != t.scalar_type()) {
-      buckets.emplace_back();
-      bytes = 0;
-    }
-    buckets.back().push_back(t);
-    bytes += t.nbytes();
-  }
-  std::vector<torch::Tensor> flats;
+  // Every caller passes whole contiguous tensors (the trainer's flat gradient buffer among
+  // them), so each is summed in place: all launched, then all waited for.
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (const auto& bucket : buckets) {
-    std::vector<torch::Tensor> flat;
-    if (bucket.size() == 1 && bucket.front().is_contiguous()) {
-      flat.push_back(bucket.front().view({-1}));  // summed in place
-    } else {
-      std::vector<torch::Tensor> parts;
-      for (const auto& t : bucket) parts.push_back(t.reshape({-1}));
-      flat.push_back(torch::cat(parts));
-    }
-    works.push_back(group_->run([&](auto& g) { return g.allreduce(flat); }));
-    flats.push_back(flat.front());
+  for (const auto& t : tensors) {
+    if (!t.is_contiguous()) throw std::logic_error("Collective::sum needs contiguous tensors");
+    std::vector<torch::Tensor> one{t};
+    works.push_back(group_->run([&](auto& g) { return g.allreduce(one); }));
   }
-  for (size_t b = 0; b < buckets.size(); ++b) {
-    works[b]->wait();
-    if (flats[b].data_ptr() == buckets[b].front().data_ptr()) continue;
-    int64_t offset = 0;
-    for (const auto& t : buckets[b]) {
-      t.copy_(flats[b].slice(0, offset, offset + t.numel()).view_as(t));
-      offset += t.numel();
-    }
-  }
+  for (auto& work : works) work->wait();
 }
 
 void Collective::broadcast(const std::vector<torch::Tensor>& tensors) {

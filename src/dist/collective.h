@@ -38,8 +38,8 @@ class Collective {
   // std::invalid_argument naming the rank and the first line where it differs from rank 0.
   void check_same(const std::string& what, const std::string& description);
 
-  // In place: the element-wise sum over ranks. Tensors are packed into buckets of about 25 MB
-  // (one collective each, all in flight at once) and unpacked after.
+  // In place: the element-wise sum over ranks of each (contiguous) tensor; all in flight at
+  // once, returned when all are done.
   void sum(const std::vector<torch::Tensor>& tensors);
   // In place: rank 0's values everywhere.
   void broadcast(const std::vector<torch::Tensor>& tensors);
