@@ -55,17 +55,20 @@ class FamilyLoss final : public Loss {
     int64_t drw_epoch = -1;             // weights only from this epoch on (-1: always)
   };
 
-  FamilyLoss(const Parts& p, const torch::Device& device) : parts_(p) {
+  FamilyLoss(const Parts& p, const torch::Device& device, bool targets_checked) : parts_(p) {
     if (!p.weights.empty()) weights_ = to_tensor(p.weights, device);
     if (!p.logit_offset.empty()) offset_ = to_tensor(p.logit_offset, device);
     if (!p.target_margin.empty()) margin_ = to_tensor(p.target_margin, device);
     options_.gamma = p.gamma;
     options_.label_smoothing = p.label_smoothing;
+    options_.targets_checked = targets_checked;
     set_epoch(0);
   }
 
-  void set_epoch(int64_t epoch) override {
+  bool set_epoch(int64_t epoch) override {
+    const bool before = weighted_;
     weighted_ = weights_.defined() && (parts_.drw_epoch < 0 || epoch >= parts_.drw_epoch);
+    return weighted_ != before;
   }
 
   torch::Tensor forward(const torch::Tensor& logits, const torch::Tensor& target) override {
@@ -153,7 +156,7 @@ std::vector<double> inverse_frequency_weights(const std::vector<int64_t>& counts
 }
 
 std::unique_ptr<Loss> make_loss(const LossConfig& c, const std::vector<int64_t>& counts,
-                                const torch::Device& device) {
+                                const torch::Device& device, bool targets_checked) {
   const size_t num_classes = counts.size();
   if (!std::isfinite(c.gamma) || c.gamma < 0)
     throw std::invalid_argument("gamma must be a finite number >= 0");
@@ -210,7 +213,7 @@ std::unique_ptr<Loss> make_loss(const LossConfig& c, const std::vector<int64_t>&
     throw std::invalid_argument(
         "--drw needs class weights: give --alpha, or use cb-ce, cb-focal or ldam");
   }
-  return std::make_unique<FamilyLoss>(p, device);
+  return std::make_unique<FamilyLoss>(p, device, targets_checked);
 }
 
 }  // namespace torchfocal::losses

@@ -40,13 +40,16 @@ class Loss {
   // logits [N, C], target [N] int64 -> scalar mean loss over the batch.
   virtual torch::Tensor forward(const torch::Tensor& logits, const torch::Tensor& target) = 0;
   // Deferred re-weighting switches class weights on at an epoch; called before each epoch.
-  virtual void set_epoch(int64_t epoch) {}
+  // Returns whether forward computes something else from now on (a captured step is stale).
+  virtual bool set_epoch(int64_t epoch) { return false; }
 };
 
 // `class_counts`: the training set's count per class (priors, effective numbers, margins).
 // Throws std::invalid_argument for an unknown name, an α of the wrong length, bad numbers.
+// `targets_checked`: every target forward will see is a valid class index (the focal op's
+// FocalOptions::targets_checked: no range check, no read-back to the host).
 std::unique_ptr<Loss> make_loss(const LossConfig& config, const std::vector<int64_t>& class_counts,
-                                const torch::Device& device);
+                                const torch::Device& device, bool targets_checked = false);
 
 // Class-balanced weights from the effective number of samples, normalised to sum to C.
 std::vector<double> class_balanced_weights(const std::vector<int64_t>& counts, double beta);

@@ -188,7 +188,9 @@ KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
   }
   args.input = contiguous(input);
   args.target = contiguous(target);
-  const int64_t valid = check_target_values(args.target, classes, options.ignore_index);
+  const int64_t valid = options.targets_checked
+                            ? rows
+                            : check_target_values(args.target, classes, options.ignore_index);
   args.mean_divisor = static_cast<double>(std::max<int64_t>(valid, 1));
   return args;
 }

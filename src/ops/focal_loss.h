@@ -27,7 +27,12 @@ struct FocalOptions {
   torch::Tensor alpha;
   // sigmoid: the scalar α of the binary form; < 0 disables weighting.
   double sigmoid_alpha = 0.25;
-  int64_t ignore_index = -100;   // softmax/probs rows with this target contribute nothing
+  int64_t ignore_index = -100;  // softmax/probs rows with this target contribute nothing
+  // softmax/probs: the caller guarantees every target is a class index (none out of range, none
+  // equal to ignore_index), so the range check and its read-back to the host are skipped and a
+  // mean divides by N. What lets a CUDA graph capture the op (the trainer's labels were checked
+  // once, when the dataset was made).
+  bool targets_checked = false;
   double label_smoothing = 0.0;  // softmax only, in [0, 1)
   // kMean: softmax/probs divide by the count of non-ignored rows (0 rows -> loss 0, grad 0);
   // sigmoid divides by the element count.

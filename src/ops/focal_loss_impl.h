@@ -31,7 +31,8 @@ struct KernelArgs {
 };
 
 // Checks everything (std::invalid_argument naming the argument) and prepares KernelArgs. On
-// CUDA the target range check reads one pair of numbers back to the host (one sync per call).
+// CUDA the target range check reads one pair of numbers back to the host (one sync per call),
+// unless FocalOptions::targets_checked says the caller has done it.
 KernelArgs check_args(const torch::Tensor& input, const torch::Tensor& target,
                       const FocalOptions& options);
 

@@ -68,13 +68,24 @@ bool LossScaler::unscale(const std::vector<torch::Tensor>& params) {
   for (const auto& p : params) {
     if (p.grad().defined()) grads.push_back(p.mutable_grad());
   }
+  return unscale_on_device(grads).item<float>() == 0.0f;
+}
+
+const torch::Tensor& LossScaler::unscale_on_device(const std::vector<torch::Tensor>& grads) {
   found_inf_.zero_();
   at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
-  return found_inf_.item<float>() == 0.0f;
+  return found_inf_;
 }
 
 void LossScaler::update() {
   at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, 2.0, 0.5, growth_interval_);
+}
+
+void LossScaler::update_where(const torch::Tensor& apply) {
+  const auto scale = scale_.clone(), tracker = growth_tracker_.clone();
+  update();
+  scale_.copy_(torch::where(apply, scale_, scale));
+  growth_tracker_.copy_(torch::where(apply, growth_tracker_, tracker));
 }
 
 }  // namespace torchfocal::train

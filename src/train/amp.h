@@ -39,8 +39,13 @@ class LossScaler {
   torch::Tensor scale(const torch::Tensor& loss) const { return loss * scale_; }
   // Unscales the gradients in place; true when all are finite (reads one value: a sync).
   bool unscale(const std::vector<torch::Tensor>& params);
+  // The same without the read: returns the device flag, 1 when a gradient is not finite.
+  const torch::Tensor& unscale_on_device(const std::vector<torch::Tensor>& grads);
   // After each step, whether or not it was skipped.
   void update();
+  // update() where `apply` (a 0-dim bool tensor on the device) is true; as if not called where
+  // false, as the host loop skips it after a non-finite loss. No host read.
+  void update_where(const torch::Tensor& apply);
   double current_scale() const { return scale_.item<double>(); }
 
  private:

@@ -146,4 +146,19 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
   }
 }
 
+const torch::optim::AdamParamState* adam_state(torch::optim::Optimizer& optimizer,
+                                               const torch::Tensor& param) {
+  return static_cast<const torch::optim::AdamParamState*>(find_state(optimizer, param));
+}
+
+void set_adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, int64_t step,
+                    torch::Tensor exp_avg, torch::Tensor exp_avg_sq) {
+  auto s = std::make_unique<torch::optim::AdamParamState>();
+  s->step(step);
+  s->exp_avg(std::move(exp_avg));
+  s->exp_avg_sq(std::move(exp_avg_sq));
+  auto& map = optimizer.state();
+  map[state_key<std::decay_t<decltype(map)>>(param)] = std::move(s);
+}
+
 }  // namespace torchfocal::train

@@ -26,4 +26,11 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
 // Whether `name` is one of the optimizer's entries (by its prefix).
 bool is_optimizer_entry(const std::string& name);
 
+// One parameter's Adam state (nullptr before its first step), and replacing it: how the flat
+// optimizer (flat_optimizer.h) hands its moments to and from the format above.
+const torch::optim::AdamParamState* adam_state(torch::optim::Optimizer& optimizer,
+                                               const torch::Tensor& param);
+void set_adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, int64_t step,
+                    torch::Tensor exp_avg, torch::Tensor exp_avg_sq);
+
 }  // namespace torchfocal::train

@@ -6,8 +6,10 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "models/batch_norm.h"
 #include "models/registry.h"
@@ -61,7 +63,33 @@ std::string describe(const TrainConfig& c) {
   return out.str();
 }
 
+// The error of a step whose loss is not finite (on_nan = "stop"); `step` counts from 0.
+std::string non_finite_message(double value, int64_t epoch, int64_t step, int64_t steps) {
+  std::ostringstream what;
+  what << "the loss is "
+       << (std::isnan(value) ? "NaN"
+           : value > 0       ? "+inf"
+                             : "-inf")
+       << " at epoch " << epoch << ", step " << step + 1 << " of " << steps
+       << " (weights left as after the step before; the last checkpoint is "
+       << "intact): lower --lr, or pass --on-nan skip";
+  return what.str();
+}
+
+// Eager device steps before the CUDA graph is captured: cuBLAS/cuDNN handles, workspaces and the
+// allocator's pools are set up by the first runs (PyTorch's whole-network capture recipe).
+constexpr int64_t kGraphWarmups = 3;
+
+void check_mode(const char* name, const std::string& value) {
+  if (value != "auto" && value != "on" && value != "off") {
+    throw std::invalid_argument(std::string("unknown ") + name + " '" + value +
+                                "' (known: auto, on, off)");
+  }
+}
+
 void validate(const TrainConfig& c) {
+  check_mode("device_step", c.device_step);
+  check_mode("cuda_graph", c.cuda_graph);
   if (c.num_classes < 2) throw std::invalid_argument("num_classes must be at least 2");
   if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
   if (c.eval_batch_size < 1) throw std::invalid_argument("eval_batch_size must be at least 1");
@@ -154,7 +182,30 @@ Trainer::Trainer(TrainConfig config)
   }
   // Built again from the real class counts when training data arrives; this one checks the
   // loss options now, so a bad α fails at construction rather than at the first epoch.
-  loss_ = losses::make_loss(config_.loss, std::vector<int64_t>(config_.num_classes, 1), device_);
+  loss_ = losses::make_loss(config_.loss, std::vector<int64_t>(config_.num_classes, 1), device_,
+                            /*targets_checked=*/true);
+
+  const bool one_process = !config_.distributed.enabled();
+  const bool device_step = config_.device_step == "on" ||
+                           (config_.device_step == "auto" && device_.is_cuda() && one_process);
+  if (device_step && !one_process) {
+    // Their collective reads the loss and the stop flag on the host at every step.
+    throw std::invalid_argument("the device step does not run in distributed training");
+  }
+  const bool graph = device_step && device_.is_cuda() && config_.cuda_graph != "off";
+  if (config_.cuda_graph == "on" && !graph) {
+    throw std::invalid_argument(
+        "cuda_graph 'on' needs a CUDA device, one process and the device step");
+  }
+  if (device_step) {
+    flat_ = std::make_unique<FlatOptimizer>(*optimizer_);
+    const auto on = torch::TensorOptions().device(device_);
+    sums_ = {torch::zeros({}, on.dtype(torch::kFloat64)), torch::zeros({}, on.dtype(torch::kInt64)),
+             torch::zeros({}, on.dtype(torch::kInt64)),   torch::zeros({}, on.dtype(torch::kInt64)),
+             torch::zeros({}, on.dtype(torch::kBool)),    torch::zeros({}, on.dtype(torch::kInt64)),
+             torch::zeros({}, on.dtype(torch::kFloat64))};
+  }
+  if (graph) graph_ = std::make_unique<StepGraph>(device_);
 }
 
 void Trainer::set_epochs_done(int64_t epoch) {
@@ -205,7 +256,9 @@ std::pair<double, bool> Trainer::average_gradients(const torch::Tensor& loss, bo
 }
 
 void Trainer::clear_gradients(const std::vector<torch::Tensor>& params) {
-  if (grad_buffer_.defined()) {
+  if (flat_) {
+    flat_->zero_grad();  // views into the flat optimizer's buffer, as below
+  } else if (grad_buffer_.defined()) {
     grad_buffer_.zero_();  // the gradients are views into it: backward accumulates in place
   } else {
     for (const auto& p : params) p.mutable_grad().reset();  // set_to_none: no memset
@@ -227,7 +280,8 @@ void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& l
   }
   train_ = std::move(dataset);
   train_labels_cpu_ = train_.labels().cpu();
-  loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_);
+  loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_, /*targets_checked=*/true);
+  if (graph_) graph_->reset();  // the captured step read the old dataset and loss
 }
 
 void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& labels) {
@@ -245,7 +299,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
   c10::AutoGradMode grad(true);
   model_->train();
-  loss_->set_epoch(epoch_);
+  if (loss_->set_epoch(epoch_) && graph_) graph_->reset();  // deferred re-weighting began
   RandomStream::Scope random(*rng_);
 
   const auto start = std::chrono::steady_clock::now();
@@ -265,9 +319,20 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   const int64_t n = order.size(0);  // this rank's samples
   const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
 
-  // Running sums stay on the device: reading them forces a sync, done only for progress.
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
-  auto correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  // Running sums stay on the device: reading them forces a sync, done only for progress. The
+  // device step keeps its own, in place (a captured graph holds their addresses).
+  auto loss_sum =
+      flat_ ? sums_.loss_sum
+            : torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  auto correct =
+      flat_ ? sums_.correct
+            : torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  if (flat_) {
+    loss_sum.zero_();
+    correct.zero_();
+    sums_.halted.fill_(false);
+    sums_.bad_step.fill_(-1);
+  }
   const auto params = model_->parameters();
   int64_t skipped = 0;
   int64_t first = 0;
@@ -283,6 +348,10 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     skipped = partial_.skipped;
     carried_seconds = partial_.seconds;
   }
+  if (flat_) {
+    sums_.skipped.fill_(skipped);
+    sums_.step.fill_(first);
+  }
   partial_ = {};
   const auto elapsed = [&] {
     return carried_seconds +
@@ -293,6 +362,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   // `together` (all ranks stop at this step) rank 0 keeps the sums of all ranks, the others none:
   // only rank 0's checkpoint is written, and the epoch's end sums over ranks again.
   const auto interrupt_at = [&](int64_t step, bool together) {
+    if (flat_) skipped = std::get<2>(read_device_sums(steps));  // a halted epoch throws here
     if (collective_ && together) {
       collective_->sum({loss_sum, correct});
       if (collective_->rank() > 0) {
@@ -303,6 +373,12 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     partial_ = {epoch_, step, loss_sum.item<double>(), correct.item<int64_t>(), skipped, elapsed()};
   };
 
+  // The device step runs on a side stream (CUDA graphs are captured off the default stream) and
+  // its progress figures are read without waiting on the queue.
+  std::optional<StepStream> step_stream;
+  if (flat_) step_stream.emplace(device_);
+  LaggedRead progress_read;
+  int64_t progress_reported = first;
   for (int64_t step = first; step < steps; ++step) {
     // Distributed ranks decide to stop together, through the step's collective (below).
     if (!collective_ && cancel != nullptr && cancel->load()) {
@@ -312,8 +388,27 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     bool stop_after_step = false;
     try {
       const int64_t begin = step * config_.batch_size;
-      auto batch = train_.gather(order.slice(0, begin, std::min(n, begin + config_.batch_size)),
-                                 input_size_);
+      const auto indices = order.slice(0, begin, std::min(n, begin + config_.batch_size));
+      if (flat_) {
+        if (graph_ && indices.size(0) == config_.batch_size) {
+          graph_step(indices);
+        } else {
+          device_step(indices);  // the last, partial batch: the same step, uncaptured
+        }
+        if (progress && ((step + 1) % config_.progress_every == 0 || step + 1 == steps)) {
+          progress_read.request(torch::stack({loss_sum, sums_.skipped.to(torch::kFloat64)}),
+                                step + 1);
+          if (auto landed = progress_read.latest(); landed && landed->second > progress_reported) {
+            progress_reported = landed->second;
+            const double sum = landed->first[0].item<double>(),
+                         dropped = landed->first[1].item<double>();
+            progress({epoch_, progress_reported, steps,
+                      sum / (static_cast<double>(progress_reported) - dropped)});
+          }
+        }
+        continue;
+      }
+      auto batch = train_.gather(indices, input_size_);
       clear_gradients(params);
       torch::Tensor logits;
       {
@@ -323,17 +418,8 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       // The loss in float32, whatever precision the last layer ran in.
       auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
       const auto non_finite = [&](double value) {
-        if (config_.on_nan == "stop") {
-          std::ostringstream what;
-          what << "the loss is "
-               << (std::isnan(value) ? "NaN"
-                   : value > 0       ? "+inf"
-                                     : "-inf")
-               << " at epoch " << epoch_ << ", step " << step + 1 << " of " << steps
-               << " (weights left as after the step before; the last checkpoint is "
-               << "intact): lower --lr, or pass --on-nan skip";
-          throw NonFiniteLoss(what.str());
-        }
+        if (config_.on_nan == "stop")
+          throw NonFiniteLoss(non_finite_message(value, epoch_, step, steps));
         ++skipped;
       };
       if (collective_) {
@@ -388,6 +474,14 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     }
   }
   if (collective_) collective_->sum({loss_sum, correct});  // the epoch's figures over all ranks
+  if (flat_) {
+    const auto [sum, right, dropped] = read_device_sums(steps);  // the epoch's one wait
+    skipped = dropped;
+    step_stream.reset();
+    if (progress && progress_reported < steps) {
+      progress({epoch_, steps, steps, sum / static_cast<double>(steps - skipped)});
+    }
+  }
 
   EpochResult result;
   result.epoch = epoch_;
@@ -411,6 +505,78 @@ metrics::Metrics Trainer::evaluate_test() {
   if (test_.empty()) throw std::logic_error("no test data has been set");
   configure_threads(config_.threads);
   return evaluate(test_);
+}
+
+void Trainer::device_step(const torch::Tensor& indices) {
+  auto batch = train_.gather(indices, input_size_);
+  torch::Tensor logits;
+  {
+    AutocastScope autocast(amp_, device_);
+    logits = model_->forward(laid_out(batch.images));
+  }
+  auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
+  flat_->zero_grad();
+  // Backward also for a non-finite loss: its gradients are never applied (`take` below).
+  (scaler_ ? scaler_->scale(loss) : loss).backward();
+
+  torch::NoGradGuard no_grad;
+  auto& s = sums_;
+  const auto value = loss.detach().to(torch::kFloat64);
+  const auto bad = value.isfinite().logical_not();
+  torch::Tensor counted;  // this step trains and counts: a finite loss, no earlier halt
+  if (config_.on_nan == "stop") {
+    // The first bad step halts the epoch: it and every later step change no weight, and the
+    // host throws at its next read (read_device_sums) naming that step.
+    const auto first_bad = bad.logical_and(s.halted.logical_not());
+    s.bad_step.copy_(torch::where(first_bad, s.step, s.bad_step));
+    s.bad_value.copy_(torch::where(first_bad, value, s.bad_value));
+    s.halted.logical_or_(bad);
+    counted = s.halted.logical_not();
+  } else {
+    s.skipped.add_(bad.to(torch::kInt64));
+    counted = bad.logical_not();
+  }
+  auto take = counted;
+  if (scaler_) {
+    // fp16: an overflowing gradient skips the update and shrinks the scale, as in the host loop.
+    take = take.logical_and(scaler_->unscale_on_device({flat_->gradients()}).eq(0));
+    scaler_->update_where(counted);
+  }
+  flat_->step(take.to(torch::kFloat32));
+  const auto dropped = counted.logical_not();
+  s.loss_sum.add_(value.masked_fill(dropped, 0));
+  s.correct.add_(logits.argmax(1).eq(batch.labels).sum().masked_fill(dropped, 0));
+  s.step.add_(1);
+}
+
+void Trainer::graph_step(const torch::Tensor& indices) {
+  if (!graph_indices_.defined() || graph_indices_.size(0) != indices.size(0)) {
+    graph_->reset();  // a new batch size
+    graph_indices_ = torch::empty_like(indices);
+  }
+  graph_indices_.copy_(indices);
+  if (graph_->captured()) {
+    graph_->replay();
+  } else if (graph_warmups_ < kGraphWarmups) {
+    device_step(graph_indices_);
+    ++graph_warmups_;
+  } else {
+    graph_->capture([this] { device_step(graph_indices_); });  // records; runs nothing
+    graph_->replay();
+  }
+}
+
+std::tuple<double, int64_t, int64_t> Trainer::read_device_sums(int64_t steps) {
+  const auto& s = sums_;
+  const auto f64 = torch::kFloat64;
+  const auto host = torch::stack({s.loss_sum, s.correct.to(f64), s.skipped.to(f64),
+                                  s.halted.to(f64), s.bad_step.to(f64), s.bad_value})
+                        .cpu();
+  const auto* h = host.data_ptr<double>();
+  if (h[3] != 0) {
+    throw NonFiniteLoss(non_finite_message(h[5], epoch_, static_cast<int64_t>(h[4]), steps));
+  }
+  return {h[0], static_cast<int64_t>(h[1]), static_cast<int64_t>(h[2])};
 }
 
 torch::Tensor Trainer::laid_out(torch::Tensor images) const {
@@ -497,6 +663,7 @@ void Trainer::load_state_dict(const NamedTensors& state) {
 }
 
 NamedTensors Trainer::train_state() const {
+  if (flat_) flat_->store();  // the flat optimizer's moments into optimizer_'s saved format
   auto state = optimizer_state(*optimizer_, *model_);
   state.emplace_back(rng_->name(), rng_->state().clone());
   return state;
@@ -517,6 +684,7 @@ void Trainer::load_train_state(const NamedTensors& state) {
   if (rng.defined()) rng_->set_state(rng);
   try {
     load_optimizer_state(*optimizer_, *model_, state);
+    if (flat_) flat_->load();
   } catch (...) {
     rng_->set_state(before);  // all or nothing
     throw;

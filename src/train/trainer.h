@@ -17,8 +17,10 @@
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
+#include "src/train/flat_optimizer.h"
 #include "src/train/named_tensors.h"
 #include "src/train/random_stream.h"
+#include "src/train/step_graph.h"
 
 namespace torchfocal::train {
 
@@ -44,6 +46,15 @@ struct TrainConfig {
   // weights; "skip" leaves the weights as they were and counts it. The check reads the loss
   // every step: free on the CPU, one device sync per step on a GPU.
   std::string on_nan = "stop";
+  // The sync-free step: the loss check, the skip of a non-finite step and the optimizer update
+  // (src/train/flat_optimizer.h) all on the device, the host reading the epoch's figures once, at
+  // its end. "auto": on CUDA in one process; "on": also on the CPU (the tests run it there);
+  // "off": the host loop, which reads the loss every step.
+  std::string device_step = "auto";
+  // Capture that step once as a CUDA graph and replay it for every full batch (the last, partial
+  // batch runs uncaptured). "auto": whenever the device step runs on CUDA; "on": an error where
+  // it cannot; "off".
+  std::string cuda_graph = "auto";
   // Data parallelism over c10d (src/dist/collective.h): each rank trains on its shard of every
   // epoch's order with batches of batch_size, gradients are averaged before each step, and the
   // epoch's figures and evaluations are summed over ranks.
@@ -102,6 +113,10 @@ class Trainer {
   const TrainConfig& config() const { return config_; }
   const torch::Device& device() const { return device_; }
   int64_t input_size() const { return input_size_; }
+  // Whether the sync-free step and its CUDA graph are in use (TrainConfig::device_step,
+  // cuda_graph).
+  bool uses_device_step() const { return flat_ != nullptr; }
+  bool uses_cuda_graph() const { return graph_ != nullptr; }
   int64_t epochs_done() const { return epoch_; }
   void set_epochs_done(int64_t epoch);
   // Set when train_epoch was cancelled; the next train_epoch continues from it.
@@ -146,6 +161,14 @@ class Trainer {
   void check_same_on_all_ranks(const std::string& what, const std::string& description);
   // A batch of model inputs in the trainer's memory format.
   torch::Tensor laid_out(torch::Tensor images) const;
+  // One sync-free step on the batch of `indices` (device_sums_ keeps its figures); what the CUDA
+  // graph captures.
+  void device_step(const torch::Tensor& indices);
+  // A full batch through the CUDA graph: eager warm-ups, then one capture, then replays.
+  void graph_step(const torch::Tensor& indices);
+  // The device step's figures of the epoch so far, on the host: {loss sum, correct, skipped}.
+  // Throws NonFiniteLoss when on_nan = "stop" and a step's loss was not finite.
+  std::tuple<double, int64_t, int64_t> read_device_sums(int64_t steps);
 
   TrainConfig config_;
   torch::Device device_;
@@ -162,6 +185,16 @@ class Trainer {
   std::unique_ptr<RandomStream> rng_;             // dropout's draws
   std::unique_ptr<dist::Collective> collective_;  // set in a distributed run
   torch::Tensor grad_buffer_;  // distributed: all gradients (views), then the loss and stop slots
+  std::unique_ptr<FlatOptimizer> flat_;  // the device step's optimizer (over optimizer_'s state)
+  std::unique_ptr<StepGraph> graph_;     // the device step, captured
+  int64_t graph_warmups_ = 0;            // eager device steps before capture (CUDA needs some)
+  torch::Tensor graph_indices_;          // the captured step's batch indices, refilled per step
+  // The device step's running figures (in place, so that the graph keeps their addresses): loss
+  // sum (float64), correct, skipped steps, the step number, and with on_nan = "stop" whether a
+  // non-finite loss has halted the epoch, at which step and with which value.
+  struct DeviceSums {
+    torch::Tensor loss_sum, correct, skipped, step, halted, bad_step, bad_value;
+  } sums_;
   int64_t epoch_ = 0;
   PartialEpoch partial_;
 };

@@ -1,0 +1,173 @@
+#include "src/train/flat_optimizer.h"
+
+#include <ATen/Parallel.h>
+
+#include <stdexcept>
+
+#include "src/train/optimizer_state.h"
+
+#ifdef TORCHFOCAL_WITH_CUDA
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "src/train/cuda/flat_optimizer_kernel.h"
+#endif
+
+namespace torchfocal::train {
+namespace {
+
+constexpr int64_t kGrain = 1 << 15;  // elements per CPU task: large enough to beat the overhead
+
+int64_t total_numel(const std::vector<torch::Tensor>& tensors) {
+  int64_t total = 0;
+  for (const auto& t : tensors) total += t.numel();
+  return total;
+}
+
+}  // namespace
+
+torch::Tensor flat_view(const torch::Tensor& flat, const torch::Tensor& like, int64_t offset) {
+  return flat.as_strided(like.sizes(), like.strides(), offset);
+}
+
+FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(optimizer) {
+  if (optimizer.param_groups().size() != 1) {
+    throw std::invalid_argument("flat optimizer: one parameter group expected");
+  }
+  auto& group = optimizer.param_groups()[0];
+  params_ = group.params();
+  if (params_.empty()) throw std::invalid_argument("flat optimizer: no parameters");
+  if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) {
+    if (adam->amsgrad()) throw std::invalid_argument("flat optimizer: amsgrad is not supported");
+    adam_ = true;
+    lr_ = adam->lr();
+    beta1_ = std::get<0>(adam->betas());
+    beta2_ = std::get<1>(adam->betas());
+    constants_ = {static_cast<float>(lr_),
+                  static_cast<float>(beta1_),
+                  static_cast<float>(beta2_),
+                  static_cast<float>(1 - beta1_),
+                  static_cast<float>(1 - beta2_),
+                  static_cast<float>(adam->eps()),
+                  static_cast<float>(adam->weight_decay())};
+  } else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&group.options())) {
+    if (sgd->momentum() != 0 || sgd->weight_decay() != 0 || sgd->nesterov()) {
+      throw std::invalid_argument("flat optimizer: SGD with momentum or weight decay");
+    }
+    lr_ = sgd->lr();
+  } else {
+    throw std::invalid_argument("flat optimizer: only Adam and SGD are supported");
+  }
+  const auto options = params_.front().options();
+  for (const auto& p : params_) {
+    if (p.scalar_type() != torch::kFloat32 || p.device() != params_.front().device()) {
+      throw std::invalid_argument("flat optimizer: parameters must be float32 on one device");
+    }
+  }
+  const int64_t total = total_numel(params_);
+  torch::NoGradGuard no_grad;
+  params_flat_ = torch::empty({total}, options);
+  grads_ = torch::zeros({total}, options);
+  int64_t offset = 0;
+  for (auto& p : params_) {
+    auto view = flat_view(params_flat_, p, offset);
+    view.copy_(p);
+    p.set_data(view);  // same TensorImpl: the optimizer's state keys stay valid
+    p.mutable_grad() = flat_view(grads_, p, offset);
+    offset += p.numel();
+  }
+  if (adam_) {
+    exp_avg_ = torch::zeros({total}, options);
+    exp_avg_sq_ = torch::zeros({total}, options);
+  }
+  step_ = torch::zeros({}, options.dtype(torch::kInt64));
+  load();
+}
+
+void FlatOptimizer::step(const torch::Tensor& take) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = params_flat_.numel();
+  if (adam_) step_.add_(take.to(torch::kInt64));
+#ifdef TORCHFOCAL_WITH_CUDA
+  if (params_flat_.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(params_flat_.device());
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    const auto flag = take.to(torch::kFloat32).contiguous();
+    if (adam_) {
+      C10_CUDA_CHECK(cuda::launch_adam(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(),
+                                       exp_avg_.data_ptr<float>(), exp_avg_sq_.data_ptr<float>(), n,
+                                       constants_, beta1_, beta2_, lr_, step_.data_ptr<int64_t>(),
+                                       flag.data_ptr<float>(), stream));
+    } else {
+      C10_CUDA_CHECK(cuda::launch_sgd(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(), n,
+                                      static_cast<float>(lr_), flag.data_ptr<float>(), stream));
+    }
+    return;
+  }
+#endif
+  if (!params_flat_.is_cpu()) {
+    throw std::invalid_argument("flat optimizer: parameters on " + params_flat_.device().str() +
+                                " but torchfocal was built without CUDA");
+  }
+  if (take.item<float>() == 0.0f) return;  // on the CPU a read costs nothing
+  float* p = params_flat_.data_ptr<float>();
+  const float* g = grads_.data_ptr<float>();
+  if (adam_) {
+    float* m = exp_avg_.data_ptr<float>();
+    float* v = exp_avg_sq_.data_ptr<float>();
+    const auto s = math::adam_step_scalars(beta1_, beta2_, lr_, step_.item<int64_t>());
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        math::adam_update(p[i], g[i], m[i], v[i], constants_, s);
+    });
+  } else {
+    const float lr = static_cast<float>(lr_);
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) math::sgd_update(p[i], g[i], lr);
+    });
+  }
+}
+
+void FlatOptimizer::store() const {
+  if (!adam_) return;  // SGD without momentum has no state
+  const int64_t steps = step_.item<int64_t>();
+  if (steps == 0) {
+    optimizer_.state().clear();
+    return;
+  }
+  int64_t offset = 0;
+  for (const auto& p : params_) {
+    set_adam_state(optimizer_, p, steps,
+                   flat_view(exp_avg_, p, offset).clone(torch::MemoryFormat::Preserve),
+                   flat_view(exp_avg_sq_, p, offset).clone(torch::MemoryFormat::Preserve));
+    offset += p.numel();
+  }
+}
+
+void FlatOptimizer::load() {
+  if (!adam_) return;
+  torch::NoGradGuard no_grad;
+  // In place: a captured CUDA graph keeps reading these buffers.
+  exp_avg_.zero_();
+  exp_avg_sq_.zero_();
+  int64_t steps = -1;
+  int64_t offset = 0;
+  for (const auto& p : params_) {
+    const auto* state = adam_state(optimizer_, p);
+    const int64_t step = state != nullptr ? state->step() : 0;
+    if (steps >= 0 && step != steps) {
+      throw std::invalid_argument(
+          "flat optimizer: the parameters' Adam states have different step counts");
+    }
+    steps = step;
+    if (state != nullptr) {
+      flat_view(exp_avg_, p, offset).copy_(state->exp_avg());
+      flat_view(exp_avg_sq_, p, offset).copy_(state->exp_avg_sq());
+    }
+    offset += p.numel();
+  }
+  step_.fill_(steps);
+}
+
+}  // namespace torchfocal::train

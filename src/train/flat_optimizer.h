@@ -1,0 +1,51 @@
+// Adam or SGD over one flat buffer that holds every parameter (each parameter a view into it, in
+// its own strides) and one that holds every gradient: one kernel per step instead of a dozen per
+// parameter, and a step that reads nothing back to the host. The step count lives on the device
+// and a device flag says whether to take the step (it is 0 after a non-finite loss or gradient),
+// so the whole train step can be captured in a CUDA graph.
+//
+// It is built from the trainer's torch::optim optimizer, which supplies the hyper-parameters and
+// stays the format of checkpoints: store() writes the moments and step count there, load() reads
+// them back (optimizer_state.h saves and checks that format).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "src/train/optimizer_math.h"
+
+namespace torchfocal::train {
+
+// A view of `flat` from `offset` with the sizes and strides of `like` (a dense tensor in any
+// memory format): the layout autograd and the optimizers expect.
+torch::Tensor flat_view(const torch::Tensor& flat, const torch::Tensor& like, int64_t offset);
+
+class FlatOptimizer {
+ public:
+  // Adam without amsgrad, or SGD without momentum, one parameter group of float32 parameters on
+  // one device. Moves the parameters into the flat buffer (their values unchanged).
+  explicit FlatOptimizer(torch::optim::Optimizer& optimizer);
+
+  const torch::Tensor& gradients() const { return grads_; }
+  void zero_grad() { grads_.zero_(); }
+  // One step where `take` (a 0-dim float32 tensor on the parameters' device) is 1; none where 0.
+  void step(const torch::Tensor& take);
+
+  // The step count and moments into the torch::optim optimizer's state (reads the count: a
+  // device sync), and back (after that state was loaded from a checkpoint).
+  void store() const;
+  void load();
+
+ private:
+  torch::optim::Optimizer& optimizer_;
+  std::vector<torch::Tensor> params_;
+  bool adam_ = false;
+  double lr_ = 0, beta1_ = 0, beta2_ = 0;
+  math::AdamConstants constants_{};
+  torch::Tensor params_flat_, grads_, exp_avg_, exp_avg_sq_;
+  torch::Tensor step_;  // int64 [], the steps taken
+};
+
+}  // namespace torchfocal::train

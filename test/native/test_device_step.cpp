@@ -1,0 +1,301 @@
+// The sync-free train step on the CPU: the flat optimizer against torch::optim and a float64
+// reference, and a trainer with the device step against the host loop (losses, weights, the
+// non-finite-loss policies, interruption, training state). The CUDA graph that captures this step
+// is exercised by test/gpu/ and scripts/gpu-check.sh where a GPU exists.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "src/train/flat_optimizer.h"
+#include "src/train/optimizer_state.h"
+#include "src/train/trainer.h"
+
+namespace tf = torchfocal;
+
+namespace {
+
+// Parameters of three shapes, one a conv weight in channels-last (the CPU's training layout).
+std::vector<torch::Tensor> random_params(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto conv = torch::randn({4, 3, 3, 3}).contiguous(torch::MemoryFormat::ChannelsLast);
+  return {conv.requires_grad_(), torch::randn({7, 5}).requires_grad_(),
+          torch::randn({5}).requires_grad_()};
+}
+
+std::vector<torch::Tensor> copies(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : params)
+    out.push_back(p.detach().clone(torch::MemoryFormat::Preserve).requires_grad_());
+  return out;
+}
+
+void set_grads(std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (params[i].grad().defined()) {
+      params[i].mutable_grad().copy_(grads[i]);  // the flat optimizer's views: write in place
+    } else {
+      params[i].mutable_grad() = grads[i].clone();
+    }
+  }
+}
+
+// Adam in float64 with composed ops, the formulas of Kingma & Ba with PyTorch's ε placement.
+struct ReferenceAdam {
+  double lr, b1, b2, eps, wd;
+  std::vector<torch::Tensor> p, m, v;
+  int64_t t = 0;
+  void step(const std::vector<torch::Tensor>& grads) {
+    ++t;
+    for (size_t i = 0; i < p.size(); ++i) {
+      auto g = grads[i].to(torch::kFloat64) + wd * p[i];
+      m[i] = b1 * m[i] + (1 - b1) * g;
+      v[i] = b2 * v[i] + (1 - b2) * g * g;
+      const double c1 = 1 - std::pow(b1, t), c2 = 1 - std::pow(b2, t);
+      p[i] = p[i] - lr / c1 * m[i] / (v[i].sqrt() / std::sqrt(c2) + eps);
+    }
+  }
+};
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+torch::Tensor flag(float value) { return torch::full({}, value); }
+
+}  // namespace
+
+TEST(FlatOptimizer, AdamMatchesTorchAndAFloat64Reference) {
+  auto mine = random_params(1);
+  auto theirs = copies(mine);
+  const auto options = torch::optim::AdamOptions(0.01).weight_decay(0.05);
+  torch::optim::Adam torch_adam(theirs, options);
+  torch::optim::Adam holder(mine, options);
+  tf::train::FlatOptimizer flat(holder);
+  ReferenceAdam ref{0.01, 0.9, 0.999, 1e-8, 0.05, {}, {}, {}};
+  for (const auto& p : theirs) {
+    ref.p.push_back(p.detach().to(torch::kFloat64));
+    ref.m.push_back(torch::zeros_like(ref.p.back()));
+    ref.v.push_back(torch::zeros_like(ref.p.back()));
+  }
+  // The parameters became views into one buffer, values and memory format unchanged.
+  EXPECT_TRUE(mine[0].is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_EQ(max_diff(mine[0], theirs[0]), 0.0);
+
+  torch::manual_seed(2);
+  for (int step = 0; step < 6; ++step) {
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : mine) grads.push_back(torch::randn(p.sizes()) * (step + 1));
+    if (step == 3) {
+      // A skipped step (take = 0) with poisoned gradients changes nothing, not even the count.
+      auto poisoned = grads;
+      poisoned[1] = grads[1].clone();
+      poisoned[1][0][0] = NAN;
+      const auto before = mine[1].detach().clone();
+      set_grads(mine, poisoned);
+      flat.step(flag(0));
+      EXPECT_TRUE(torch::equal(mine[1].detach(), before));
+    }
+    set_grads(mine, grads);
+    set_grads(theirs, grads);
+    flat.step(flag(1));
+    torch_adam.step();
+    ref.step(grads);
+  }
+  for (size_t i = 0; i < mine.size(); ++i) {
+    EXPECT_LT(max_diff(mine[i], theirs[i]), 1e-6) << "parameter " << i;
+    EXPECT_LT(max_diff(mine[i], ref.p[i]), 1e-5) << "parameter " << i;
+  }
+  // store() writes torch::optim's state: step count and moments equal to torch's own.
+  flat.store();
+  const auto* s = tf::train::adam_state(holder, mine[1]);
+  const auto* t = tf::train::adam_state(torch_adam, theirs[1]);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->step(), 6);
+  EXPECT_EQ(t->step(), 6);
+  EXPECT_LT(max_diff(s->exp_avg(), t->exp_avg()), 1e-6);
+  EXPECT_LT(max_diff(s->exp_avg_sq(), t->exp_avg_sq()), 1e-5);
+}
+
+TEST(FlatOptimizer, SgdMatchesTorch) {
+  auto mine = random_params(3);
+  auto theirs = copies(mine);
+  torch::optim::SGD torch_sgd(theirs, torch::optim::SGDOptions(0.5));
+  torch::optim::SGD holder(mine, torch::optim::SGDOptions(0.5));
+  tf::train::FlatOptimizer flat(holder);
+  for (int step = 0; step < 3; ++step) {
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : mine) grads.push_back(torch::randn(p.sizes()));
+    set_grads(mine, grads);
+    set_grads(theirs, grads);
+    flat.step(flag(1));
+    torch_sgd.step();
+  }
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_LT(max_diff(mine[i], theirs[i]), 1e-6);
+}
+
+TEST(FlatOptimizer, RefusesWhatItCannotRun) {
+  auto params = random_params(4);
+  torch::optim::SGD momentum(params, torch::optim::SGDOptions(0.1).momentum(0.9));
+  EXPECT_THROW(tf::train::FlatOptimizer{momentum}, std::invalid_argument);
+  auto doubles = std::vector<torch::Tensor>{torch::randn({3}, torch::kFloat64).requires_grad_()};
+  torch::optim::Adam adam(doubles, torch::optim::AdamOptions(0.1));
+  EXPECT_THROW(tf::train::FlatOptimizer{adam}, std::invalid_argument);
+}
+
+namespace {
+
+// Two classes a LeNet learns in a few steps: a bright left or right half, with noise.
+std::pair<torch::Tensor, torch::Tensor> halves(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto labels = torch::randint(0, 2, {n}, gen, torch::kInt64);
+  auto images = torch::randint(0, 60, {n, 28, 28}, gen, torch::kInt64);
+  auto left = labels.eq(0).view({n, 1, 1}).to(torch::kInt64);
+  images.slice(2, 0, 14).add_(left * 180);
+  images.slice(2, 14, 28).add_((1 - left) * 180);
+  return {images.to(torch::kUInt8), labels};
+}
+
+tf::train::TrainConfig config(const std::string& device_step) {
+  tf::train::TrainConfig c;
+  c.model = "lenet";
+  c.num_classes = 2;
+  c.batch_size = 24;  // 200 images: 8 full batches and a partial one of 8
+  c.optimizer = "adam";
+  c.lr = 0.003;
+  c.seed = 11;
+  c.threads = 1;
+  c.device = "cpu";
+  c.device_step = device_step;
+  c.progress_every = 1;
+  return c;
+}
+
+double max_weight_diff(const tf::train::Trainer& a, const tf::train::Trainer& b) {
+  const auto x = a.state_dict(), y = b.state_dict();
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, max_diff(x[i].second, y[i].second));
+  return worst;
+}
+
+}  // namespace
+
+TEST(DeviceStep, TrainsLikeTheHostLoop) {
+  auto [x, y] = halves(200, 1);
+  tf::train::Trainer host(config("off")), device(config("on"));
+  EXPECT_FALSE(host.uses_device_step());
+  EXPECT_TRUE(device.uses_device_step());
+  EXPECT_FALSE(device.uses_cuda_graph());  // graphs are CUDA's
+  for (auto* t : {&host, &device}) t->set_train_data(x, y);
+  std::vector<tf::train::Progress> reports;
+  for (int epoch = 0; epoch < 8; ++epoch) {
+    const auto a = host.train_epoch({}, nullptr, false);
+    const auto b = device.train_epoch([&](const auto& p) { reports.push_back(p); }, nullptr, false);
+    EXPECT_EQ(a.steps, 9);
+    EXPECT_NEAR(a.loss, b.loss, 1e-5 * std::abs(a.loss)) << "epoch " << epoch;
+    EXPECT_NEAR(a.train_acc, b.train_acc, 1.0 / 200) << "epoch " << epoch;
+    EXPECT_EQ(b.skipped_steps, 0);
+  }
+  EXPECT_LT(max_weight_diff(host, device), 1e-4);
+  // Both crossed from chance (epochs 0-3) to learned: the comparison is not one of noise.
+  EXPECT_GT(host.train_epoch().train_acc, 0.9);
+  // Progress ends each epoch on its last step with the epoch's mean loss.
+  ASSERT_FALSE(reports.empty());
+  EXPECT_EQ(reports.back().step, 9);
+  EXPECT_EQ(reports.back().steps, 9);
+  EXPECT_TRUE(std::isfinite(reports.back().loss));
+}
+
+TEST(DeviceStep, NonFiniteLossStopsAtTheSameStepWithTheSameWeights) {
+  auto [x, y] = halves(200, 2);
+  auto diverging = [](const std::string& mode, const std::string& on_nan) {
+    auto c = config(mode);
+    c.model = "mlp";
+    c.optimizer = "sgd";
+    c.lr = 1e20;  // the first step's weights make the second step's loss NaN
+    c.on_nan = on_nan;
+    return c;
+  };
+  tf::train::Trainer host(diverging("off", "stop")), device(diverging("on", "stop"));
+  std::string host_error, device_error;
+  for (auto* t : {&host, &device}) t->set_train_data(x, y);
+  try {
+    host.train_epoch();
+  } catch (const tf::train::NonFiniteLoss& e) {
+    host_error = e.what();
+  }
+  try {
+    device.train_epoch();
+  } catch (const tf::train::NonFiniteLoss& e) {
+    device_error = e.what();
+  }
+  ASSERT_FALSE(host_error.empty());
+  EXPECT_EQ(device_error, host_error);
+  EXPECT_NE(host_error.find("at epoch 0, step "), std::string::npos) << host_error;
+  EXPECT_EQ(device.epochs_done(), 0);
+  // "weights left as after the step before": the steps after the bad one changed nothing.
+  const auto a = host.state_dict(), b = device.state_dict();
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i].second, b[i].second, 1e-5, 1e-3)) << a[i].first;
+  }
+
+  tf::train::Trainer host_skip(diverging("off", "skip")), device_skip(diverging("on", "skip"));
+  for (auto* t : {&host_skip, &device_skip}) t->set_train_data(x, y);
+  const auto r = host_skip.train_epoch(), s = device_skip.train_epoch();
+  EXPECT_GT(r.skipped_steps, 0);
+  EXPECT_EQ(s.skipped_steps, r.skipped_steps);
+}
+
+TEST(DeviceStep, InterruptedAndResumedLikeTheUninterruptedRun) {
+  auto [x, y] = halves(200, 3);
+  tf::train::Trainer straight(config("on"));
+  straight.set_train_data(x, y);
+  const auto expected = straight.train_epoch({}, nullptr, false).loss;
+
+  tf::train::Trainer first(config("on"));
+  first.set_train_data(x, y);
+  std::atomic<bool> cancel{false};
+  EXPECT_THROW(first.train_epoch([&](const auto& p) { cancel = p.step >= 3; }, &cancel, false),
+               tf::train::Cancelled);
+  const auto partial = first.partial_epoch();
+  EXPECT_EQ(partial.epoch, 0);
+  EXPECT_GT(partial.step, 0);
+  EXPECT_LT(partial.step, 9);
+  // Weights and training state into a new trainer, which finishes the epoch.
+  const auto weights = first.state_dict();
+  const auto state = first.train_state();
+  tf::train::Trainer second(config("on"));
+  second.set_train_data(x, y);
+  second.load_state_dict(weights);
+  second.load_train_state(state);
+  second.set_partial_epoch(partial);
+  EXPECT_NEAR(second.train_epoch({}, nullptr, false).loss, expected, 1e-6 * expected);
+  EXPECT_LT(max_weight_diff(straight, second), 1e-6);
+
+  // The host loop's training state continues in a device-step trainer and the other way round.
+  tf::train::Trainer host(config("off"));
+  host.set_train_data(x, y);
+  host.train_epoch({}, nullptr, false);
+  tf::train::Trainer device(config("on"));
+  device.set_train_data(x, y);
+  device.load_state_dict(host.state_dict());
+  device.load_train_state(host.train_state());
+  device.set_epochs_done(1);
+  EXPECT_NEAR(device.train_epoch({}, nullptr, false).loss,
+              host.train_epoch({}, nullptr, false).loss, 1e-5);
+  EXPECT_LT(max_weight_diff(host, device), 1e-4);
+}
+
+TEST(DeviceStep, RefusesCombinationsItCannotRun) {
+  auto c = config("auto");
+  c.cuda_graph = "on";  // on the CPU
+  EXPECT_THROW(tf::train::Trainer{c}, std::invalid_argument);
+  c = config("sometimes");
+  EXPECT_THROW(tf::train::Trainer{c}, std::invalid_argument);
+  c = config("auto");
+  tf::train::Trainer cpu(c);
+  EXPECT_FALSE(cpu.uses_device_step());  // auto: the CPU keeps the host loop
+}
