@@ -89,6 +89,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.sampler = GetString(o, "sampler", c.sampler);
   c.memory_format = GetString(o, "memoryFormat", c.memory_format);
   c.amp = GetString(o, "amp", c.amp);
+  c.cuda_graph = GetString(o, "cudaGraph", c.cuda_graph);
   c.on_nan = GetString(o, "onNan", c.on_nan);
   c.sync_bn = GetBool(o, "syncBn", c.sync_bn);
   auto d = o.Get("distributed");

@@ -98,7 +98,9 @@ if [[ -s $OUT/bench-cuda.json ]]; then
     const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
     const l = r.lenet, s = (x) => (x === undefined ? "-" : x);
     const lines = ["", "| figure | value |", "| --- | --- |",
-      `| torchfocal LeNet epoch (cuda) | ${s(l.torchfocal.seconds)} s |`,
+      `| torchfocal LeNet epoch (cuda, CUDA graph) | ${s(l.torchfocal.seconds)} s |`,
+      `| torchfocal LeNet epoch (cuda, uncaptured) | ${s(l.torchfocalUncaptured?.seconds)} s |`,
+      `| LeNet to 99% test accuracy | ${s(l.timeTo99?.seconds)} s of training, ${s(l.timeTo99?.epochs)} epochs, acc ${s(l.timeTo99?.accuracy)} |`,
       `| PyTorch eager, GPU-resident (best / default) | ${s(l.pytorchBest?.seconds)} s / ${s(l.pytorchDefault?.seconds)} s |`,
       `| eval images/s torchfocal / PyTorch | ${s(l.torchfocal.evalImagesPerSecond)} / ${s(l.pytorchBest?.evalImagesPerSecond)} |`,
       ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v} |`),

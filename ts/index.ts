@@ -8,7 +8,7 @@ export type {
   Progress,
   CheckpointConfig,
 } from './train/trainer';
-export { SAMPLERS, MEMORY_FORMATS, AMP_MODES } from './train/options';
+export { SAMPLERS, MEMORY_FORMATS, AMP_MODES, CUDA_GRAPH_MODES } from './train/options';
 export type {
   TrainerOptions,
   OptimizerName,

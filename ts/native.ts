@@ -36,6 +36,7 @@ export interface NativeTrainerOptions {
   sampler?: string;
   memoryFormat?: string;
   amp?: string;
+  cudaGraph?: string;
   onNan?: string;
 }
 

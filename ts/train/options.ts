@@ -14,6 +14,13 @@ export const AMP_MODES = ['off', 'bf16', 'fp16'] as const;
 export type AmpMode = (typeof AMP_MODES)[number];
 export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
 
+/**
+ * CUDA graphs: 'auto' captures the whole train step once and replays it on CUDA (one process);
+ * 'on' makes anything else an error; 'off' runs the same sync-free step uncaptured.
+ */
+export const CUDA_GRAPH_MODES = ['auto', 'on', 'off'] as const;
+export type CudaGraphMode = (typeof CUDA_GRAPH_MODES)[number];
+
 /** One rank of a data-parallel run (c10d: Gloo on the CPU, NCCL on CUDA). */
 export interface DistributedOptions {
   worldSize: number;
@@ -77,6 +84,11 @@ export interface TrainerOptions {
   memoryFormat?: MemoryFormat;
   /** autocast the forward pass to bf16 or fp16 (default 'off'); the loss stays float32 */
   amp?: AmpMode;
+  /**
+   * CUDA: capture the train step (forward, loss, backward, optimizer) as a CUDA graph and replay
+   * it for every full batch ('auto', the default; 'on': an error where it cannot; 'off')
+   */
+  cudaGraph?: CudaGraphMode;
   /**
    * a step with a NaN or infinite loss: 'stop' (default) ends the run with an error naming the
    * epoch and step, weights untouched; 'skip' leaves the weights and counts it
@@ -160,6 +172,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     sampler: o.sampler ?? 'instance',
     memoryFormat: o.memoryFormat ?? 'auto',
     amp: o.amp ?? 'off',
+    cudaGraph: o.cudaGraph ?? 'auto',
     onNan: o.onNan ?? 'stop',
   };
   if (resolved.onNan !== 'stop' && resolved.onNan !== 'skip') {
@@ -167,6 +180,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   }
   if (!AMP_MODES.includes(resolved.amp)) {
     throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);
+  }
+  if (!CUDA_GRAPH_MODES.includes(resolved.cudaGraph)) {
+    throw new Error(
+      `cudaGraph: unknown mode '${String(resolved.cudaGraph)}' (known: ${CUDA_GRAPH_MODES.join(', ')})`,
+    );
   }
   if (!MEMORY_FORMATS.includes(resolved.memoryFormat)) {
     throw new Error(

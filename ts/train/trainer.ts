@@ -123,6 +123,7 @@ export class Trainer {
       sampler: o.sampler,
       memoryFormat: o.memoryFormat,
       amp: o.amp,
+      cudaGraph: o.cudaGraph,
       onNan: o.onNan,
     });
     await call(() => handle.init());
