@@ -1,20 +1,24 @@
 #include "models/lenet.h"
 
+#include "models/sigmoid_avg_pool.h"
+
 namespace torchfocal::models {
 
 torch::nn::Sequential make_lenet(const ModelOptions& options) {
   namespace nn = torch::nn;
   // 16 channels of 5x5 remain after the second pooling of a 28x28 input
   constexpr int64_t kFlatFeatures = 16 * 5 * 5;
+  // Each Sigmoid + AvgPool2d(2) pair runs as one layer with a fused backward
+  // (models/sigmoid_avg_pool.h); an Identity keeps the pooling's place, so the parameter
+  // indices, and with them the state_dict names, stay PyTorch's (d2l's nn.Sequential).
   return nn::Sequential(
       // padding 2 keeps 28x28, as the original LeNet saw 32x32 inputs
       nn::Conv2d(
           nn::Conv2dOptions(/*in_channels=*/1, /*out_channels=*/6, /*kernel_size=*/5).padding(2)),
-      nn::Sigmoid(), nn::AvgPool2d(nn::AvgPool2dOptions(/*kernel_size=*/2).stride(2)),
+      SigmoidAvgPool2x2(), nn::Identity(),
       nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/6, /*out_channels=*/16, /*kernel_size=*/5)),
-      nn::Sigmoid(), nn::AvgPool2d(nn::AvgPool2dOptions(/*kernel_size=*/2).stride(2)),
-      nn::Flatten(), nn::Linear(kFlatFeatures, 120), nn::Sigmoid(), nn::Linear(120, 84),
-      nn::Sigmoid(), nn::Linear(84, options.num_classes));
+      SigmoidAvgPool2x2(), nn::Identity(), nn::Flatten(), nn::Linear(kFlatFeatures, 120),
+      nn::Sigmoid(), nn::Linear(120, 84), nn::Sigmoid(), nn::Linear(84, options.num_classes));
 }
 
 }  // namespace torchfocal::models

@@ -1,0 +1,118 @@
+#include "models/sigmoid_avg_pool.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+namespace torchfocal::models {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kGrain = 1;  // one image per task at least: each is thousands of elements
+
+// dx = s (1 - s) · g at every input position under an output, with g = dy / 4; 0 elsewhere.
+// NCHW-contiguous: each plane row h takes the pooled row h / 2, each column w the column w / 2.
+template <typename T>
+void backward_nchw(const T* s, const T* dy, T* dx, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                   int64_t ow) {
+  at::parallel_for(0, planes, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t i = 0; i < h; ++i) {
+        const T* si = s + (p * h + i) * w;
+        T* di = dx + (p * h + i) * w;
+        if (i / 2 >= oh) {
+          for (int64_t j = 0; j < w; ++j) di[j] = 0;
+          continue;
+        }
+        const T* gi = dy + (p * oh + i / 2) * ow;
+        for (int64_t j = 0; j < 2 * ow; ++j) di[j] = si[j] * (1 - si[j]) * (gi[j / 2] * T(0.25));
+        for (int64_t j = 2 * ow; j < w; ++j) di[j] = 0;
+      }
+    }
+  });
+}
+
+// Channels-last: a position (i, j) holds C contiguous values; they take the C values of the
+// pooled position (i / 2, j / 2).
+template <typename T>
+void backward_nhwc(const T* s, const T* dy, T* dx, int64_t n, int64_t c, int64_t h, int64_t w,
+                   int64_t oh, int64_t ow) {
+  at::parallel_for(0, n * h, kGrain * h, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / h, i = row % h;
+      const T* si = s + row * w * c;
+      T* di = dx + row * w * c;
+      if (i / 2 >= oh) {
+        for (int64_t k = 0; k < w * c; ++k) di[k] = 0;
+        continue;
+      }
+      const T* gi = dy + (b * oh + i / 2) * ow * c;
+      for (int64_t j = 0; j < 2 * ow; ++j) {
+        const T* sj = si + j * c;
+        const T* gj = gi + (j / 2) * c;
+        T* dj = di + j * c;
+        for (int64_t k = 0; k < c; ++k) dj[k] = sj[k] * (1 - sj[k]) * (gj[k] * T(0.25));
+      }
+      for (int64_t k = 2 * ow * c; k < w * c; ++k) di[k] = 0;
+    }
+  });
+}
+
+torch::Tensor fused_backward(const torch::Tensor& s, const torch::Tensor& dy_in) {
+  const int64_t n = s.size(0), c = s.size(1), h = s.size(2), w = s.size(3);
+  const int64_t oh = h / 2, ow = w / 2;
+  const bool nhwc = s.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
+  const auto format = nhwc ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+  const auto dy = dy_in.contiguous(format);
+  const auto sc = s.contiguous(format);
+  auto dx = torch::empty_like(sc, format);
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sigmoid_avg_pool2x2_backward", [&] {
+    if (nhwc) {
+      backward_nhwc(sc.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), n, c,
+                    h, w, oh, ow);
+    } else {
+      backward_nchw(sc.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
+                    n * c, h, w, oh, ow);
+    }
+  });
+  return dx;
+}
+
+struct SigmoidAvgPoolFunction : public torch::autograd::Function<SigmoidAvgPoolFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
+    const auto s = torch::sigmoid(x);
+    ctx->save_for_backward({s});
+    return torch::avg_pool2d(s, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2});
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables()[0];
+    const auto& dy = grads[0];
+    const auto type = s.scalar_type();
+    if (s.is_cpu() && (type == torch::kFloat || type == torch::kDouble) &&
+        dy.scalar_type() == type) {
+      return {fused_backward(s, dy)};
+    }
+    // Elsewhere (CUDA, reduced precision) the composed form: pooling backward, then σ'.
+    const auto ds = at::avg_pool2d_backward(dy, s, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2},
+                                            /*padding=*/{0, 0}, /*ceil_mode=*/false,
+                                            /*count_include_pad=*/true, /*divisor_override=*/{});
+    return {ds * s * (1 - s)};
+  }
+};
+
+}  // namespace
+
+torch::Tensor sigmoid_avg_pool2x2(const torch::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4, "sigmoid_avg_pool2x2: expected a 4-d input, got ", x.dim(), "-d");
+  TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2,
+              "sigmoid_avg_pool2x2: the input is smaller than the 2x2 window");
+  return SigmoidAvgPoolFunction::apply(x);
+}
+
+void SigmoidAvgPool2x2Impl::pretty_print(std::ostream& stream) const {
+  stream << "Sigmoid + AvgPool2d(kernel_size=2, stride=2)";
+}
+
+}  // namespace torchfocal::models
