@@ -47,3 +47,22 @@ test('fp16 needs CUDA: a clear error from the API and the CLI', async (t) => {
   t.regex(r.stderr, /amp fp16 needs a CUDA device/);
   t.is(r.stderr.trim().split('\n').length, 1);
 });
+
+test('CUDA graphs forced on need CUDA: a clear error from the API and the CLI; off is valid', async (t) => {
+  await t.throwsAsync(Trainer.create({ model: 'mlp', classNames: ['a', 'b'], cudaGraph: 'on' }), {
+    message: /CUDA graphs \('on'\) need a CUDA device and one process/,
+  });
+  await t.throwsAsync(
+    // @ts-expect-error: a mode that does not exist
+    Trainer.create({ model: 'mlp', classNames: ['a', 'b'], cudaGraph: 'always' }),
+    { message: /cudaGraph: unknown mode 'always' \(known: auto, on, off\)/ },
+  );
+  const r = await runCli(['train', '--model', 'mlp', '--cuda-graph', 'on', '--epochs', '1']);
+  t.not(r.code, 0);
+  t.regex(r.stderr, /need a CUDA device and one process: use --cuda-graph auto or off/);
+  t.is(r.stderr.trim().split('\n').length, 1);
+  // off (and auto) are valid everywhere: the CPU steps uncaptured
+  const trainer = await Trainer.create({ model: 'mlp', classNames: ['a', 'b'], cudaGraph: 'off' });
+  t.is(trainer.options.cudaGraph, 'off');
+  trainer.dispose();
+});

@@ -195,7 +195,7 @@ Trainer::Trainer(TrainConfig config)
   const bool graph = device_step && device_.is_cuda() && config_.cuda_graph != "off";
   if (config_.cuda_graph == "on" && !graph) {
     throw std::invalid_argument(
-        "cuda_graph 'on' needs a CUDA device, one process and the device step");
+        "CUDA graphs ('on') need a CUDA device and one process: use --cuda-graph auto or off");
   }
   if (device_step) {
     flat_ = std::make_unique<FlatOptimizer>(*optimizer_);
