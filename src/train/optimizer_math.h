@@ -8,13 +8,7 @@
 
 #include <cstdint>
 
-#ifndef HOST_DEVICE_INLINE
-#ifdef __CUDACC__
-#define HOST_DEVICE_INLINE __host__ __device__ inline
-#else
-#define HOST_DEVICE_INLINE inline
-#endif
-#endif
+#include "src/common/host_device.h"
 
 namespace torchfocal::train::math {
 
