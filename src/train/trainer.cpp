@@ -561,7 +561,17 @@ void Trainer::graph_step(const torch::Tensor& indices) {
     device_step(graph_indices_);
     ++graph_warmups_;
   } else {
-    graph_->capture([this] { device_step(graph_indices_); });  // records; runs nothing
+    try {
+      graph_->capture([this] { device_step(graph_indices_); });  // records; runs nothing
+    } catch (const std::exception& e) {
+      // Nothing ran while recording; with "auto" the run goes on uncaptured rather than fail.
+      if (config_.cuda_graph == "on") throw;
+      TORCH_WARN("torchfocal: the train step could not be captured as a CUDA graph (",
+                 first_line(e), "); training on with the uncaptured step");
+      graph_.reset();
+      device_step(graph_indices_);
+      return;
+    }
     graph_->replay();
   }
 }
