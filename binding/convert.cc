@@ -104,6 +104,8 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
     c.distributed.master_addr = GetString(dist, "masterAddr", c.distributed.master_addr);
     c.distributed.master_port = static_cast<int>(GetInt(dist, "masterPort", 0, 1, 65535));
     c.distributed.timeout_s = GetNumber(dist, "timeoutSeconds", c.distributed.timeout_s);
+    c.distributed.bucket_bytes =
+        GetInt(dist, "bucketBytes", c.distributed.bucket_bytes, 1, int64_t{1} << 40);
   }
   return c;
 }

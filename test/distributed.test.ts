@@ -47,15 +47,21 @@ test('two ranks of batch 64 train LeNet to the weights of one process with batch
     return { out, loss: jsonLines(r.stdout)[0].loss as number };
   };
   const two = await run(['--nproc', '2', '--batch-size', '64']);
+  // 50 KiB buckets: LeNet's 247 kB of gradients in 4 sums, started during backward
+  const bucketed = await run(['--nproc', '2', '--batch-size', '64', '--bucket-mb', '0.05']);
   const one = await run(['--batch-size', '128']);
   const otherSeed = await run(['--batch-size', '128'], 4);
-  const [w2, w1, w4] = await Promise.all([two.out, one.out, otherSeed.out].map(weights));
+  const [w2, wb, w1, w4] = await Promise.all(
+    [two.out, bucketed.out, one.out, otherSeed.out].map(weights),
+  );
   const same = maxDifference(w2, w1);
+  const sameBucketed = maxDifference(wb, w1);
   const apart = maxDifference(w1, w4);
   t.log(
-    `max |w(2 ranks x 64) - w(1 x 128)| = ${same.toExponential(2)}; another seed: ${apart.toFixed(3)}`,
+    `max |w(2 ranks x 64) - w(1 x 128)| = ${same.toExponential(2)} (4 buckets: ${sameBucketed.toExponential(2)}); another seed: ${apart.toFixed(3)}`,
   );
   t.true(same < 1e-5, `${same}`);
+  t.true(sameBucketed < 1e-5, `${sameBucketed}`);
   t.true(apart > 0.05, `${apart}`);
   t.true(Math.abs(two.loss - one.loss) < 1e-5, `${two.loss} vs ${one.loss}`);
   // Only rank 0 wrote: one checkpoint, with the world size recorded in its options.

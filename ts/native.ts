@@ -13,6 +13,7 @@ export interface NativeTrainerOptions {
     masterAddr: string;
     masterPort: number;
     timeoutSeconds: number;
+    bucketBytes?: number;
   };
   widthDivisor?: number;
   batchSize?: number;

@@ -45,6 +45,7 @@ void validate(const DistributedConfig& c) {
     throw std::invalid_argument("master port must be in 1..65535");
   }
   if (!(c.timeout_s > 0)) throw std::invalid_argument("distributed timeout must be > 0 s");
+  if (c.bucket_bytes < 1) throw std::invalid_argument("gradient bucket size must be > 0 bytes");
 }
 
 // The backend behind one type: c10d's Gloo and NCCL groups share the collective signatures but
@@ -147,15 +148,18 @@ void Collective::check_same(const std::string& what, const std::string& descript
 }
 
 void Collective::sum(const std::vector<torch::Tensor>& tensors) {
-  // Every caller passes whole contiguous tensors (the trainer's flat gradient buffer among
-  // them), so each is summed in place: all launched, then all waited for.
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (const auto& t : tensors) {
-    if (!t.is_contiguous()) throw std::logic_error("Collective::sum needs contiguous tensors");
-    std::vector<torch::Tensor> one{t};
-    works.push_back(group_->run([&](auto& g) { return g.allreduce(one); }));
-  }
-  for (auto& work : works) work->wait();
+  // Every caller passes whole contiguous tensors, so each is summed in place: all launched,
+  // then all waited for.
+  std::vector<std::function<void()>> waits;
+  for (const auto& t : tensors) waits.push_back(start_sum(t));
+  for (auto& wait : waits) wait();
+}
+
+std::function<void()> Collective::start_sum(const torch::Tensor& tensor) {
+  if (!tensor.is_contiguous()) throw std::logic_error("Collective::sum needs contiguous tensors");
+  std::vector<torch::Tensor> one{tensor};
+  auto work = group_->run([&](auto& g) { return g.allreduce(one); });
+  return [work] { work->wait(); };
 }
 
 void Collective::broadcast(const std::vector<torch::Tensor>& tensors) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ struct DistributedConfig {
   std::string master_addr = "127.0.0.1";
   int master_port = 0;    // rank 0 hosts the TCPStore here
   double timeout_s = 60;  // rendezvous, and any collective: a rank gone stops the others
+  // Gradients are summed in buckets of about this size, each as soon as backward has produced
+  // it (DDP's bucket_cap_mb, 25 MB by default).
+  int64_t bucket_bytes = 25 << 20;
   bool enabled() const { return master_port > 0; }
 };
 
@@ -41,6 +45,9 @@ class Collective {
   // In place: the element-wise sum over ranks of each (contiguous) tensor; all in flight at
   // once, returned when all are done.
   void sum(const std::vector<torch::Tensor>& tensors);
+  // Starts that sum for one contiguous tensor and returns at once; calling the result waits for
+  // it. Every rank starts the same sums in the same order.
+  std::function<void()> start_sum(const torch::Tensor& tensor);
   // In place: rank 0's values everywhere.
   void broadcast(const std::vector<torch::Tensor>& tensors);
 

@@ -59,7 +59,8 @@ std::string describe(const TrainConfig& c) {
       << "\nlabel_smoothing=" << c.loss.label_smoothing << "\nbeta=" << c.loss.beta
       << "\ntau=" << c.loss.tau << "\ndrw=" << c.loss.drw_epoch << "\nseed=" << c.seed
       << "\nsampler=" << c.sampler << "\namp=" << c.amp << "\non_nan=" << c.on_nan
-      << "\nworld_size=" << c.distributed.world_size << "\nsync_bn=" << c.sync_bn << "\n";
+      << "\nworld_size=" << c.distributed.world_size << "\nsync_bn=" << c.sync_bn
+      << "\nbucket_bytes=" << c.distributed.bucket_bytes << "\n";
   return out.str();
 }
 
@@ -152,9 +153,12 @@ Trainer::Trainer(TrainConfig config)
     int64_t offset = 0;
     for (const auto& p : params) {
       // with the parameter's strides (channels-last conv weights): the layout autograd expects
-      p.mutable_grad() = grad_buffer_.as_strided(p.sizes(), p.strides(), offset);
+      p.mutable_grad() = flat_view(grad_buffer_, p, offset);
       offset += p.numel();
     }
+    gradient_sync_ =
+        std::make_unique<dist::GradientSync>(*collective_, params, grad_buffer_,
+                                             /*tail=*/2, config_.distributed.bucket_bytes);
     if (config_.sync_bn) {
       auto* collective = collective_.get();
       for (const auto& module : model_->modules(/*include_self=*/false)) {
@@ -245,11 +249,14 @@ void Trainer::set_batch_sizes(int64_t train, int64_t eval) {
   config_.eval_batch_size = eval;
 }
 
-std::pair<double, bool> Trainer::average_gradients(const torch::Tensor& loss, bool stop) {
+std::pair<double, bool> Trainer::backward_and_average(const torch::Tensor& scaled,
+                                                      const torch::Tensor& loss, bool stop) {
   const int64_t n = grad_buffer_.size(0);
   grad_buffer_[n - 2].copy_(loss.detach().reshape({}));
   grad_buffer_[n - 1].fill_(stop ? 1.0 : 0.0);
-  collective_->sum({grad_buffer_});
+  gradient_sync_->arm();
+  scaled.backward();  // each bucket's sum starts as backward completes it
+  gradient_sync_->finish();
   grad_buffer_.div_(static_cast<double>(collective_->world_size()));
   const auto tail = grad_buffer_.slice(0, n - 2).cpu();
   return {tail[0].item<double>(), tail[1].item<float>() > 0};
@@ -423,9 +430,9 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
         ++skipped;
       };
       if (collective_) {
-        // Backward first: the gradients, the loss and the stop flag cross ranks in one collective.
-        (scaler_ ? scaler_->scale(loss) : loss).backward();
-        const auto [value, stop] = average_gradients(loss, cancel != nullptr && cancel->load());
+        // The gradients, the loss and the stop flag cross ranks in the buckets' collectives.
+        const auto [value, stop] = backward_and_average(scaler_ ? scaler_->scale(loss) : loss, loss,
+                                                        cancel != nullptr && cancel->load());
         stop_after_step = stop;
         if (!std::isfinite(value)) {
           non_finite(value);

@@ -14,6 +14,7 @@
 #include "src/data/device_dataset.h"
 #include "src/data/sampler.h"
 #include "src/dist/collective.h"
+#include "src/dist/gradient_sync.h"
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
@@ -152,9 +153,11 @@ class Trainer {
 
  private:
   metrics::Metrics evaluate(const data::DeviceDataset& dataset);
-  // Distributed: sums the gradients, the loss and the stop flags over ranks, then divides the
-  // gradients by the world size; returns the mean loss and whether any rank asked to stop.
-  std::pair<double, bool> average_gradients(const torch::Tensor& loss, bool stop);
+  // Distributed: backward of `scaled`, with the gradients summed over ranks in buckets while it
+  // runs (the loss and this rank's stop flag ride along), then divided by the world size;
+  // returns the mean loss and whether any rank asked to stop.
+  std::pair<double, bool> backward_and_average(const torch::Tensor& scaled,
+                                               const torch::Tensor& loss, bool stop);
   // Before a step: zeroes the flat gradient buffer (distributed), else drops the gradients.
   void clear_gradients(const std::vector<torch::Tensor>& params);
   // Throws unless every rank describes the same (distributed runs; no-op otherwise).
@@ -180,10 +183,11 @@ class Trainer {
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
   Amp amp_ = Amp::kOff;
-  std::unique_ptr<LossScaler> scaler_;            // fp16 only
-  torch::Tensor train_labels_cpu_;                // the samplers draw on the CPU generator
-  std::unique_ptr<RandomStream> rng_;             // dropout's draws
-  std::unique_ptr<dist::Collective> collective_;  // set in a distributed run
+  std::unique_ptr<LossScaler> scaler_;                 // fp16 only
+  torch::Tensor train_labels_cpu_;                     // the samplers draw on the CPU generator
+  std::unique_ptr<RandomStream> rng_;                  // dropout's draws
+  std::unique_ptr<dist::Collective> collective_;       // set in a distributed run
+  std::unique_ptr<dist::GradientSync> gradient_sync_;  // its gradient buckets
   torch::Tensor grad_buffer_;  // distributed: all gradients (views), then the loss and stop slots
   std::unique_ptr<FlatOptimizer> flat_;  // the device step's optimizer (over optimizer_'s state)
   std::unique_ptr<StepGraph> graph_;     // the device step, captured

@@ -111,6 +111,7 @@ interface TrainFlags extends TrainingFlags {
   masterAddr: string;
   masterPort?: number;
   distTimeout: number;
+  bucketMb: number;
   syncBn?: boolean;
 }
 
@@ -150,6 +151,12 @@ export function trainCommand(): Command {
       60,
     )
     .option(
+      '--bucket-mb <mb>',
+      'distributed: sum gradients in buckets of this many MiB, each as backward completes it',
+      positiveNumber,
+      25,
+    )
+    .option(
       '--resume',
       'continue the run in --out from its last complete epoch up to --epochs in all ' +
         '(its model, loss, data and seed; --threads, --device and the batch sizes may change)',
@@ -158,7 +165,9 @@ export function trainCommand(): Command {
       if (flags.resume && !flags.out)
         throw new Error('--resume needs --out DIR: the run to continue');
       // Started by a launcher (ours or torchrun's): this process is one rank.
-      const distributed = rankFromEnv(process.env, flags.distTimeout);
+      const rank = rankFromEnv(process.env, flags.distTimeout);
+      const bucketBytes = Math.max(1, Math.round(flags.bucketMb * 2 ** 20));
+      const distributed = rank && { ...rank, bucketBytes };
       if (!distributed && (flags.nproc !== undefined || flags.nnodes > 1)) {
         if (flags.nodeRank >= flags.nnodes) {
           throw new Error(`--node-rank ${flags.nodeRank}: expected 0..${flags.nnodes - 1}`);

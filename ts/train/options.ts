@@ -29,6 +29,11 @@ export interface DistributedOptions {
   store: { host: string; port: number };
   /** a rank that has not joined, or a collective not done, after this long is an error (60) */
   timeoutSeconds?: number;
+  /**
+   * gradients are summed over ranks in buckets of about this many bytes, each as soon as
+   * backward has produced it (DDP's bucket_cap_mb; default 25 MiB)
+   */
+  bucketBytes?: number;
 }
 
 export interface TrainerOptions {
@@ -210,6 +215,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     if (!Number.isSafeInteger(d.store.port) || d.store.port < 1 || d.store.port > 65535) {
       throw new Error(`distributed.store.port: expected 1..65535, got ${d.store.port}`);
     }
+    if (d.bucketBytes !== undefined) positiveInt('distributed.bucketBytes', d.bucketBytes);
     const timeout = d.timeoutSeconds ?? 60;
     if (!Number.isFinite(timeout) || timeout <= 0) {
       throw new Error(`distributed.timeoutSeconds: expected a number > 0, got ${timeout}`);

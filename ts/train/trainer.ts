@@ -104,6 +104,7 @@ export class Trainer {
           masterAddr: o.distributed.store.host,
           masterPort: o.distributed.store.port,
           timeoutSeconds: o.distributed.timeoutSeconds ?? 60,
+          bucketBytes: o.distributed.bucketBytes,
         },
       }),
       optimizer: o.optimizer,
