@@ -159,7 +159,7 @@ export function trainCommand(): Command {
     .option(
       '--resume',
       'continue the run in --out from its last complete epoch up to --epochs in all ' +
-        '(its model, loss, data and seed; --threads, --device and the batch sizes may change)',
+        '(its model, loss, data and seed; --threads, --device, --cuda-graph and the batch sizes may change)',
     )
     .action(async (flags: TrainFlags) => {
       if (flags.resume && !flags.out)

@@ -129,7 +129,13 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   const trainer = resumed
     ? await Trainer.load(
         resumed.opened,
-        { threads: spec.threads, device: spec.device, distributed: spec.distributed },
+        // how and where it runs may change on resume; what it computes may not
+        {
+          threads: spec.threads,
+          device: spec.device,
+          distributed: spec.distributed,
+          cudaGraph: spec.cudaGraph,
+        },
         hooks.onWarning,
       )
     : await Trainer.create({ ...spec, seed, classNames: train.classNames });

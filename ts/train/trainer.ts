@@ -319,7 +319,10 @@ export class Trainer {
    */
   static async load(
     source: string | OpenCheckpoint,
-    overrides: Pick<TrainerOptions, 'threads' | 'device' | 'evalBatchSize' | 'distributed'> = {},
+    overrides: Pick<
+      TrainerOptions,
+      'threads' | 'device' | 'evalBatchSize' | 'distributed' | 'cudaGraph'
+    > = {},
     onWarning: (message: string) => void = (m) => process.emitWarning(m, 'TorchfocalWarning'),
   ): Promise<Trainer> {
     const opened = typeof source === 'string' ? await openCheckpoint(source) : source;
