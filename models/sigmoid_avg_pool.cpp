@@ -94,11 +94,11 @@ struct SigmoidAvgPoolFunction : public torch::autograd::Function<SigmoidAvgPoolF
         dy.scalar_type() == type) {
       return {fused_backward(s, dy)};
     }
-    // Elsewhere (CUDA, reduced precision) the composed form: pooling backward, then σ'.
+    // Elsewhere (CUDA, reduced precision) the two kernels the unfused layers would run.
     const auto ds = at::avg_pool2d_backward(dy, s, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2},
                                             /*padding=*/{0, 0}, /*ceil_mode=*/false,
                                             /*count_include_pad=*/true, /*divisor_override=*/{});
-    return {ds * s * (1 - s)};
+    return {at::sigmoid_backward(ds, s)};
   }
 };
 

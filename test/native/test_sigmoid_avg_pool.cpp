@@ -55,6 +55,10 @@ TEST(SigmoidAvgPool, MatchesTheComposedOpsInFloat64) {
   const auto got = run(sigmoid_avg_pool2x2, x, upstream);
   const auto want = run(composed, x.to(torch::kDouble), upstream.to(torch::kDouble));
   EXPECT_TRUE(torch::allclose(got.grad.to(torch::kDouble), want.grad, 1e-5, 1e-7));
+  // bfloat16 (autocast on the CPU) takes the composed backward: within bfloat16 rounding.
+  const auto low = run(sigmoid_avg_pool2x2, x.to(torch::kBFloat16), upstream.to(torch::kBFloat16));
+  EXPECT_EQ(low.grad.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::allclose(low.grad.to(torch::kDouble), want.grad, 2e-2, 2e-3));
 }
 
 TEST(SigmoidAvgPool, Gradcheck) {
