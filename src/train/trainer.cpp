@@ -481,24 +481,27 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     }
   }
   if (collective_) collective_->sum({loss_sum, correct});  // the epoch's figures over all ranks
+  double loss_total = 0;
+  int64_t correct_total = 0;
   if (flat_) {
-    const auto [sum, right, dropped] = read_device_sums(steps);  // the epoch's one wait
-    skipped = dropped;
+    std::tie(loss_total, correct_total, skipped) = read_device_sums(steps);  // the one wait
     step_stream.reset();
     if (progress && progress_reported < steps) {
-      progress({epoch_, steps, steps, sum / static_cast<double>(steps - skipped)});
+      progress({epoch_, steps, steps, loss_total / static_cast<double>(steps - skipped)});
     }
+  } else {
+    loss_total = loss_sum.item<double>();
+    correct_total = correct.item<int64_t>();
   }
 
   EpochResult result;
   result.epoch = epoch_;
   result.steps = steps;
   // Mean over the steps that trained (NaN when none did: every step was skipped).
-  result.loss = steps > skipped
-                    ? loss_sum.item<double>() / static_cast<double>(world * (steps - skipped))
-                    : std::nan("");
+  result.loss =
+      steps > skipped ? loss_total / static_cast<double>(world * (steps - skipped)) : std::nan("");
   result.skipped_steps = skipped;
-  result.train_acc = static_cast<double>(correct.item<int64_t>()) / static_cast<double>(n * world);
+  result.train_acc = static_cast<double>(correct_total) / static_cast<double>(n * world);
   result.seconds = elapsed();
   ++epoch_;
   if (with_test && !test_.empty()) {
