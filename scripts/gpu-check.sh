@@ -100,7 +100,7 @@ if [[ -s $OUT/bench-cuda.json ]]; then
     const lines = ["", "| figure | value |", "| --- | --- |",
       `| torchfocal LeNet epoch (cuda, CUDA graph) | ${s(l.torchfocal.seconds)} s |`,
       `| torchfocal LeNet epoch (cuda, uncaptured) | ${s(l.torchfocalUncaptured?.seconds)} s |`,
-      `| LeNet to 99% test accuracy | ${s(l.timeTo99?.seconds)} s of training, ${s(l.timeTo99?.epochs)} epochs, acc ${s(l.timeTo99?.accuracy)} |`,
+      ...(l.timeTo99?.recipes ?? []).map((t) => `| to 99% test accuracy, ${t.recipe} | ${s(t.seconds ?? undefined)} s of training, ${t.epochs} epochs, acc ${t.accuracy} |`),
       `| PyTorch eager, GPU-resident (best / default) | ${s(l.pytorchBest?.seconds)} s / ${s(l.pytorchDefault?.seconds)} s |`,
       `| eval images/s torchfocal / PyTorch | ${s(l.torchfocal.evalImagesPerSecond)} / ${s(l.pytorchBest?.evalImagesPerSecond)} |`,
       ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v} |`),

