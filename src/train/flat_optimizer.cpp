@@ -19,16 +19,29 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;  // elements per CPU task: large enough to beat the overhead
 
-int64_t total_numel(const std::vector<torch::Tensor>& tensors) {
-  int64_t total = 0;
-  for (const auto& t : tensors) total += t.numel();
-  return total;
-}
-
 }  // namespace
 
 torch::Tensor flat_view(const torch::Tensor& flat, const torch::Tensor& like, int64_t offset) {
   return flat.as_strided(like.sizes(), like.strides(), offset);
+}
+
+torch::Tensor flat_gradients(const std::vector<torch::Tensor>& params, int64_t tail) {
+  if (params.empty()) throw std::invalid_argument("flat gradients: no parameters");
+  int64_t total = 0;
+  for (const auto& p : params) {
+    if (p.scalar_type() != params.front().scalar_type() || p.device() != params.front().device()) {
+      throw std::invalid_argument("flat gradients: parameters of one dtype on one device needed");
+    }
+    total += p.numel();
+  }
+  auto flat = torch::zeros({total + tail}, params.front().options());
+  int64_t offset = 0;
+  for (const auto& p : params) {
+    // with the parameter's strides (channels-last conv weights): the layout autograd expects
+    p.mutable_grad() = flat_view(flat, p, offset);
+    offset += p.numel();
+  }
+  return flat;
 }
 
 FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(optimizer) {
@@ -44,13 +57,9 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
     lr_ = adam->lr();
     beta1_ = std::get<0>(adam->betas());
     beta2_ = std::get<1>(adam->betas());
-    constants_ = {static_cast<float>(lr_),
-                  static_cast<float>(beta1_),
-                  static_cast<float>(beta2_),
-                  static_cast<float>(1 - beta1_),
-                  static_cast<float>(1 - beta2_),
-                  static_cast<float>(adam->eps()),
-                  static_cast<float>(adam->weight_decay())};
+    constants_ = {static_cast<float>(beta1_),      static_cast<float>(beta2_),
+                  static_cast<float>(1 - beta1_),  static_cast<float>(1 - beta2_),
+                  static_cast<float>(adam->eps()), static_cast<float>(adam->weight_decay())};
   } else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&group.options())) {
     if (sgd->momentum() != 0 || sgd->weight_decay() != 0 || sgd->nesterov()) {
       throw std::invalid_argument("flat optimizer: SGD with momentum or weight decay");
@@ -59,22 +68,21 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
   } else {
     throw std::invalid_argument("flat optimizer: only Adam and SGD are supported");
   }
-  const auto options = params_.front().options();
   for (const auto& p : params_) {
-    if (p.scalar_type() != torch::kFloat32 || p.device() != params_.front().device()) {
-      throw std::invalid_argument("flat optimizer: parameters must be float32 on one device");
+    if (p.scalar_type() != torch::kFloat32) {
+      throw std::invalid_argument("flat optimizer: parameters must be float32");
     }
   }
-  const int64_t total = total_numel(params_);
   torch::NoGradGuard no_grad;
+  grads_ = flat_gradients(params_);
+  const int64_t total = grads_.numel();
+  const auto options = grads_.options();
   params_flat_ = torch::empty({total}, options);
-  grads_ = torch::zeros({total}, options);
   int64_t offset = 0;
   for (auto& p : params_) {
     auto view = flat_view(params_flat_, p, offset);
     view.copy_(p);
     p.set_data(view);  // same TensorImpl: the optimizer's state keys stay valid
-    p.mutable_grad() = flat_view(grads_, p, offset);
     offset += p.numel();
   }
   if (adam_) {

@@ -22,6 +22,11 @@ namespace torchfocal::train {
 // memory format): the layout autograd and the optimizers expect.
 torch::Tensor flat_view(const torch::Tensor& flat, const torch::Tensor& like, int64_t offset);
 
+// One zeroed buffer of every parameter's gradient, in the parameters' order, followed by `tail`
+// spare values; each parameter's gradient becomes a view into it (backward accumulates there in
+// place). The parameters must share one dtype and device (std::invalid_argument otherwise).
+torch::Tensor flat_gradients(const std::vector<torch::Tensor>& params, int64_t tail = 0);
+
 class FlatOptimizer {
  public:
   // Adam without amsgrad, or SGD without momentum, one parameter group of float32 parameters on

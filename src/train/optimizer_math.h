@@ -12,9 +12,10 @@
 
 namespace torchfocal::train::math {
 
-// Adam's constants, in float as torch::optim hands its double options to float kernels.
+// Adam's per-element constants, in float as torch::optim hands its double options to float
+// kernels (lr enters through AdamStepScalars).
 struct AdamConstants {
-  float lr, beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay;
+  float beta1, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay;
 };
 
 // What one step's count t (>= 1) makes of the constants: the bias corrections 1 - β^t, computed

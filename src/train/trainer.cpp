@@ -140,22 +140,9 @@ Trainer::Trainer(TrainConfig config)
     for (const auto& b : model_->buffers()) state.push_back(b);
     collective_->broadcast(state);
     // Every gradient is a view into one flat buffer, with two slots after them for the step's
-    // loss and stop flag: one collective per step, summed in place, nothing packed or unpacked.
+    // loss and stop flag: summed in place bucket by bucket, nothing packed or unpacked.
     const auto params = model_->parameters();
-    int64_t total = 0;
-    for (const auto& p : params) {
-      if (p.scalar_type() != params.front().scalar_type()) {
-        throw std::logic_error("distributed training needs parameters of one dtype");
-      }
-      total += p.numel();
-    }
-    grad_buffer_ = torch::zeros({total + 2}, params.front().options());
-    int64_t offset = 0;
-    for (const auto& p : params) {
-      // with the parameter's strides (channels-last conv weights): the layout autograd expects
-      p.mutable_grad() = flat_view(grad_buffer_, p, offset);
-      offset += p.numel();
-    }
+    grad_buffer_ = flat_gradients(params, /*tail=*/2);
     gradient_sync_ =
         std::make_unique<dist::GradientSync>(*collective_, params, grad_buffer_,
                                              /*tail=*/2, config_.distributed.bucket_bytes);

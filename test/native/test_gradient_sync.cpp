@@ -26,14 +26,8 @@ TEST(GradientSync, BucketsSumDuringBackwardAndLeaveOneRanksGradientsAlone) {
       torch::nn::Sequential(torch::nn::Linear(64, 32), torch::nn::Tanh(), torch::nn::Linear(32, 16),
                             torch::nn::Tanh(), torch::nn::Linear(16, 4));
   const auto params = net->parameters();
-  int64_t total = 0;
-  for (const auto& p : params) total += p.numel();
-  auto flat = torch::zeros({total + 2});
-  int64_t offset = 0;
-  for (const auto& p : params) {
-    p.mutable_grad() = torchfocal::train::flat_view(flat, p, offset);
-    offset += p.numel();
-  }
+  auto flat = torchfocal::train::flat_gradients(params, /*tail=*/2);
+  const int64_t total = flat.numel() - 2;
   // 256-byte buckets (64 floats), from the last parameter back, each closed once it reaches
   // them: [4x16 weight, 4 bias, tail], [16x32 weight, 16 bias], [32x64 weight, 32 bias].
   td::GradientSync sync(collective, params, flat, /*tail=*/2, /*bucket_bytes=*/256);
