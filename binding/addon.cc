@@ -1,11 +1,15 @@
 // The addon's entry: registers NativeTrainer and the free functions.
 #include <napi.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "binding/convert.h"
 #include "binding/ops.h"
 #include "binding/trainer_wrap.h"
 #include "models/registry.h"
 #include "src/losses/loss.h"
+#include "src/train/lr_schedule.h"
 #include "src/train/runtime.h"
 
 namespace torchfocal::binding {
@@ -51,6 +55,32 @@ Napi::Value LossInfos(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// learningRates({ schedule, lr, steps }) -> Float64Array: every step's rate of a schedule that
+// spans `steps` steps, as the trainer applies them (TrainConfig::lr_schedule).
+Napi::Value LearningRates(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "learningRates: expected { schedule, lr, steps }");
+  }
+  const auto o = info[0].As<Napi::Object>();
+  const auto name = GetString(o, "schedule", "constant");
+  const double lr = GetNumber(o, "lr", 0.001);
+  const int64_t steps = GetInt(o, "steps", 1, 1, int64_t{1} << 26);
+  train::LrSchedule kind;
+  try {
+    kind = train::parse_lr_schedule(name);
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(env, std::string("learningRates: ") + e.what());
+  }
+  if (!std::isfinite(lr) || lr <= 0) {
+    throw Napi::RangeError::New(env, "learningRates: lr must be a number > 0");
+  }
+  const auto rates = train::epoch_learning_rates(kind, lr, 0, steps, steps);
+  auto out = Napi::Float64Array::New(env, rates.size());
+  std::copy(rates.begin(), rates.end(), out.Data());
+  return out;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -60,6 +90,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("focalLoss", Napi::Function::New<FocalLoss>(env, "focalLoss"));
   exports.Set("benchFocalOp", Napi::Function::New<BenchFocalOp>(env, "benchFocalOp"));
   exports.Set("lossInfos", Napi::Function::New<LossInfos>(env, "lossInfos"));
+  exports.Set("learningRates", Napi::Function::New<LearningRates>(env, "learningRates"));
   return exports;
 }
 

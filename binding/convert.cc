@@ -73,6 +73,8 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.batch_size = GetInt(o, "batchSize", c.batch_size, 1, 1 << 20);
   c.optimizer = GetString(o, "optimizer", c.optimizer);
   c.lr = GetNumber(o, "lr", c.lr);
+  c.lr_schedule = GetString(o, "lrSchedule", c.lr_schedule);
+  c.schedule_epochs = GetInt(o, "scheduleEpochs", c.schedule_epochs, 0, kMaxInt);
   c.loss.name = GetString(o, "loss", c.loss.name);
   c.loss.alpha = GetNumbers(o, "alpha");
   c.loss.alpha_auto = GetString(o, "alphaMode", "") == "auto";

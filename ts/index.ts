@@ -8,13 +8,20 @@ export type {
   Progress,
   CheckpointConfig,
 } from './train/trainer';
-export { SAMPLERS, MEMORY_FORMATS, AMP_MODES, CUDA_GRAPH_MODES } from './train/options';
+export {
+  SAMPLERS,
+  MEMORY_FORMATS,
+  AMP_MODES,
+  CUDA_GRAPH_MODES,
+  LR_SCHEDULES,
+} from './train/options';
 export type {
   TrainerOptions,
   OptimizerName,
   SamplerName,
   MemoryFormat,
   AmpMode,
+  LrScheduleName,
 } from './train/options';
 export type { Evaluation, ClassEvaluation } from './train/evaluation';
 export { runTraining } from './train/run';
@@ -50,6 +57,7 @@ export * as ops from './ops';
 export type { FocalLossOptions, FocalLossResult } from './ops';
 
 import { native, type LossInfo, type ModelInfo, type RuntimeInfo } from './native';
+import type { LrScheduleName } from './train/options';
 
 /** LibTorch version, CUDA availability, threads and the BLAS library in use. */
 export function runtimeInfo(): RuntimeInfo {
@@ -59,6 +67,14 @@ export function runtimeInfo(): RuntimeInfo {
 /** The network zoo: names and input sizes. */
 export function models(): ModelInfo[] {
   return native().modelInfos();
+}
+
+/**
+ * Every step's learning rate of `schedule` over a run of `steps` optimizer steps (epochs × steps
+ * per epoch), as the trainer applies them: to check or plot a schedule before training with it.
+ */
+export function learningRates(schedule: LrScheduleName, lr: number, steps: number): Float64Array {
+  return native().learningRates({ schedule, lr, steps });
 }
 
 /** The loss family: names accepted by `loss`, with a line on each. */

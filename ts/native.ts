@@ -19,6 +19,8 @@ export interface NativeTrainerOptions {
   batchSize?: number;
   optimizer?: 'adam' | 'sgd';
   lr?: number;
+  lrSchedule?: string;
+  scheduleEpochs?: number;
   loss?: string;
   alpha?: number[];
   /** 'auto': inverse class frequency from the training counts */
@@ -162,6 +164,7 @@ export interface NativeAddon {
   runtimeInfo(): RuntimeInfo;
   modelInfos(): ModelInfo[];
   lossInfos(): LossInfo[];
+  learningRates(options: { schedule: string; lr: number; steps: number }): Float64Array;
   benchFocalOp(options: {
     rows: number;
     classes: number;

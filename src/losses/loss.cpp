@@ -68,13 +68,14 @@ class FamilyLoss final : public Loss {
   bool set_epoch(int64_t epoch) override {
     const bool before = weighted_;
     weighted_ = weights_.defined() && (parts_.drw_epoch < 0 || epoch >= parts_.drw_epoch);
-    return weighted_ != before;
+    if (weighted_ == before) return false;  // kept: a captured CUDA graph reads this tensor
+    // Made here, not in forward: a CUDA graph capturing forward must find it made.
+    options_.alpha = weighted_ ? weights_.to(torch::kFloat32) : torch::Tensor();
+    return true;
   }
 
   torch::Tensor forward(const torch::Tensor& logits, const torch::Tensor& target) override {
-    if (!weighted_) {
-      options_.alpha = torch::Tensor();
-    } else if (!options_.alpha.defined() || options_.alpha.scalar_type() != logits.scalar_type()) {
+    if (weighted_ && options_.alpha.scalar_type() != logits.scalar_type()) {
       options_.alpha = weights_.to(logits.scalar_type());  // once per dtype, not per step
     }
     auto z = logits;

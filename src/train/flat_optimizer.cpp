@@ -54,7 +54,7 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
   if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) {
     if (adam->amsgrad()) throw std::invalid_argument("flat optimizer: amsgrad is not supported");
     adam_ = true;
-    lr_ = adam->lr();
+    base_lr_ = adam->lr();
     beta1_ = std::get<0>(adam->betas());
     beta2_ = std::get<1>(adam->betas());
     constants_ = {static_cast<float>(beta1_),      static_cast<float>(beta2_),
@@ -64,7 +64,7 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
     if (sgd->momentum() != 0 || sgd->weight_decay() != 0 || sgd->nesterov()) {
       throw std::invalid_argument("flat optimizer: SGD with momentum or weight decay");
     }
-    lr_ = sgd->lr();
+    base_lr_ = sgd->lr();
   } else {
     throw std::invalid_argument("flat optimizer: only Adam and SGD are supported");
   }
@@ -90,12 +90,18 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
     exp_avg_sq_ = torch::zeros({total}, options);
   }
   step_ = torch::zeros({}, options.dtype(torch::kInt64));
+  lr_ = torch::full({1}, base_lr_, options.dtype(torch::kFloat64));
   load();
 }
 
-void FlatOptimizer::step(const torch::Tensor& take) {
+void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
   torch::NoGradGuard no_grad;
   const int64_t n = params_flat_.numel();
+  const auto& rate = lr.defined() ? lr : lr_;
+  if (rate.scalar_type() != torch::kFloat64 || rate.numel() != 1 ||
+      rate.device() != params_flat_.device()) {
+    throw std::invalid_argument("flat optimizer: lr must be one float64 on the parameters' device");
+  }
   if (adam_) step_.add_(take.to(torch::kInt64));
 #ifdef TORCHFOCAL_WITH_CUDA
   if (params_flat_.is_cuda()) {
@@ -105,11 +111,11 @@ void FlatOptimizer::step(const torch::Tensor& take) {
     if (adam_) {
       C10_CUDA_CHECK(cuda::launch_adam(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(),
                                        exp_avg_.data_ptr<float>(), exp_avg_sq_.data_ptr<float>(), n,
-                                       constants_, beta1_, beta2_, lr_, step_.data_ptr<int64_t>(),
-                                       flag.data_ptr<float>(), stream));
+                                       constants_, beta1_, beta2_, rate.data_ptr<double>(),
+                                       step_.data_ptr<int64_t>(), flag.data_ptr<float>(), stream));
     } else {
       C10_CUDA_CHECK(cuda::launch_sgd(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(), n,
-                                      static_cast<float>(lr_), flag.data_ptr<float>(), stream));
+                                      rate.data_ptr<double>(), flag.data_ptr<float>(), stream));
     }
     return;
   }
@@ -124,13 +130,14 @@ void FlatOptimizer::step(const torch::Tensor& take) {
   if (adam_) {
     float* m = exp_avg_.data_ptr<float>();
     float* v = exp_avg_sq_.data_ptr<float>();
-    const auto s = math::adam_step_scalars(beta1_, beta2_, lr_, step_.item<int64_t>());
+    const auto s =
+        math::adam_step_scalars(beta1_, beta2_, rate.item<double>(), step_.item<int64_t>());
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
         math::adam_update(p[i], g[i], m[i], v[i], constants_, s);
     });
   } else {
-    const float lr = static_cast<float>(lr_);
+    const auto lr = static_cast<float>(rate.item<double>());
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) math::sgd_update(p[i], g[i], lr);
     });

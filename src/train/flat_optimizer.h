@@ -2,7 +2,7 @@
 // its own strides) and one that holds every gradient: one kernel per step instead of a dozen per
 // parameter, and a step that reads nothing back to the host. The step count lives on the device
 // and a device flag says whether to take the step (it is 0 after a non-finite loss or gradient),
-// so the whole train step can be captured in a CUDA graph.
+// as may the step's rate, so the whole train step can be captured in a CUDA graph.
 //
 // It is built from the trainer's torch::optim optimizer, which supplies the hyper-parameters and
 // stays the format of checkpoints: store() writes the moments and step count there, load() reads
@@ -36,7 +36,8 @@ class FlatOptimizer {
   const torch::Tensor& gradients() const { return grads_; }
   void zero_grad() { grads_.zero_(); }
   // One step where `take` (a 0-dim float32 tensor on the parameters' device) is 1; none where 0.
-  void step(const torch::Tensor& take);
+  // `lr`, a one-element float64 tensor there, overrides the optimizer's rate (a schedule's).
+  void step(const torch::Tensor& take, const torch::Tensor& lr = {});
 
   // The step count and moments into the torch::optim optimizer's state (reads the count: a
   // device sync), and back (after that state was loaded from a checkpoint).
@@ -47,10 +48,11 @@ class FlatOptimizer {
   torch::optim::Optimizer& optimizer_;
   std::vector<torch::Tensor> params_;
   bool adam_ = false;
-  double lr_ = 0, beta1_ = 0, beta2_ = 0;
+  double base_lr_ = 0, beta1_ = 0, beta2_ = 0;
   math::AdamConstants constants_{};
   torch::Tensor params_flat_, grads_, exp_avg_, exp_avg_sq_;
   torch::Tensor step_;  // int64 [], the steps taken
+  torch::Tensor lr_;    // float64 [1], the rate when step() is given none
 };
 
 }  // namespace torchfocal::train

@@ -33,7 +33,17 @@ class Event {
   void block(const c10::cuda::CUDAStream& stream) {
     C10_CUDA_CHECK(cudaStreamWaitEvent(stream.stream(), event_, 0));
   }
-  bool query() const { return cudaEventQuery(event_) == cudaSuccess; }
+  bool query() const {
+    const cudaError_t status = cudaEventQuery(event_);
+    if (status == cudaErrorNotReady) {
+      // Not an error, but CUDA records it as the thread's last error: clear it, or the next
+      // launch check (cudaGetLastError) would report it.
+      (void)cudaGetLastError();
+      return false;
+    }
+    C10_CUDA_CHECK(status);
+    return true;
+  }
 
  private:
   cudaEvent_t event_ = nullptr;
@@ -47,23 +57,39 @@ class Event {
 #ifdef TORCHFOCAL_WITH_CUDA
 struct StepStream::Impl {
   explicit Impl(const torch::Device& device)
-      : before(c10::cuda::getCurrentCUDAStream(device.index())),
-        side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())),
+      : side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())) {}
+  c10::cuda::CUDAStream side;
+};
+
+struct StepStream::Scope::Impl {
+  explicit Impl(const c10::cuda::CUDAStream& side_stream)
+      : before(c10::cuda::getCurrentCUDAStream(side_stream.device_index())),
+        side(side_stream),
         guard(side) {
     Event ready;
     ready.record(before);
     ready.block(side);
   }
   ~Impl() {
-    Event done;
-    done.record(side);
-    done.block(before);
+    // No throw from a destructor (that would end the process): after a failed capture these
+    // calls may fail, and the error that caused it is already on its way.
+    cudaEvent_t done = nullptr;
+    if (cudaEventCreateWithFlags(&done, cudaEventDisableTiming) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return;
+    }
+    if (cudaEventRecord(done, side.stream()) != cudaSuccess ||
+        cudaStreamWaitEvent(before.stream(), done, 0) != cudaSuccess) {
+      (void)cudaGetLastError();
+    }
+    cudaEventDestroy(done);
   }
   c10::cuda::CUDAStream before, side;
   c10::cuda::CUDAStreamGuard guard;
 };
 #else
 struct StepStream::Impl {};
+struct StepStream::Scope::Impl {};
 #endif
 
 StepStream::StepStream(const torch::Device& device) {
@@ -73,6 +99,14 @@ StepStream::StepStream(const torch::Device& device) {
 }
 
 StepStream::~StepStream() = default;
+
+StepStream::Scope::Scope(StepStream& stream) {
+#ifdef TORCHFOCAL_WITH_CUDA
+  if (stream.impl_) impl_ = std::make_unique<Impl>(stream.impl_->side);
+#endif
+}
+
+StepStream::Scope::~Scope() = default;
 
 // ---- StepGraph ----------------------------------------------------------------------------------
 

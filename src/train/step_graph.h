@@ -14,15 +14,29 @@
 
 namespace torchfocal::train {
 
-// Makes a side stream of `device` current while in scope (CUDA graphs are captured off the
-// default stream), ordered after the work already queued on the current stream; on leaving, the
-// current stream is ordered after the side stream's work. Nothing on the CPU.
+// A side stream of `device`, taken once, on which the device step runs: CUDA graphs are captured
+// off the default stream, and the warm-ups, the capture and the replays should share one stream
+// (cuBLAS keeps a workspace per stream). Nothing on the CPU.
 class StepStream {
  public:
   explicit StepStream(const torch::Device& device);
   ~StepStream();
   StepStream(const StepStream&) = delete;
   StepStream& operator=(const StepStream&) = delete;
+
+  // Makes the side stream current while in scope, ordered after the work already queued on the
+  // current stream; on leaving, the current stream is ordered after the side stream's work.
+  class Scope {
+   public:
+    explicit Scope(StepStream& stream);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
 
  private:
   struct Impl;

@@ -53,7 +53,8 @@ std::string describe(const TrainConfig& c) {
   out.precision(17);
   out << "model=" << c.model << "\nclasses=" << c.num_classes
       << "\nwidth_divisor=" << c.width_divisor << "\nbatch_size=" << c.batch_size
-      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nloss=" << c.loss.name << "\nalpha=";
+      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nlr_schedule=" << c.lr_schedule
+      << "\nschedule_epochs=" << c.schedule_epochs << "\nloss=" << c.loss.name << "\nalpha=";
   for (double a : c.loss.alpha) out << a << ',';
   out << (c.loss.alpha_auto ? "auto" : "") << "\ngamma=" << c.loss.gamma
       << "\nlabel_smoothing=" << c.loss.label_smoothing << "\nbeta=" << c.loss.beta
@@ -95,6 +96,11 @@ void validate(const TrainConfig& c) {
   if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
   if (c.eval_batch_size < 1) throw std::invalid_argument("eval_batch_size must be at least 1");
   if (!std::isfinite(c.lr) || c.lr <= 0) throw std::invalid_argument("lr must be a number > 0");
+  if (parse_lr_schedule(c.lr_schedule) != LrSchedule::kConstant && c.schedule_epochs < 1) {
+    throw std::invalid_argument("lr_schedule '" + c.lr_schedule +
+                                "' needs schedule_epochs >= 1 (the epochs it spans)");
+  }
+  if (c.schedule_epochs < 0) throw std::invalid_argument("schedule_epochs must be >= 0");
   if (c.optimizer != "adam" && c.optimizer != "sgd") {
     throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: adam, sgd)");
   }
@@ -119,6 +125,7 @@ Trainer::Trainer(TrainConfig config)
     : config_(std::move(config)), device_(torch::kCPU), input_size_(0) {
   validate(config_);
   sampler_ = data::parse_sampler(config_.sampler);
+  schedule_ = parse_lr_schedule(config_.lr_schedule);
   amp_ = parse_amp(config_.amp);
   device_ = resolve_device(config_.device);
   if (amp_ == Amp::kFp16) scaler_ = std::make_unique<LossScaler>(device_);
@@ -196,6 +203,7 @@ Trainer::Trainer(TrainConfig config)
              torch::zeros({}, on.dtype(torch::kBool)),    torch::zeros({}, on.dtype(torch::kInt64)),
              torch::zeros({}, on.dtype(torch::kFloat64))};
   }
+  if (device_step) step_stream_ = std::make_unique<StepStream>(device_);
   if (graph) graph_ = std::make_unique<StepGraph>(device_);
 }
 
@@ -259,6 +267,12 @@ void Trainer::clear_gradients(const std::vector<torch::Tensor>& params) {
   }
 }
 
+void Trainer::reset_graph() {
+  if (!graph_) return;
+  graph_->reset();
+  graph_warmups_ = 0;  // new shapes or weights: warm up again before the next capture
+}
+
 void Trainer::check_same_on_all_ranks(const std::string& what, const std::string& description) {
   if (collective_) collective_->check_same(what, description);
 }
@@ -275,7 +289,7 @@ void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& l
   train_ = std::move(dataset);
   train_labels_cpu_ = train_.labels().cpu();
   loss_ = losses::make_loss(config_.loss, train_.class_counts(), device_, /*targets_checked=*/true);
-  if (graph_) graph_->reset();  // the captured step read the old dataset and loss
+  reset_graph();  // the captured step read the old dataset and loss
 }
 
 void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& labels) {
@@ -293,7 +307,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
   c10::AutoGradMode grad(true);
   model_->train();
-  if (loss_->set_epoch(epoch_) && graph_) graph_->reset();  // deferred re-weighting began
+  if (loss_->set_epoch(epoch_)) reset_graph();  // deferred re-weighting began
   RandomStream::Scope random(*rng_);
 
   const auto start = std::chrono::steady_clock::now();
@@ -312,6 +326,14 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   }
   const int64_t n = order.size(0);  // this rank's samples
   const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
+  // Every step's rate, from its place in the run: epochs done so far ran at this epoch's steps.
+  const auto rates = epoch_learning_rates(schedule_, config_.lr, epoch_ * steps, steps,
+                                          config_.schedule_epochs * steps);
+  const auto set_rate = [&](int64_t step) {
+    if (schedule_ != LrSchedule::kConstant) {
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(rates[step]);
+    }
+  };
 
   // Running sums stay on the device: reading them forces a sync, done only for progress. The
   // device step keeps its own, in place (a captured graph holds their addresses).
@@ -345,6 +367,14 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   if (flat_) {
     sums_.skipped.fill_(skipped);
     sums_.step.fill_(first);
+    // In place while the size holds: a captured step reads its rate from here.
+    const auto host_rates = torch::tensor(rates, torch::kFloat64);
+    if (!step_rates_.defined() || step_rates_.numel() != steps) {
+      step_rates_ = host_rates.to(device_);
+      reset_graph();
+    } else {
+      step_rates_.copy_(host_rates);
+    }
   }
   partial_ = {};
   const auto elapsed = [&] {
@@ -369,8 +399,8 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
 
   // The device step runs on a side stream (CUDA graphs are captured off the default stream) and
   // its progress figures are read without waiting on the queue.
-  std::optional<StepStream> step_stream;
-  if (flat_) step_stream.emplace(device_);
+  std::optional<StepStream::Scope> step_stream;
+  if (flat_) step_stream.emplace(*step_stream_);
   LaggedRead progress_read;
   int64_t progress_reported = first;
   for (int64_t step = first; step < steps; ++step) {
@@ -437,6 +467,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
         }
         (scaler_ ? scaler_->scale(loss) : loss).backward();
       }
+      set_rate(step);
       if (scaler_) {
         if (scaler_->unscale(params)) optimizer_->step();
         scaler_->update();
@@ -539,7 +570,7 @@ void Trainer::device_step(const torch::Tensor& indices) {
     take = take.logical_and(scaler_->unscale_on_device({flat_->gradients()}).eq(0));
     scaler_->update_where(counted);
   }
-  flat_->step(take.to(torch::kFloat32));
+  flat_->step(take.to(torch::kFloat32), step_rates_.index_select(0, s.step.view({1})));
   const auto dropped = counted.logical_not();
   s.loss_sum.add_(value.masked_fill(dropped, 0));
   s.correct.add_(logits.argmax(1).eq(batch.labels).sum().masked_fill(dropped, 0));
@@ -548,7 +579,7 @@ void Trainer::device_step(const torch::Tensor& indices) {
 
 void Trainer::graph_step(const torch::Tensor& indices) {
   if (!graph_indices_.defined() || graph_indices_.size(0) != indices.size(0)) {
-    graph_->reset();  // a new batch size
+    reset_graph();  // a new batch size
     graph_indices_ = torch::empty_like(indices);
   }
   graph_indices_.copy_(indices);
@@ -561,13 +592,10 @@ void Trainer::graph_step(const torch::Tensor& indices) {
     try {
       graph_->capture([this] { device_step(graph_indices_); });  // records; runs nothing
     } catch (const std::exception& e) {
-      // Nothing ran while recording; with "auto" the run goes on uncaptured rather than fail.
-      if (config_.cuda_graph == "on") throw;
-      TORCH_WARN("torchfocal: the train step could not be captured as a CUDA graph (",
-                 first_line(e), "); training on with the uncaptured step");
-      graph_.reset();
-      device_step(graph_indices_);
-      return;
+      // No fallback: a capture that fails midway can leave the allocator's capture state and
+      // anything made during it unusable, so going on uncaptured in this process is not safe.
+      throw std::runtime_error("the train step could not be captured as a CUDA graph (" +
+                               first_line(e) + "): train with --cuda-graph off");
     }
     graph_->replay();
   }

@@ -19,6 +19,7 @@
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
 #include "src/train/flat_optimizer.h"
+#include "src/train/lr_schedule.h"
 #include "src/train/named_tensors.h"
 #include "src/train/random_stream.h"
 #include "src/train/step_graph.h"
@@ -32,6 +33,10 @@ struct TrainConfig {
   int64_t batch_size = 128;
   std::string optimizer = "adam";  // adam | sgd
   double lr = 0.001;
+  // The rate over the run (src/train/lr_schedule.h): "constant", "onecycle" or "cosine", the
+  // last two spanning `schedule_epochs` epochs (epochs trained past them keep the last rate).
+  std::string lr_schedule = "constant";
+  int64_t schedule_epochs = 0;
   losses::LossConfig loss;
   uint64_t seed = 0;
   int threads = 0;  // 0 = all cores
@@ -169,6 +174,9 @@ class Trainer {
   void device_step(const torch::Tensor& indices);
   // A full batch through the CUDA graph: eager warm-ups, then one capture, then replays.
   void graph_step(const torch::Tensor& indices);
+  // Drops the captured step (the data, loss or batch size changed); the next capture comes
+  // after eager warm-ups again, since the new shapes may need new workspaces and algorithms.
+  void reset_graph();
   // The device step's figures of the epoch so far, on the host: {loss sum, correct, skipped}.
   // Throws NonFiniteLoss when on_nan = "stop" and a step's loss was not finite.
   std::tuple<double, int64_t, int64_t> read_device_sums(int64_t steps);
@@ -189,10 +197,13 @@ class Trainer {
   std::unique_ptr<dist::Collective> collective_;       // set in a distributed run
   std::unique_ptr<dist::GradientSync> gradient_sync_;  // its gradient buckets
   torch::Tensor grad_buffer_;  // distributed: all gradients (views), then the loss and stop slots
+  LrSchedule schedule_ = LrSchedule::kConstant;
   std::unique_ptr<FlatOptimizer> flat_;  // the device step's optimizer (over optimizer_'s state)
-  std::unique_ptr<StepGraph> graph_;     // the device step, captured
-  int64_t graph_warmups_ = 0;            // eager device steps before capture (CUDA needs some)
-  torch::Tensor graph_indices_;          // the captured step's batch indices, refilled per step
+  torch::Tensor step_rates_;  // the device step: this epoch's rate of every step (float64)
+  std::unique_ptr<StepStream> step_stream_;  // where the device step runs (CUDA)
+  std::unique_ptr<StepGraph> graph_;         // the device step, captured
+  int64_t graph_warmups_ = 0;                // eager device steps before capture (CUDA needs some)
+  torch::Tensor graph_indices_;              // the captured step's batch indices, refilled per step
   // The device step's running figures (in place, so that the graph keeps their addresses): loss
   // sum (float64), correct, skipped steps, the step number, and with on_nan = "stop" whether a
   // non-finite loss has halted the epoch, at which step and with which value.

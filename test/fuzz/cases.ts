@@ -259,6 +259,8 @@ const TRAINER_KEYS = [
   'batchSize',
   'optimizer',
   'lr',
+  'lrSchedule',
+  'scheduleEpochs',
   'loss',
   'alpha',
   'alphaMode',

@@ -339,3 +339,93 @@ TEST(DeviceStep, CudaGraphTrainsLikeTheUncapturedStep) {
     EXPECT_LT(last, 0.5) << amp;  // past chance (0.69): the captured autocast step learns
   }
 }
+
+namespace {
+
+// The MLP (Flatten, Linear, ReLU, Linear) in float64 from a trainer's state_dict: the reference
+// the schedule test trains by hand.
+struct ReferenceMlp {
+  std::vector<torch::Tensor> p;  // 1.weight, 1.bias, 3.weight, 3.bias
+  explicit ReferenceMlp(const tf::train::NamedTensors& state) {
+    for (const auto& [name, t] : state) p.push_back(t.to(torch::kFloat64));
+  }
+  // Gradients of the mean cross-entropy of `x` ([B, 784] in [0, 1]) with labels `y`.
+  std::vector<torch::Tensor> grads(const torch::Tensor& x, const torch::Tensor& y) const {
+    std::vector<torch::Tensor> leaves;
+    for (const auto& t : p) leaves.push_back(t.detach().requires_grad_());
+    auto h = torch::relu(torch::addmm(leaves[1], x, leaves[0].t()));
+    auto logits = torch::addmm(leaves[3], h, leaves[2].t());
+    torch::nn::functional::cross_entropy(logits, y).backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& l : leaves) g.push_back(l.grad());
+    return g;
+  }
+};
+
+}  // namespace
+
+// Both loops apply step k's scheduled rate at step k, across epochs and past the schedule's end:
+// held to a hand-trained float64 reference. Every image of the set is the same, so the epoch's
+// shuffle leaves each batch's gradient unchanged and the reference needs no order.
+TEST(DeviceStep, BothLoopsApplyTheScheduleStepByStep) {
+  torch::manual_seed(5);
+  const int64_t n = 40, steps_per_epoch = 4, epochs = 3;  // the schedule spans 2 of them
+  const auto image = torch::randint(0, 256, {1, 28, 28}, torch::kInt64).to(torch::kUInt8);
+  const auto x = image.expand({n, 28, 28}).contiguous();
+  const auto y = torch::ones({n}, torch::kInt64);
+  const auto x64 = image.reshape({1, 784}).to(torch::kFloat64) / 255;
+  const auto y1 = torch::ones({1}, torch::kInt64);
+  for (const std::string optimizer : {"sgd", "adam"}) {
+    for (const std::string schedule : {"onecycle", "cosine"}) {
+      const double lr = optimizer == "sgd" ? 0.05 : 0.01;
+      const auto rates =
+          tf::train::epoch_learning_rates(tf::train::parse_lr_schedule(schedule), lr, 0,
+                                          steps_per_epoch * epochs, steps_per_epoch * 2);
+      // The reference, trained with the rates offset by `shift` steps.
+      auto reference = [&](const tf::train::NamedTensors& start, int shift) {
+        ReferenceMlp mlp(start);
+        ReferenceAdam adam{0, 0.9, 0.999, 1e-8, 0, mlp.p, {}, {}};
+        for (const auto& t : mlp.p) {
+          adam.m.push_back(torch::zeros_like(t));
+          adam.v.push_back(torch::zeros_like(t));
+        }
+        for (size_t k = 0; k < rates.size(); ++k) {
+          const double rate = rates[std::min(k + shift, rates.size() - 1)];
+          auto g = mlp.grads(x64, y1);
+          if (optimizer == "sgd") {
+            for (size_t i = 0; i < g.size(); ++i) mlp.p[i] = mlp.p[i] - rate * g[i];
+          } else {
+            adam.lr = rate;
+            adam.p = mlp.p;
+            adam.step(g);
+            mlp.p = adam.p;
+          }
+        }
+        return mlp.p;
+      };
+      for (const std::string mode : {"off", "on"}) {
+        auto c = config(mode);
+        c.model = "mlp";
+        c.optimizer = optimizer;
+        c.lr = lr;
+        c.batch_size = n / steps_per_epoch;
+        c.lr_schedule = schedule;
+        c.schedule_epochs = 2;
+        tf::train::Trainer trainer(c);
+        trainer.set_train_data(x, y);
+        const auto start = trainer.state_dict();
+        for (int e = 0; e < epochs; ++e) trainer.train_epoch({}, nullptr, false);
+        const auto expected = reference(start, 0), shifted = reference(start, 1);
+        const auto got = trainer.state_dict();
+        double err = 0, off_by_one = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          err = std::max(err, max_diff(got[i].second, expected[i]));
+          off_by_one = std::max(off_by_one, max_diff(shifted[i], expected[i]));
+        }
+        const auto what = optimizer + " " + schedule + " device_step " + mode;
+        EXPECT_LT(err, 2e-6) << what;
+        EXPECT_GT(off_by_one, 20 * 2e-6) << what;  // the comparison can tell a step's rate
+      }
+    }
+  }
+}

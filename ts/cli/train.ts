@@ -3,7 +3,13 @@ import { Command, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
-import type { AmpMode, CudaGraphMode, MemoryFormat, SamplerName } from '../train/options';
+import type {
+  AmpMode,
+  CudaGraphMode,
+  LrScheduleName,
+  MemoryFormat,
+  SamplerName,
+} from '../train/options';
 import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
 import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
 
@@ -26,6 +32,14 @@ export function addTrainingOptions(cmd: Command): Command {
       ),
     )
     .option('--lr <x>', 'learning rate (default 0.001 adam, 0.5 sgd)', positiveNumber)
+    .addOption(
+      new Option(
+        '--lr-schedule <name>',
+        'learning rate over the run: constant, onecycle (up over 30% of the steps, then down) or cosine; spans --epochs',
+      )
+        .choices(['constant', 'onecycle', 'cosine'])
+        .default('constant'),
+    )
     .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
@@ -81,6 +95,7 @@ export interface TrainingFlags {
   evalBatchSize: number;
   optimizer?: 'adam' | 'sgd';
   lr?: number;
+  lrSchedule: LrScheduleName;
   seed: number;
   device: string;
   threads: number;

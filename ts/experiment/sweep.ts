@@ -130,6 +130,8 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   progressEvery: 'int>=1',
   threads: 'int>=0',
   lr: 'number',
+  lrSchedule: 'string',
+  scheduleEpochs: 'int>=1',
   optimizer: 'string',
   device: 'string',
   sampler: 'string',

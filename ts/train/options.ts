@@ -18,6 +18,14 @@ export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
  * CUDA graphs: 'auto' captures the whole train step once and replays it on CUDA (one process);
  * 'on' makes anything else an error; 'off' runs the same sync-free step uncaptured.
  */
+/**
+ * The learning rate over a run, changed every step: 'constant'; 'onecycle' (PyTorch's OneCycleLR
+ * with its defaults, rate only: up from lr/25 to lr over the first 30% of the steps, then down to
+ * lr/25e4, both halves cosine); 'cosine' (PyTorch's CosineAnnealingLR from lr to 0).
+ */
+export const LR_SCHEDULES = ['constant', 'onecycle', 'cosine'] as const;
+export type LrScheduleName = (typeof LR_SCHEDULES)[number];
+
 export const CUDA_GRAPH_MODES = ['auto', 'on', 'off'] as const;
 export type CudaGraphMode = (typeof CUDA_GRAPH_MODES)[number];
 
@@ -54,6 +62,13 @@ export interface TrainerOptions {
   optimizer?: OptimizerName;
   /** default: 0.001 for adam, 0.5 for sgd (the original experiment) */
   lr?: number;
+  /** the rate over the run (default 'constant'; see LR_SCHEDULES) */
+  lrSchedule?: LrScheduleName;
+  /**
+   * epochs a 'onecycle' or 'cosine' schedule spans (required by them; `runTraining` and the CLI
+   * set it to the run's epochs); epochs trained past it keep its last rate
+   */
+  scheduleEpochs?: number;
   /** loss name (default 'ce') */
   loss?: string;
   /**
@@ -163,6 +178,8 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     syncBn: o.syncBn ?? false,
     optimizer,
     lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
+    lrSchedule: o.lrSchedule ?? 'constant',
+    scheduleEpochs: o.scheduleEpochs ?? 0,
     loss,
     alpha,
     gamma: o.gamma ?? 2,
@@ -185,6 +202,18 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   }
   if (!AMP_MODES.includes(resolved.amp)) {
     throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);
+  }
+  if (!LR_SCHEDULES.includes(resolved.lrSchedule)) {
+    throw new Error(
+      `lrSchedule: unknown schedule '${String(resolved.lrSchedule)}' (known: ${LR_SCHEDULES.join(', ')})`,
+    );
+  }
+  if (resolved.lrSchedule === 'constant') {
+    if (resolved.scheduleEpochs !== 0) {
+      throw new Error(`scheduleEpochs: only a 'onecycle' or 'cosine' lrSchedule spans epochs`);
+    }
+  } else {
+    positiveInt('scheduleEpochs', resolved.scheduleEpochs);
   }
   if (!CUDA_GRAPH_MODES.includes(resolved.cudaGraph)) {
     throw new Error(

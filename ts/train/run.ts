@@ -138,7 +138,15 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         },
         hooks.onWarning,
       )
-    : await Trainer.create({ ...spec, seed, classNames: train.classNames });
+    : await Trainer.create({
+        ...spec,
+        seed,
+        classNames: train.classNames,
+        // a schedule spans the run's epochs unless told otherwise
+        scheduleEpochs:
+          spec.scheduleEpochs ??
+          (spec.lrSchedule && spec.lrSchedule !== 'constant' ? epochs : undefined),
+      });
   try {
     // The batch sizes may change on resume (to continue after running out of memory).
     if (resumed) {

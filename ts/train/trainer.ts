@@ -109,6 +109,8 @@ export class Trainer {
       }),
       optimizer: o.optimizer,
       lr: o.lr,
+      lrSchedule: o.lrSchedule,
+      scheduleEpochs: o.scheduleEpochs,
       loss: o.loss,
       alpha: o.alpha === 'auto' ? [] : o.alpha,
       alphaMode: o.alpha === 'auto' ? 'auto' : undefined,

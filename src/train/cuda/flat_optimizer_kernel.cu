@@ -19,11 +19,11 @@ unsigned grid_for(int64_t n) {
 }
 
 __global__ void adam_kernel(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                            int64_t n, math::AdamConstants c, double beta1, double beta2, double lr,
-                            const int64_t* step, const float* take) {
+                            int64_t n, math::AdamConstants c, double beta1, double beta2,
+                            const double* lr, const int64_t* step, const float* take) {
   if (*take == 0.0f) return;  // a skipped step leaves parameters and moments as they are
   // Every thread derives the step's two scalars itself: cheaper than another launch.
-  const math::AdamStepScalars s = math::adam_step_scalars(beta1, beta2, lr, *step);
+  const math::AdamStepScalars s = math::adam_step_scalars(beta1, beta2, *lr, *step);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     float p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
@@ -34,13 +34,14 @@ __global__ void adam_kernel(float* param, const float* grad, float* exp_avg, flo
   }
 }
 
-__global__ void sgd_kernel(float* param, const float* grad, int64_t n, float lr,
+__global__ void sgd_kernel(float* param, const float* grad, int64_t n, const double* lr,
                            const float* take) {
   if (*take == 0.0f) return;
+  const auto rate = static_cast<float>(*lr);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     float p = param[i];
-    math::sgd_update(p, grad[i], lr);
+    math::sgd_update(p, grad[i], rate);
     param[i] = p;
   }
 }
@@ -49,15 +50,16 @@ __global__ void sgd_kernel(float* param, const float* grad, int64_t n, float lr,
 
 cudaError_t launch_adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                         int64_t n, const math::AdamConstants& constants, double beta1, double beta2,
-                        double lr, const int64_t* step, const float* take, cudaStream_t stream) {
+                        const double* lr, const int64_t* step, const float* take,
+                        cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, constants,
                                                     beta1, beta2, lr, step, take);
   return cudaGetLastError();
 }
 
-cudaError_t launch_sgd(float* param, const float* grad, int64_t n, float lr, const float* take,
-                       cudaStream_t stream) {
+cudaError_t launch_sgd(float* param, const float* grad, int64_t n, const double* lr,
+                       const float* take, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   sgd_kernel<<<grid_for(n), kThreads, 0, stream>>>(param, grad, n, lr, take);
   return cudaGetLastError();
