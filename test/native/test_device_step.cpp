@@ -301,8 +301,10 @@ TEST(DeviceStep, RefusesCombinationsItCannotRun) {
 }
 
 // On a GPU (scripts/gpu-check.sh): the captured graph, the same step uncaptured and the host loop
-// train alike, through warm-ups, capture, replays and the partial last batch; fp16 and bf16
-// autocast run captured too.
+// train alike, through warm-ups, capture, replays and the partial last batch, with a schedule
+// changing the rate every step, progress read while the queue runs, and two recaptures (class
+// weights switching on at epoch 3, a smaller batch from epoch 6); fp16 and bf16 autocast run
+// captured too.
 TEST(DeviceStep, CudaGraphTrainsLikeTheUncapturedStep) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto [x, y] = halves(200, 4);
@@ -310,21 +312,34 @@ TEST(DeviceStep, CudaGraphTrainsLikeTheUncapturedStep) {
     auto c = config(device_step);
     c.device = "cuda";
     c.cuda_graph = graph;
+    c.lr_schedule = "onecycle";
+    c.schedule_epochs = 8;
+    c.loss.alpha = {1, 3};
+    c.loss.drw_epoch = 3;
     return c;
   };
   tf::train::Trainer host(on_cuda("off", "off")), eager(on_cuda("on", "off")),
       graph(on_cuda("auto", "auto"));
+  int64_t reports = 0;
+  const tf::train::ProgressFn count = [&](const tf::train::Progress& p) {
+    EXPECT_TRUE(std::isfinite(p.loss));
+    ++reports;
+  };
   EXPECT_FALSE(host.uses_device_step());
   EXPECT_FALSE(eager.uses_cuda_graph());
   EXPECT_TRUE(graph.uses_cuda_graph());
   for (auto* t : {&host, &eager, &graph}) t->set_train_data(x, y);
   for (int epoch = 0; epoch < 8; ++epoch) {
+    if (epoch == 6) {
+      for (auto* t : {&host, &eager, &graph}) t->set_batch_sizes(20, 1000);  // 10 full batches
+    }
     const auto a = host.train_epoch({}, nullptr, false);
-    const auto b = eager.train_epoch({}, nullptr, false);
-    const auto c = graph.train_epoch({}, nullptr, false);
+    const auto b = eager.train_epoch(count, nullptr, false);
+    const auto c = graph.train_epoch(count, nullptr, false);
     EXPECT_NEAR(b.loss, a.loss, 1e-4 * std::abs(a.loss)) << "epoch " << epoch;
     EXPECT_NEAR(c.loss, b.loss, 1e-5 * std::abs(b.loss)) << "epoch " << epoch;
   }
+  EXPECT_GE(reports, 2 * 8);  // at least each epoch's last report, of both
   EXPECT_LT(max_weight_diff(eager, graph), 1e-5);
   EXPECT_LT(max_weight_diff(host, graph), 1e-3);
   EXPECT_GT(graph.train_epoch().train_acc, 0.9);
