@@ -17,6 +17,11 @@ Two data paths, same model (d2l LeNet, sigmoid + average pooling), same optimize
   (<png-dir>/training/<label>/<index>.png, the original layout). --limit N times N images
   per pass and scales the time to a full epoch.
 
+--serve times epochs on request, so that torchfocal's bench can interleave them with its own
+and both see the same minutes of a noisy machine: after the warm-up it prints {"ready": true},
+then runs one timed epoch per "epoch" line read from stdin, answering {"seconds": S} for each;
+at the end of stdin it goes on as after its timed epochs (--epochs is then unused).
+
 Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout:
 torch, threads, blas, openblasThreads, mode, epochSeconds (timed epochs), median, and
 userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads), and after training
@@ -261,6 +266,25 @@ def epoch_line(epoch, loss, acc, seconds, suffix=""):
     return f"epoch {epoch}, loss {loss:.6f}, train acc {acc:.3f}, time {seconds:.1f}s{suffix}"
 
 
+def timed_epochs(args, epoch) -> None:
+    """The warm-up, then --epochs timed epochs, or with --serve one per request on stdin."""
+    for e in range(args.warmup):
+        epoch(e, False)
+    if not args.serve:
+        for e in range(args.epochs):
+            epoch(args.warmup + e, True)
+        return
+    print(json.dumps({"ready": True}), flush=True)
+    e = args.warmup
+    for line in sys.stdin:
+        if line.strip() != "epoch":
+            raise SystemExit(f"pytorch_lenet.py --serve: unknown request {line.strip()!r}")
+        print(json.dumps({"seconds": epoch(e, True)}), flush=True)
+        e += 1
+    if e == args.warmup:
+        raise SystemExit("pytorch_lenet.py --serve: no epoch was requested")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="folder with the raw MNIST IDX files")
@@ -277,6 +301,8 @@ def main(argv=None) -> int:
     p.add_argument("--png-dir", help="--original: cache folder for the PNG copy of the train set")
     p.add_argument("--limit", type=int, default=0,
                    help="--original: images per timed pass, scaled to a full epoch (0 = all)")
+    p.add_argument("--serve", action="store_true",
+                   help="after the warm-up, one timed epoch per 'epoch' line on stdin")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.warmup < 0 or args.threads < 0 or args.limit < 0:
         p.error("--epochs must be >= 1; --warmup, --threads and --limit >= 0")
@@ -314,10 +340,10 @@ def main(argv=None) -> int:
         limit = min(args.limit or len(samples), len(samples))
         scale = len(samples) / limit
         measured, scaled, user, system = [], [], [], []
-        for e in range(args.warmup + args.epochs):
+
+        def epoch(e, timed):
             before = resource.getrusage(resource.RUSAGE_SELF)
             seconds, loss, acc = original_pass(model, optimizer, samples, limit, generator)
-            timed = e >= args.warmup
             if timed:
                 measured.append(seconds)
                 scaled.append(seconds * scale)
@@ -327,20 +353,26 @@ def main(argv=None) -> int:
             note = f" ({limit} images, {seconds * scale:.1f}s per epoch)" if scale != 1 else ""
             note += "" if timed else " [warm-up]"
             print(epoch_line(e, loss, acc, seconds, note), file=sys.stderr)
+            return seconds * scale
+
+        timed_epochs(args, epoch)
         result.update(decoder=f"PIL {PIL.__version__}", images=limit, epochImages=len(samples),
                       measuredSeconds=measured, epochSeconds=scaled)
     else:
         seconds_list, user, system = [], [], []
-        for e in range(args.warmup + args.epochs):
+
+        def epoch(e, timed):
             before = resource.getrusage(resource.RUSAGE_SELF)
             seconds, loss, acc = tensor_epoch(model, optimizer, images, labels, generator)
-            timed = e >= args.warmup
             if timed:
                 seconds_list.append(seconds)
                 u, s = cpu_since(before)
                 user.append(u)
                 system.append(s)
             print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
+            return seconds
+
+        timed_epochs(args, epoch)
         test_images = load_train(args.data_dir, "t10k")[0].to(device)
         result.update(images=n, epochSeconds=seconds_list,
                       evalImagesPerSecond=eval_images_per_second(model, test_images),

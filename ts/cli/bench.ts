@@ -29,7 +29,7 @@ export function benchCommand(): Command {
     )
     .option(
       '--repeats <n>',
-      'timed epochs per configuration, median reported (default 3, quick 1)',
+      'timed epochs per configuration, interleaved, medians reported (default 5, quick 1)',
       intAtLeast(1),
     )
     .option('--device <name>', 'cpu or cuda: where torchfocal and the PyTorch loops train', 'cpu')
