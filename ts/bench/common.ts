@@ -39,6 +39,30 @@ export async function pythonUnavailable(
   }
 }
 
+/**
+ * Calls `onLine` with each non-blank line of `stream` as it completes (and the last, unfinished
+ * one when the stream ends); `onData` sees every chunk first.
+ */
+export function eachLine(
+  stream: NodeJS.ReadableStream,
+  onLine: (line: string) => void,
+  onData: (chunk: string) => void = () => {},
+): void {
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    onData(d);
+    pending += d;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) if (line.trim()) onLine(line);
+  });
+  stream.on('end', () => {
+    if (pending.trim()) onLine(pending);
+    pending = '';
+  });
+}
+
 /** Runs a process to its end; stderr lines are passed on as they come. */
 export function exec(
   file: string,
@@ -50,23 +74,19 @@ export function exec(
     const child = spawn(file, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    let pending = '';
     const timer = setTimeout(() => child.kill('SIGTERM'), PYTHON_TIMEOUT_MS);
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-      pending += d;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) onStderrLine?.(line);
-    });
+    eachLine(
+      child.stderr,
+      (line) => onStderrLine?.(line),
+      (d) => (stderr += d),
+    );
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (pending.trim()) onStderrLine?.(pending);
       if (signal) stderr += `\nkilled by ${signal}`;
       resolve({ code, stdout, stderr });
     });

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { lastLine, round, threadFreeEnv } from './common';
+import { eachLine, lastLine, round, threadFreeEnv } from './common';
 import type { OriginalRun, TimedRun } from './lenet';
 
 /** pytorch_lenet.py's exit status when PIL is missing for --original */
@@ -71,22 +71,16 @@ export class PythonEpochs {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const baseline = new PythonEpochs(child, label);
-    let pending = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      baseline.stderr += d;
-      pending += d;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) run.log(`${label}: ${line}`);
-    });
-    let partial = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      baseline.stdout += d;
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) if (line.trim()) baseline.deliver(line);
-    });
+    eachLine(
+      child.stderr,
+      (line) => run.log(`${label}: ${line}`),
+      (d) => (baseline.stderr += d),
+    );
+    eachLine(
+      child.stdout,
+      (line) => baseline.deliver(line),
+      (d) => (baseline.stdout += d),
+    );
     child.stdin.on('error', () => {}); // an early exit is reported by next(), with its reason
     const ready = await baseline.next();
     if (ready?.ready !== true) {
