@@ -35,6 +35,16 @@ test('parseSweepConfig fills the defaults and labels every loss', (t) => {
   t.deepEqual(parseSweepConfig(c), c);
 });
 
+test("parseSweepConfig: a schedule spans the sweep's epochs unless scheduleEpochs says otherwise", (t) => {
+  const c = parseSweepConfig({ losses: ['ce'], epochs: 3, lrSchedule: 'onecycle' });
+  t.is(c.lrSchedule, 'onecycle');
+  t.is(c.scheduleEpochs, undefined); // each run fills in its epochs (runTraining)
+  t.is(
+    parseSweepConfig({ losses: ['ce'], lrSchedule: 'cosine', scheduleEpochs: 8 }).scheduleEpochs,
+    8,
+  );
+});
+
 test('parseSweepConfig: every fault is one line naming its key', (t) => {
   const base = { losses: ['ce'] };
   const cases: [unknown, RegExp][] = [
@@ -61,6 +71,11 @@ test('parseSweepConfig: every fault is one line naming its key', (t) => {
     ],
     [{ losses: [{ gamma: 2 }] }, /^losses\[0\]: "loss" is missing$/],
     [{ losses: [7] }, /^losses\[0\]: expected a loss name or an object with "loss", got 7$/],
+    [
+      { ...base, lrSchedule: 'step' },
+      /^lrSchedule: unknown schedule 'step' \(known: constant, onecycle, cosine\)$/,
+    ],
+    [{ ...base, scheduleEpochs: 3 }, /^scheduleEpochs: only a 'onecycle' or 'cosine' lrSchedule/],
     [
       { losses: [{ loss: 'focal', gamma: '2' }] },
       /^losses\[0\]\.gamma: expected a number, got "2"$/,

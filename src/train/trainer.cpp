@@ -594,6 +594,12 @@ void Trainer::graph_step(const torch::Tensor& indices) {
     } catch (const std::exception& e) {
       // No fallback: a capture that fails midway can leave the allocator's capture state and
       // anything made during it unusable, so going on uncaptured in this process is not safe.
+      // Running out of memory stays an OutOfMemory (a smaller batch is the way on).
+      if (is_out_of_memory(e)) {
+        throw OutOfMemory("out of memory at batch size " + std::to_string(config_.batch_size) +
+                          " while capturing the train step as a CUDA graph: " + first_line(e) +
+                          "; train with a smaller batch size or --cuda-graph off");
+      }
       throw std::runtime_error("the train step could not be captured as a CUDA graph (" +
                                first_line(e) + "): train with --cuda-graph off");
     }

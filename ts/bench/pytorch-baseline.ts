@@ -28,6 +28,7 @@ export class PythonEpochs {
   private stderr = '';
   private waiting: ((line: string | null) => void) | null = null;
   private lines: string[] = [];
+  private closed = false;
   private exited: Promise<number | null>;
 
   private constructor(
@@ -36,14 +37,21 @@ export class PythonEpochs {
   ) {
     const timer = setTimeout(() => child.kill('SIGTERM'), TIMEOUT_MS);
     this.exited = new Promise((resolve, reject) => {
-      child.on('error', reject);
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        this.closed = true;
+        this.deliver(null);
+        reject(err);
+      });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         if (signal) this.stderr += `\nkilled by ${signal}`;
+        this.closed = true;
         this.deliver(null);
         resolve(code);
       });
     });
+    this.exited.catch(() => {}); // a spawn error is reported by the next read, not as unhandled
   }
 
   /**
@@ -84,6 +92,7 @@ export class PythonEpochs {
     child.stdin.on('error', () => {}); // an early exit is reported by next(), with its reason
     const ready = await baseline.next();
     if (ready?.ready !== true) {
+      baseline.kill(); // it said something else, or has exited already
       const code = await baseline.exited;
       if (code === EXIT_MISSING_DEPENDENCY) throw new MissingDependency(lastLine(baseline.stderr));
       throw baseline.failure(code);
@@ -95,7 +104,10 @@ export class PythonEpochs {
   async epoch(): Promise<number> {
     this.child.stdin.write('epoch\n');
     const answer = await this.next();
-    if (typeof answer?.seconds !== 'number') throw this.failure(await this.exited);
+    if (typeof answer?.seconds !== 'number') {
+      this.kill();
+      throw this.failure(await this.exited);
+    }
     return answer.seconds;
   }
 
@@ -120,7 +132,8 @@ export class PythonEpochs {
 
   private async next(): Promise<Record<string, unknown> | null> {
     const line =
-      this.lines.shift() ?? (await new Promise<string | null>((r) => (this.waiting = r)));
+      this.lines.shift() ??
+      (this.closed ? null : await new Promise<string | null>((r) => (this.waiting = r)));
     if (line === null) return null;
     try {
       return JSON.parse(line) as Record<string, unknown>;

@@ -5,7 +5,14 @@ import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { classCounts, imbalanceCounts, loadDataset } from '../data/index';
 import type { DataSplit } from '../data/dataset';
-import { reportRun, runTraining, summarizeRun, type RunSpec, type RunSummary } from '../train/run';
+import {
+  reportRun,
+  runTraining,
+  scheduleSpan,
+  summarizeRun,
+  type RunSpec,
+  type RunSummary,
+} from '../train/run';
 import { resolveOptions } from '../train/options';
 import type { Evaluation } from '../train/evaluation';
 import type { EpochResult, Progress } from '../train/trainer';
@@ -303,11 +310,15 @@ export function parseSweepConfig(json: unknown): ParsedSweepConfig {
   noRepeats('seeds', seeds.map(String));
 
   // Value ranges (lr > 0, gamma >= 0, alpha on a loss that weighs itself, …) are resolveOptions'.
-  for (const model of models) resolveOptions({ ...shared, model, classNames: ['0', '1'] });
+  const span = { scheduleEpochs: scheduleSpan(shared) }; // as each run will fill it in
+  for (const model of models) {
+    resolveOptions({ ...shared, ...span, model, classNames: ['0', '1'] });
+  }
   losses.forEach((l, i) =>
     within(`losses[${i}].`, () =>
       resolveOptions({
         ...shared,
+        ...span,
         ...lossOptions(l),
         model: models[0],
         classNames: placeholderClasses(l),
@@ -483,7 +494,13 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
   });
   c.losses.forEach((l, i) =>
     within(`losses[${i}].`, () =>
-      resolveOptions({ ...sharedOf(c), ...lossOptions(l), model: c.models[0], classNames }),
+      resolveOptions({
+        ...sharedOf(c),
+        scheduleEpochs: scheduleSpan(sharedOf(c)),
+        ...lossOptions(l),
+        model: c.models[0],
+        classNames,
+      }),
     ),
   );
 

@@ -82,6 +82,20 @@ export function summarizeRun(result: RunResult): RunSummary {
   };
 }
 
+const DEFAULT_EPOCHS = 5;
+
+/**
+ * `scheduleEpochs` as a run fills it in: a 'onecycle' or 'cosine' schedule spans the run's
+ * epochs unless told otherwise.
+ */
+export function scheduleSpan(
+  spec: Pick<RunSpec, 'lrSchedule' | 'scheduleEpochs' | 'epochs'>,
+): number | undefined {
+  if (spec.scheduleEpochs !== undefined) return spec.scheduleEpochs;
+  const scheduled = spec.lrSchedule !== undefined && spec.lrSchedule !== 'constant';
+  return scheduled ? (spec.epochs ?? DEFAULT_EPOCHS) : undefined;
+}
+
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
   const out = spec.out ? path.resolve(spec.out) : undefined;
   const resumed = spec.resume ? await resumePoint(out) : undefined;
@@ -93,7 +107,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   if (imbalanceSpec) {
     train = imbalance(train, imbalanceSpec, seed);
   }
-  const epochs = spec.epochs ?? 5;
+  const epochs = spec.epochs ?? DEFAULT_EPOCHS;
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
     throw new Error(`epochs: expected an integer >= 1, got ${epochs}`);
   }
@@ -142,10 +156,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         ...spec,
         seed,
         classNames: train.classNames,
-        // a schedule spans the run's epochs unless told otherwise
-        scheduleEpochs:
-          spec.scheduleEpochs ??
-          (spec.lrSchedule && spec.lrSchedule !== 'constant' ? epochs : undefined),
+        scheduleEpochs: scheduleSpan(spec),
       });
   try {
     // The batch sizes may change on resume (to continue after running out of memory).
