@@ -1,5 +1,6 @@
-// LeNet's fused sigmoid + 2x2 average pooling against the composed LibTorch ops in float64 on
-// fresh random inputs: values and input gradients, both memory formats, odd sizes, gradcheck.
+// LeNet's fused sigmoid + 2x2 average pooling (forward and backward) against the composed
+// LibTorch ops in float64 on fresh random inputs: values and input gradients, both memory
+// formats, odd sizes, float32 and bfloat16, gradcheck.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -54,6 +55,8 @@ TEST(SigmoidAvgPool, MatchesTheComposedOpsInFloat64) {
   const auto upstream = torch::randn({4, 6, 14, 14});
   const auto got = run(sigmoid_avg_pool2x2, x, upstream);
   const auto want = run(composed, x.to(torch::kDouble), upstream.to(torch::kDouble));
+  EXPECT_TRUE(torch::allclose(got.value.to(torch::kDouble), want.value, 1e-6, 1e-7));
+  EXPECT_TRUE(got.value.is_contiguous(torch::MemoryFormat::ChannelsLast));  // the layout kept
   EXPECT_TRUE(torch::allclose(got.grad.to(torch::kDouble), want.grad, 1e-5, 1e-7));
   // bfloat16 (autocast on the CPU) takes the composed backward: within bfloat16 rounding.
   const auto low = run(sigmoid_avg_pool2x2, x.to(torch::kBFloat16), upstream.to(torch::kBFloat16));
