@@ -2,7 +2,7 @@
 #include <napi.h>
 
 #include <algorithm>
-#include <cmath>
+#include <vector>
 
 #include "binding/convert.h"
 #include "binding/ops.h"
@@ -66,16 +66,12 @@ Napi::Value LearningRates(const Napi::CallbackInfo& info) {
   const auto name = GetString(o, "schedule", "constant");
   const double lr = GetNumber(o, "lr", 0.001);
   const int64_t steps = GetInt(o, "steps", 1, 1, int64_t{1} << 26);
-  train::LrSchedule kind;
+  std::vector<double> rates;
   try {
-    kind = train::parse_lr_schedule(name);
+    rates = train::epoch_learning_rates(train::parse_lr_schedule(name), lr, 0, steps, steps);
   } catch (const std::exception& e) {
     throw Napi::RangeError::New(env, std::string("learningRates: ") + e.what());
   }
-  if (!std::isfinite(lr) || lr <= 0) {
-    throw Napi::RangeError::New(env, "learningRates: lr must be a number > 0");
-  }
-  const auto rates = train::epoch_learning_rates(kind, lr, 0, steps, steps);
   auto out = Napi::Float64Array::New(env, rates.size());
   std::copy(rates.begin(), rates.end(), out.Data());
   return out;

@@ -123,15 +123,20 @@ torch::Tensor fused_backward(const torch::Tensor& s, const torch::Tensor& dy_in)
   return dx;
 }
 
+// Where the fused CPU passes run; elsewhere (CUDA, reduced precision) the two LibTorch kernels
+// the unfused layers would.
+bool fused_on(const torch::Tensor& t) {
+  return t.is_cpu() && (t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble);
+}
+
 struct SigmoidAvgPoolFunction : public torch::autograd::Function<SigmoidAvgPoolFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
-    const auto type = x.scalar_type();
-    if (x.is_cpu() && (type == torch::kFloat || type == torch::kDouble)) {
+    if (fused_on(x)) {
       auto [s, y] = fused_forward(x);
       ctx->save_for_backward({s});
       return y;
     }
-    const auto s = torch::sigmoid(x);  // elsewhere: the unfused layers' two kernels
+    const auto s = torch::sigmoid(x);
     ctx->save_for_backward({s});
     return torch::avg_pool2d(s, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2});
   }
@@ -139,12 +144,7 @@ struct SigmoidAvgPoolFunction : public torch::autograd::Function<SigmoidAvgPoolF
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables()[0];
     const auto& dy = grads[0];
-    const auto type = s.scalar_type();
-    if (s.is_cpu() && (type == torch::kFloat || type == torch::kDouble) &&
-        dy.scalar_type() == type) {
-      return {fused_backward(s, dy)};
-    }
-    // Elsewhere (CUDA, reduced precision) the two kernels the unfused layers would run.
+    if (fused_on(s) && dy.scalar_type() == s.scalar_type()) return {fused_backward(s, dy)};
     const auto ds = at::avg_pool2d_backward(dy, s, /*kernel_size=*/{2, 2}, /*stride=*/{2, 2},
                                             /*padding=*/{0, 0}, /*ceil_mode=*/false,
                                             /*count_include_pad=*/true, /*divisor_override=*/{});

@@ -50,11 +50,12 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
   }
   auto& group = optimizer.param_groups()[0];
   params_ = group.params();
+  double lr = 0;
   if (params_.empty()) throw std::invalid_argument("flat optimizer: no parameters");
   if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) {
     if (adam->amsgrad()) throw std::invalid_argument("flat optimizer: amsgrad is not supported");
     adam_ = true;
-    base_lr_ = adam->lr();
+    lr = adam->lr();
     beta1_ = std::get<0>(adam->betas());
     beta2_ = std::get<1>(adam->betas());
     constants_ = {static_cast<float>(beta1_),      static_cast<float>(beta2_),
@@ -64,7 +65,7 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
     if (sgd->momentum() != 0 || sgd->weight_decay() != 0 || sgd->nesterov()) {
       throw std::invalid_argument("flat optimizer: SGD with momentum or weight decay");
     }
-    base_lr_ = sgd->lr();
+    lr = sgd->lr();
   } else {
     throw std::invalid_argument("flat optimizer: only Adam and SGD are supported");
   }
@@ -90,7 +91,7 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
     exp_avg_sq_ = torch::zeros({total}, options);
   }
   step_ = torch::zeros({}, options.dtype(torch::kInt64));
-  lr_ = torch::full({1}, base_lr_, options.dtype(torch::kFloat64));
+  lr_ = torch::full({1}, lr, options.dtype(torch::kFloat64));
   load();
 }
 

@@ -48,7 +48,7 @@ class FlatOptimizer {
   torch::optim::Optimizer& optimizer_;
   std::vector<torch::Tensor> params_;
   bool adam_ = false;
-  double base_lr_ = 0, beta1_ = 0, beta2_ = 0;
+  double beta1_ = 0, beta2_ = 0;
   math::AdamConstants constants_{};
   torch::Tensor params_flat_, grads_, exp_avg_, exp_avg_sq_;
   torch::Tensor step_;  // int64 [], the steps taken

@@ -47,6 +47,7 @@ double scheduled_lr(LrSchedule kind, double lr, int64_t step, int64_t total) {
 
 std::vector<double> epoch_learning_rates(LrSchedule kind, double lr, int64_t first_step,
                                          int64_t steps, int64_t total) {
+  if (!std::isfinite(lr) || lr <= 0) throw std::invalid_argument("lr must be a number > 0");
   std::vector<double> rates(static_cast<size_t>(std::max<int64_t>(steps, 0)));
   for (int64_t i = 0; i < steps; ++i) rates[i] = scheduled_lr(kind, lr, first_step + i, total);
   return rates;

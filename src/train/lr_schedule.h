@@ -27,6 +27,7 @@ LrSchedule parse_lr_schedule(const std::string& name);
 double scheduled_lr(LrSchedule kind, double lr, int64_t step, int64_t total);
 
 // The rates of one epoch's steps: steps `first_step` .. `first_step + steps - 1` of the run.
+// std::invalid_argument unless lr is a finite number > 0.
 std::vector<double> epoch_learning_rates(LrSchedule kind, double lr, int64_t first_step,
                                          int64_t steps, int64_t total);
 

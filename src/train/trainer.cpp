@@ -330,9 +330,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   const auto rates = epoch_learning_rates(schedule_, config_.lr, epoch_ * steps, steps,
                                           config_.schedule_epochs * steps);
   const auto set_rate = [&](int64_t step) {
-    if (schedule_ != LrSchedule::kConstant) {
-      for (auto& group : optimizer_->param_groups()) group.options().set_lr(rates[step]);
-    }
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(rates[step]);
   };
 
   // Running sums stay on the device: reading them forces a sync, done only for progress. The

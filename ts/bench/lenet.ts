@@ -6,6 +6,7 @@ import path from 'node:path';
 import { native } from '../native';
 import { Trainer } from '../train/trainer';
 import type { CudaGraphMode, TrainerOptions } from '../train/options';
+import { scheduleSpan } from '../train/run';
 import { loadMnist } from '../data/mnist';
 import { subset, type Dataset, type DataSplit } from '../data/dataset';
 import { checkInt, median, pythonPath, pythonUnavailable, round } from './common';
@@ -451,9 +452,7 @@ async function timeToAccuracy(
     classNames: data.train.classNames,
     seed: o.seed,
     device: o.device,
-    // a schedule spans the recipe's epochs
-    scheduleEpochs:
-      o.options.lrSchedule && o.options.lrSchedule !== 'constant' ? o.epochs : undefined,
+    scheduleEpochs: scheduleSpan({ ...o.options, epochs: o.epochs }), // the recipe's epochs
   });
   let seconds = 0;
   let accuracy = 0;

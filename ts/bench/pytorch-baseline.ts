@@ -34,6 +34,7 @@ export class PythonEpochs {
   private constructor(
     private readonly child: ChildProcessByStdio<Writable, Readable, Readable>,
     private readonly label: string,
+    private readonly script: string,
   ) {
     const timer = setTimeout(() => child.kill('SIGTERM'), TIMEOUT_MS);
     this.exited = new Promise((resolve, reject) => {
@@ -78,7 +79,7 @@ export class PythonEpochs {
       env: { ...threadFreeEnv(), ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    const baseline = new PythonEpochs(child, label);
+    const baseline = new PythonEpochs(child, label, path.basename(run.script));
     eachLine(
       child.stderr,
       (line) => run.log(`${label}: ${line}`),
@@ -120,7 +121,7 @@ export class PythonEpochs {
     try {
       out = JSON.parse(lastLine(this.stdout)) as Record<string, unknown>;
     } catch {
-      throw new Error(`${this.label}: ${this.script()} printed no JSON (${lastLine(this.stdout)})`);
+      throw new Error(`${this.label}: ${this.script} printed no JSON (${lastLine(this.stdout)})`);
     }
     return toRun(out);
   }
@@ -152,14 +153,8 @@ export class PythonEpochs {
     }
   }
 
-  private script(): string {
-    return path.basename(this.child.spawnargs[1] ?? 'pytorch_lenet.py');
-  }
-
   private failure(code: number | null): Error {
-    return new Error(
-      `${this.label}: ${this.script()} exited with ${code}: ${lastLine(this.stderr)}`,
-    );
+    return new Error(`${this.label}: ${this.script} exited with ${code}: ${lastLine(this.stderr)}`);
   }
 }
 

@@ -3,12 +3,13 @@ import { Command, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
-import type {
-  AmpMode,
-  CudaGraphMode,
-  LrScheduleName,
-  MemoryFormat,
-  SamplerName,
+import {
+  LR_SCHEDULES,
+  type AmpMode,
+  type CudaGraphMode,
+  type LrScheduleName,
+  type MemoryFormat,
+  type SamplerName,
 } from '../train/options';
 import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
 import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
@@ -37,7 +38,7 @@ export function addTrainingOptions(cmd: Command): Command {
         '--lr-schedule <name>',
         'learning rate over the run: constant, onecycle (up over 30% of the steps, then down) or cosine; spans --epochs',
       )
-        .choices(['constant', 'onecycle', 'cosine'])
+        .choices([...LR_SCHEDULES])
         .default('constant'),
     )
     .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
