@@ -1,16 +1,10 @@
 #include "models/alexnet.h"
 
+#include "models/layers.h"
+
 namespace torchfocal::models {
 
 namespace {
-constexpr double kDropout = 0.5;   // d2l's dropout on both hidden fully connected layers
-constexpr int64_t kHidden = 4096;  // width of the two hidden fully connected layers
-
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel_size, int64_t stride,
-                       int64_t padding) {
-  return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, kernel_size).stride(stride).padding(padding));
-}
 
 torch::nn::MaxPool2d max_pool() {
   // overlapping pooling: 3x3 windows every 2 pixels
@@ -24,18 +18,18 @@ torch::nn::Sequential make_alexnet(const ModelOptions& options) {
   constexpr int64_t kFlatFeatures = 256 * 5 * 5;
   return nn::Sequential(
       // a large 11x11 window with stride 4 to shrink the image quickly
-      conv(/*in=*/1, /*out=*/96, /*kernel_size=*/11, /*stride=*/4, /*padding=*/1), nn::ReLU(),
-      max_pool(), conv(/*in=*/96, /*out=*/256, /*kernel_size=*/5, /*stride=*/1, /*padding=*/2),
+      conv2d(/*in=*/1, /*out=*/96, /*kernel_size=*/11, /*stride=*/4, /*padding=*/1), nn::ReLU(),
+      max_pool(), conv2d(/*in=*/96, /*out=*/256, /*kernel_size=*/5, /*stride=*/1, /*padding=*/2),
       nn::ReLU(), max_pool(),
       // three 3x3 convolutions; padding 1 keeps height and width
-      conv(/*in=*/256, /*out=*/384, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
-      conv(/*in=*/384, /*out=*/384, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
-      conv(/*in=*/384, /*out=*/256, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
+      conv2d(/*in=*/256, /*out=*/384, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
+      conv2d(/*in=*/384, /*out=*/384, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
+      conv2d(/*in=*/384, /*out=*/256, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1), nn::ReLU(),
       max_pool(), nn::Flatten(),
       // dropout against the overfitting the large dense layers invite
-      nn::Linear(kFlatFeatures, kHidden), nn::ReLU(), nn::Dropout(kDropout),
-      nn::Linear(kHidden, kHidden), nn::ReLU(), nn::Dropout(kDropout),
-      nn::Linear(kHidden, options.num_classes));
+      nn::Linear(kFlatFeatures, kClassifierHidden), nn::ReLU(), nn::Dropout(kClassifierDropout),
+      nn::Linear(kClassifierHidden, kClassifierHidden), nn::ReLU(), nn::Dropout(kClassifierDropout),
+      nn::Linear(kClassifierHidden, options.num_classes));
 }
 
 }  // namespace torchfocal::models

@@ -1,5 +1,6 @@
 #include "models/googlenet.h"
 
+#include "models/layers.h"
 #include "models/sequential_block.h"
 
 namespace torchfocal::models {
@@ -8,11 +9,6 @@ namespace nn = torch::nn;
 
 namespace {
 constexpr int64_t kFeatures = 1024;  // channels b5 leaves after global average pooling
-
-nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel_size, int64_t stride = 1,
-                int64_t padding = 0) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, kernel_size).stride(stride).padding(padding));
-}
 
 // The 3x3, stride 2 max pool that closes b1..b4 and halves height and width.
 nn::MaxPool2d halving_pool() {
@@ -29,19 +25,19 @@ InceptionImpl::InceptionImpl(int64_t in_channels, int64_t c1, std::pair<int64_t,
                              std::pair<int64_t, int64_t> c3, int64_t c4) {
   // registration order fixes the parameter order, so it follows d2l's attribute order
   // path 1: a single 1x1 convolution
-  p1_1 = register_module("p1_1", conv(in_channels, c1, /*kernel_size=*/1));
+  p1_1 = register_module("p1_1", conv2d(in_channels, c1, /*kernel_size=*/1));
   // path 2: 1x1 convolution to reduce channels, then 3x3 convolution
-  p2_1 = register_module("p2_1", conv(in_channels, c2.first, /*kernel_size=*/1));
-  p2_2 = register_module("p2_2",
-                         conv(c2.first, c2.second, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1));
+  p2_1 = register_module("p2_1", conv2d(in_channels, c2.first, /*kernel_size=*/1));
+  p2_2 = register_module(
+      "p2_2", conv2d(c2.first, c2.second, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1));
   // path 3: 1x1 convolution to reduce channels, then 5x5 convolution
-  p3_1 = register_module("p3_1", conv(in_channels, c3.first, /*kernel_size=*/1));
-  p3_2 = register_module("p3_2",
-                         conv(c3.first, c3.second, /*kernel_size=*/5, /*stride=*/1, /*padding=*/2));
+  p3_1 = register_module("p3_1", conv2d(in_channels, c3.first, /*kernel_size=*/1));
+  p3_2 = register_module(
+      "p3_2", conv2d(c3.first, c3.second, /*kernel_size=*/5, /*stride=*/1, /*padding=*/2));
   // path 4: 3x3 max pooling that keeps the size, then 1x1 convolution
   p4_1 = register_module(
       "p4_1", nn::MaxPool2d(nn::MaxPool2dOptions(/*kernel_size=*/3).stride(1).padding(1)));
-  p4_2 = register_module("p4_2", conv(in_channels, c4, /*kernel_size=*/1));
+  p4_2 = register_module("p4_2", conv2d(in_channels, c4, /*kernel_size=*/1));
 }
 
 torch::Tensor InceptionImpl::forward(torch::Tensor x) {
@@ -54,10 +50,10 @@ torch::Tensor InceptionImpl::forward(torch::Tensor x) {
 }
 
 torch::nn::Sequential make_googlenet(const ModelOptions& options) {
-  SequentialBlock b1(conv(/*in=*/1, /*out=*/64, /*kernel_size=*/7, /*stride=*/2, /*padding=*/3),
+  SequentialBlock b1(conv2d(/*in=*/1, /*out=*/64, /*kernel_size=*/7, /*stride=*/2, /*padding=*/3),
                      nn::ReLU(), halving_pool());
-  SequentialBlock b2(conv(/*in=*/64, /*out=*/64, /*kernel_size=*/1), nn::ReLU(),
-                     conv(/*in=*/64, /*out=*/192, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1),
+  SequentialBlock b2(conv2d(/*in=*/64, /*out=*/64, /*kernel_size=*/1), nn::ReLU(),
+                     conv2d(/*in=*/64, /*out=*/192, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1),
                      nn::ReLU(), halving_pool());
   SequentialBlock b3(inception(192, 64, {96, 128}, {16, 32}, 32),
                      inception(256, 128, {128, 192}, {32, 96}, 64), halving_pool());

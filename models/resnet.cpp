@@ -6,7 +6,7 @@ namespace nn = torch::nn;
 
 namespace {
 constexpr int64_t kResidualsPerBlock = 2;  // 4 blocks x 2 residuals x 2 convs + 2 = 18 layers
-constexpr int64_t kNarrowest = 64;         // b1's and b2's width: width_divisor must divide it
+constexpr int64_t kStemWidth = 64;         // b1's and b2's width: width_divisor must divide it
 }  // namespace
 
 ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool use_1x1conv,
@@ -54,9 +54,9 @@ SequentialBlock resnet_block(int64_t input_channels, int64_t num_channels, int64
 
 torch::nn::Sequential make_resnet(const ModelOptions& options) {
   const int64_t d = options.width_divisor;
-  if (d < 1 || kNarrowest % d != 0) {
+  if (d < 1 || kStemWidth % d != 0) {
     throw std::invalid_argument("width_divisor must be one of 1, 2, 4, 8, 16, 32, 64 (it divides " +
-                                std::to_string(kNarrowest) +
+                                std::to_string(kStemWidth) +
                                 ", ResNet's narrowest channel width), got " + std::to_string(d));
   }
   SequentialBlock b1(

@@ -5,16 +5,16 @@
 #include <utility>
 #include <vector>
 
+#include "models/layers.h"
+
 namespace torchfocal::models {
 
 namespace {
 // d2l's conv_arch for VGG-11: (number of convolutions, output channels) per block.
 constexpr std::pair<int64_t, int64_t> kConvArch[] = {
     {1, 64}, {1, 128}, {2, 256}, {2, 512}, {2, 512}};
-constexpr int64_t kNarrowest = 64;  // the first block's width: width_divisor must divide it
-constexpr int64_t kFinalSide = 7;   // 224 halved by each of the five blocks
-constexpr int64_t kHidden = 4096;   // width of the two hidden fully connected layers
-constexpr double kDropout = 0.5;    // d2l's dropout on both hidden fully connected layers
+constexpr int64_t kFirstBlockWidth = 64;  // the first block's width: width_divisor must divide it
+constexpr int64_t kFinalSide = 7;         // 224 halved by each of the five blocks
 }  // namespace
 
 SequentialBlock vgg_block(int64_t num_convs, int64_t in_channels, int64_t out_channels) {
@@ -34,9 +34,9 @@ torch::nn::Sequential make_vgg(const ModelOptions& options) {
   namespace nn = torch::nn;
   const int64_t divisor = options.width_divisor;
   // Every width is a multiple of 64, so dividing 64 keeps all of them whole (no rounding).
-  if (divisor < 1 || kNarrowest % divisor != 0) {
+  if (divisor < 1 || kFirstBlockWidth % divisor != 0) {
     throw std::invalid_argument("width_divisor must be one of 1, 2, 4, 8, 16, 32, 64 (it divides " +
-                                std::to_string(kNarrowest) +
+                                std::to_string(kFirstBlockWidth) +
                                 ", VGG's narrowest channel width), got " + std::to_string(divisor));
   }
   nn::Sequential net;
@@ -47,13 +47,13 @@ torch::nn::Sequential make_vgg(const ModelOptions& options) {
     in_channels = out_channels;
   }
   net->push_back(nn::Flatten());
-  net->push_back(nn::Linear(in_channels * kFinalSide * kFinalSide, kHidden));
+  net->push_back(nn::Linear(in_channels * kFinalSide * kFinalSide, kClassifierHidden));
   net->push_back(nn::ReLU());
-  net->push_back(nn::Dropout(kDropout));
-  net->push_back(nn::Linear(kHidden, kHidden));
+  net->push_back(nn::Dropout(kClassifierDropout));
+  net->push_back(nn::Linear(kClassifierHidden, kClassifierHidden));
   net->push_back(nn::ReLU());
-  net->push_back(nn::Dropout(kDropout));
-  net->push_back(nn::Linear(kHidden, options.num_classes));
+  net->push_back(nn::Dropout(kClassifierDropout));
+  net->push_back(nn::Linear(kClassifierHidden, options.num_classes));
   return net;
 }
 

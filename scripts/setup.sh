@@ -9,12 +9,19 @@ cd "$(dirname "$0")/.."
 # cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark).
 # dataset-fashion-mnist: the second built-in dataset. chromium: renders reports in the tests.
 # libgloo-dev: the headers of Gloo, the CPU backend of c10d that LibTorch links (distributed runs).
-PACKAGES=(build-essential cmake ninja-build libtorch-dev libopenblas0-pthread libgtest-dev
-  libgloo-dev python3-torch python3-numpy python3-pil dataset-fashion-mnist chromium)
+# A|B: either will do (the CUDA builds of LibTorch and PyTorch conflict with the CPU ones); the
+# first is installed when neither is.
+PACKAGES=(build-essential cmake ninja-build 'libtorch-dev|libtorch-cuda-dev' libopenblas0-pthread
+  libgtest-dev libgloo-dev 'python3-torch|python3-torch-cuda' python3-numpy python3-pil
+  dataset-fashion-mnist chromium)
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+for entry in "${PACKAGES[@]}"; do
+  found=""
+  IFS='|' read -ra alternatives <<<"$entry"
+  for pkg in "${alternatives[@]}"; do installed "$pkg" && found=1; done
+  [ -n "$found" ] || missing+=("${alternatives[0]}")
 done
 if ((${#missing[@]})); then
   SUDO=""

@@ -12,6 +12,7 @@
 #include "src/train/flat_optimizer.h"
 #include "src/train/optimizer_state.h"
 #include "src/train/trainer.h"
+#include "test/native/helpers.h"
 
 namespace tf = torchfocal;
 
@@ -148,16 +149,7 @@ TEST(FlatOptimizer, RefusesWhatItCannotRun) {
 
 namespace {
 
-// Two classes a LeNet learns in a few steps: a bright left or right half, with noise.
-std::pair<torch::Tensor, torch::Tensor> halves(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto labels = torch::randint(0, 2, {n}, gen, torch::kInt64);
-  auto images = torch::randint(0, 60, {n, 28, 28}, gen, torch::kInt64);
-  auto left = labels.eq(0).view({n, 1, 1}).to(torch::kInt64);
-  images.slice(2, 0, 14).add_(left * 180);
-  images.slice(2, 14, 28).add_((1 - left) * 180);
-  return {images.to(torch::kUInt8), labels};
-}
+using torchfocal::testing::halves;
 
 tf::train::TrainConfig config(const std::string& device_step) {
   tf::train::TrainConfig c;

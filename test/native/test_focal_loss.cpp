@@ -15,6 +15,7 @@
 #include "src/ops/focal_loss.h"
 #include "src/ops/focal_loss_impl.h"
 #include "src/ops/focal_math.h"
+#include "test/native/helpers.h"
 
 namespace {
 
@@ -124,10 +125,7 @@ torch::Tensor reduce_ref(const torch::Tensor& rows, Reduction reduction, double 
 
 // Value and gradient of the op through autograd, with a fixed random upstream gradient for
 // reduction none (so the per-row scaling is exercised).
-struct ValueGrad {
-  torch::Tensor value;
-  torch::Tensor grad;
-};
+using torchfocal::testing::ValueGrad;
 
 ValueGrad run_op(const torch::Tensor& input, const torch::Tensor& target,
                  const FocalOptions& options, const torch::Tensor& upstream) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "models/sigmoid_avg_pool.h"
+#include "test/native/helpers.h"
 
 namespace {
 
@@ -17,9 +18,7 @@ torch::Tensor composed(const torch::Tensor& x) {
   return torch::avg_pool2d(torch::sigmoid(x), /*kernel_size=*/{2, 2}, /*stride=*/{2, 2});
 }
 
-struct ValueGrad {
-  torch::Tensor value, grad;
-};
+using torchfocal::testing::ValueGrad;
 
 ValueGrad run(const std::function<torch::Tensor(const torch::Tensor&)>& f, const torch::Tensor& x,
               const torch::Tensor& upstream) {

@@ -6,21 +6,13 @@
 #include <fstream>
 
 #include "src/train/trainer.h"
+#include "test/native/helpers.h"
 
 namespace tf = torchfocal;
 
 namespace {
 
-// Two easy classes: a bright left half or a bright right half, with noise.
-std::pair<torch::Tensor, torch::Tensor> halves(int64_t n, uint64_t seed) {
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto labels = torch::randint(0, 2, {n}, gen, torch::kInt64);
-  auto images = torch::randint(0, 60, {n, 28, 28}, gen, torch::kInt64);
-  auto left = labels.eq(0).view({n, 1, 1});
-  images.slice(2, 0, 14).add_(left.to(torch::kInt64) * 180);
-  images.slice(2, 14, 28).add_(left.logical_not().to(torch::kInt64) * 180);
-  return {images.to(torch::kUInt8), labels};
-}
+using torchfocal::testing::halves;
 
 tf::train::TrainConfig mlp_config() {
   tf::train::TrainConfig c;
