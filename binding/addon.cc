@@ -18,12 +18,33 @@ namespace {
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto r = train::runtime_info();
+  auto devices = Napi::Array::New(env, r.devices.size());
+  for (size_t i = 0; i < r.devices.size(); ++i) {
+    auto d = Napi::Object::New(env);
+    d.Set("name", r.devices[i].name);
+    d.Set("totalMemory", static_cast<double>(r.devices[i].total_memory));
+    d.Set("capability", r.devices[i].capability);
+    devices.Set(i, d);
+  }
   auto out = Napi::Object::New(env);
   out.Set("torchVersion", r.torch_version);
+  out.Set("torchDir", r.torch_dir);
+  out.Set("cudaBuilt", r.cuda_built);
+  out.Set("cudaVersion", r.cuda_version);
   out.Set("cudaAvailable", r.cuda_available);
   out.Set("cudaDevices", r.cuda_devices);
+  out.Set("devices", devices);
+  out.Set("cudnnBuilt", r.cudnn_built);
+  out.Set("cudnnVersion", static_cast<double>(r.cudnn_version));
+  out.Set("ncclBuilt", r.nccl_built);
+  out.Set("glooBuilt", r.gloo_built);
+  out.Set("onednn", r.onednn);
+  out.Set("cpuCapability", r.cpu_capability);
   out.Set("threads", r.threads);
   out.Set("blasLibrary", r.blas_library);
+  out.Set("blasThreads", r.blas_threads);
+  out.Set("cxxCompiler", r.cxx_compiler);
+  out.Set("cudaCompiler", r.cuda_compiler);
   return out;
 }
 

@@ -21,6 +21,7 @@ struct ResidualImpl : torch::nn::Module {
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::Conv2d conv3{nullptr};  // empty unless use_1x1conv
+  int64_t shortcut_stride = 1;       // conv3's stride, applied as a subsampling before it
   BatchNorm2d bn1{nullptr}, bn2{nullptr};
 };
 TORCH_MODULE(Residual);

@@ -90,7 +90,12 @@ make_root() {
 rm -rf "$root/src/torchfocal"
 mkdir -p "$root/src"
 git clone --quiet --no-hardlinks "$REPO" "$root/src/torchfocal"
+# The host's name servers and the certificate authorities it trusts (a registry proxy's, say).
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1
+fi
 
 mounts=()
 cleanup() {
@@ -105,8 +110,11 @@ done
 mount -t tmpfs shm "$root/dev/shm"
 mounts+=("$root/dev/shm")
 
-log "building and testing $(git rev-parse --short HEAD) with $(chroot "$root" dpkg-query -W -f='${Package} ${Version}' 'libtorch*-dev' 2>/dev/null)"
+log "building and testing $(git rev-parse --short HEAD) in $root"
 start=$SECONDS
+# Node.js trusts only its own certificate list unless told of the system's.
 chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  HOME=/root TERM=dumb CI="${CI:-}" bash -c 'cd /src/torchfocal && ./scripts/setup.sh && npm test'
-log "passed in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s"
+  HOME=/root TERM=dumb CI="${CI:-}" NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+  bash -c 'cd /src/torchfocal && ./scripts/setup.sh && npm test'
+log "passed in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s with" \
+  "$(chroot "$root" dpkg-query -W -f='${Package} ${Version} ' 'libtorch*-dev' 2>/dev/null)"

@@ -52,7 +52,10 @@ export type {
 } from './experiment/sweep';
 export * from './data/index';
 export { readSafetensors, writeSafetensors } from './io/safetensors';
-export type { RuntimeInfo, ModelInfo, LossInfo } from './native';
+export type { RuntimeInfo, CudaDeviceInfo, ModelInfo, LossInfo } from './native';
+export { installInfo } from './info';
+export type { InstallInfo } from './info';
+export { packageVersion } from './package';
 export * as ops from './ops';
 export type { FocalLossOptions, FocalLossResult } from './ops';
 

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import type { FocalLossOptions } from './ops';
+import { PACKAGE_ROOT } from './package';
 
 export interface NativeTrainerOptions {
   model: string;
@@ -134,12 +135,42 @@ export interface NativeTrainer {
   dispose(): void;
 }
 
+export interface CudaDeviceInfo {
+  name: string;
+  /** bytes */
+  totalMemory: number;
+  /** compute capability, "9.0" */
+  capability: string;
+}
+
+/** What the addon was built with and what this process found (`torchfocal info`). */
 export interface RuntimeInfo {
   torchVersion: string;
+  /** the LibTorch CMake config the build found */
+  torchDir: string;
+  cudaBuilt: boolean;
+  /** the CUDA runtime the build compiled against (12040 = 12.4); 0 without CUDA */
+  cudaVersion: number;
   cudaAvailable: boolean;
   cudaDevices: number;
+  devices: CudaDeviceInfo[];
+  cudnnBuilt: boolean;
+  /** read only when a device is present; 0 otherwise */
+  cudnnVersion: number;
+  ncclBuilt: boolean;
+  glooBuilt: boolean;
+  /** LibTorch's oneDNN ("v3.7.2"); empty when it has none */
+  onednn: string;
+  /** the widest CPU kernels LibTorch runs here ("AVX2") */
+  cpuCapability: string;
   threads: number;
+  /** the BLAS file mapped into the process */
   blasLibrary: string;
+  /** OpenBLAS's thread count; 0 when the BLAS cannot say */
+  blasThreads: number;
+  cxxCompiler: string;
+  /** nvcc that compiled the kernels; empty without CUDA */
+  cudaCompiler: string;
 }
 
 export interface ModelInfo {
@@ -186,15 +217,20 @@ export interface NativeAddon {
 
 let addon: NativeAddon | undefined;
 
+/** The addon file `native()` loads: `TORCHFOCAL_ADDON`, or the one the install built. */
+export function addonPath(): string {
+  return (
+    process.env.TORCHFOCAL_ADDON ?? path.join(PACKAGE_ROOT, 'build', 'Release', 'torchfocal.node')
+  );
+}
+
 /** The addon, loaded on first use. `TORCHFOCAL_ADDON` may point at another build. */
 export function native(): NativeAddon {
   if (addon) return addon;
   // OpenBLAS reads this when LibTorch loads it: BLAS must stay single-threaded under
   // LibTorch's own thread pool (a threaded BLAS inside it oversubscribes the cores).
   process.env.OPENBLAS_NUM_THREADS ??= '1';
-  const root = path.resolve(__dirname, '..', '..');
-  const file =
-    process.env.TORCHFOCAL_ADDON ?? path.join(root, 'build', 'Release', 'torchfocal.node');
+  const file = addonPath();
   if (!fs.existsSync(file)) {
     throw new Error(
       `torchfocal: the native addon is not built (${file} is missing); run 'npm run build:native'`,

@@ -12,6 +12,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "src/common/torch_compat.h"
+
 namespace torchfocal::dist {
 namespace {
 
@@ -80,6 +82,7 @@ Collective::Collective(const DistributedConfig& config, const torch::Device& dev
   options.numWorkers = static_cast<std::size_t>(config_.world_size);
   options.waitWorkers = false;  // the process group's own rendezvous waits, with our timeout
   options.timeout = millis(config_.timeout_s);
+  compat::use_classic_store_backend(options);
   try {
     group_->store = c10::make_intrusive<c10d::TCPStore>(config_.master_addr, options);
   } catch (const std::exception& e) {

@@ -42,11 +42,6 @@ const char* mode_name(FocalMode mode) {
   return "?";
 }
 
-// float for float/half/bfloat16 input, double for double.
-torch::ScalarType accumulate_dtype(torch::ScalarType type) {
-  return type == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 // A contiguous tensor, copied outside autograd where needed (it is only read by kernels).
 torch::Tensor contiguous(const torch::Tensor& t) {
   return t.is_contiguous() ? t : t.detach().contiguous();

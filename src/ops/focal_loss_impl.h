@@ -11,6 +11,11 @@
 
 namespace torchfocal::ops::detail {
 
+// The type kernels accumulate in: float for float/half/bfloat16 input, double for double.
+inline torch::ScalarType accumulate_dtype(torch::ScalarType type) {
+  return type == torch::kDouble ? torch::kDouble : torch::kFloat;
+}
+
 // Arguments after focal_loss.cpp has checked them (check_args): every tensor contiguous and on
 // the input's device, α in the accumulate dtype (float, or double for double input).
 struct KernelArgs {

@@ -1,33 +1,12 @@
 #include "src/train/amp.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/version.h>
 
 #include <stdexcept>
 
+#include "src/common/torch_compat.h"
+
 namespace torchfocal::train {
-namespace {
-
-// LibTorch 2.4 replaced the per-device autocast setters with ones taking the device type.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-void set_autocast(bool cuda, bool enabled, at::ScalarType dtype) {
-  const auto type = cuda ? at::kCUDA : at::kCPU;
-  at::autocast::set_autocast_dtype(type, dtype);
-  at::autocast::set_autocast_enabled(type, enabled);
-}
-#else
-void set_autocast(bool cuda, bool enabled, at::ScalarType dtype) {
-  if (cuda) {
-    at::autocast::set_autocast_gpu_dtype(dtype);
-    at::autocast::set_enabled(enabled);
-  } else {
-    at::autocast::set_autocast_cpu_dtype(dtype);
-    at::autocast::set_cpu_enabled(enabled);
-  }
-}
-#endif
-
-}  // namespace
 
 Amp parse_amp(const std::string& name) {
   if (name == "off") return Amp::kOff;
@@ -41,7 +20,7 @@ AutocastScope::AutocastScope(Amp amp, const torch::Device& device) {
   cuda_ = device.is_cuda();
   active_ = true;
   at::autocast::increment_nesting();
-  set_autocast(cuda_, true, amp == Amp::kFp16 ? at::kHalf : at::kBFloat16);
+  compat::set_autocast(cuda_, true, amp == Amp::kFp16 ? at::kHalf : at::kBFloat16);
 }
 
 AutocastScope::~AutocastScope() {
@@ -49,7 +28,7 @@ AutocastScope::~AutocastScope() {
   // The cast weights are cached while autocast is on; drop them with the scope, as Python's
   // torch.autocast does on leaving its outermost context.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  set_autocast(cuda_, false, cuda_ ? at::kHalf : at::kBFloat16);
+  compat::set_autocast(cuda_, false, cuda_ ? at::kHalf : at::kBFloat16);
 }
 
 LossScaler::LossScaler(const torch::Device& device, double initial_scale, int64_t growth_interval)

@@ -11,8 +11,14 @@
 #include <stdexcept>
 #include <thread>
 
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
+#include "src/common/build_info.h"
+
 #ifdef TORCHFOCAL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace torchfocal::train {
@@ -69,13 +75,58 @@ void release_cached_memory(const torch::Device& device) {
 #endif
 }
 
+namespace {
+
+// The text after `key` on its line of LibTorch's build configuration (at::show_config()).
+std::string config_field(const std::string& config, const std::string& key) {
+  const auto at = config.find(key);
+  if (at == std::string::npos) return "";
+  const auto start = at + key.size();
+  return config.substr(start, config.find('\n', start) - start);
+}
+
+}  // namespace
+
 RuntimeInfo runtime_info() {
   RuntimeInfo info;
   std::ostringstream version;
   version << TORCH_VERSION_MAJOR << '.' << TORCH_VERSION_MINOR << '.' << TORCH_VERSION_PATCH;
   info.torch_version = version.str();
+  info.torch_dir = TORCHFOCAL_TORCH_DIR;
+  info.cxx_compiler = TORCHFOCAL_CXX_COMPILER;
+  info.cuda_compiler = TORCHFOCAL_CUDA_COMPILER;
   info.cuda_available = torch::cuda::is_available();
   info.cuda_devices = info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+#ifdef TORCHFOCAL_WITH_CUDA
+  info.cuda_built = true;
+  info.cuda_version = CUDART_VERSION;
+  for (int i = 0; i < info.cuda_devices; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+      cudaGetLastError();  // leave no sticky error for the next launch check
+      continue;
+    }
+    info.devices.push_back({p.name, static_cast<int64_t>(p.totalGlobalMem),
+                            std::to_string(p.major) + "." + std::to_string(p.minor)});
+  }
+#endif
+  info.cudnn_built = at::globalContext().hasCuDNN();
+  if (info.cudnn_built && info.cuda_available) {
+    info.cudnn_version = at::detail::getCUDAHooks().versionCuDNN();
+  }
+#ifdef TORCHFOCAL_WITH_NCCL
+  info.nccl_built = true;
+#endif
+#ifdef TORCHFOCAL_WITH_GLOO
+  info.gloo_built = true;
+#endif
+  const auto config = at::show_config();
+  // 1.13 calls it "Intel(R) MKL-DNN v2.6.3 (...)", 2.x "Intel(R) oneDNN v3.7.2 (...)".
+  for (const char* key : {"MKL-DNN ", "oneDNN "}) {
+    auto field = config_field(config, key);
+    if (!field.empty()) info.onednn = field.substr(0, field.find(' '));
+  }
+  info.cpu_capability = config_field(config, "CPU capability usage: ");
   info.threads = torch::get_num_threads();
   // /proc/self/maps names the BLAS the dynamic loader actually picked for libblas.so.3.
   std::ifstream maps("/proc/self/maps");
@@ -89,6 +140,10 @@ RuntimeInfo runtime_info() {
       info.blas_library = path;
       break;
     }
+  }
+  using GetThreads = int (*)();
+  if (auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
+    info.blas_threads = get();
   }
   return info;
 }

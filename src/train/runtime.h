@@ -3,7 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace torchfocal::train {
 
@@ -24,12 +26,32 @@ void configure_allocator();
 // memory freed by a failed step is there for the next, smaller one.
 void release_cached_memory(const torch::Device& device);
 
+struct CudaDeviceInfo {
+  std::string name;
+  int64_t total_memory = 0;  // bytes
+  std::string capability;    // "9.0"
+};
+
+// What a bug report needs: what the addon was built with and what this process found.
 struct RuntimeInfo {
   std::string torch_version;
+  std::string torch_dir;  // the LibTorch CMake config the build found
+  bool cuda_built = false;
+  int cuda_version = 0;  // CUDA runtime the build compiled against (12040 = 12.4), 0 without
   bool cuda_available = false;
   int cuda_devices = 0;
+  std::vector<CudaDeviceInfo> devices;
+  bool cudnn_built = false;
+  int64_t cudnn_version = 0;  // read only when a device is present (0 otherwise)
+  bool nccl_built = false;
+  bool gloo_built = false;
+  std::string onednn;          // "v3.7.2" from LibTorch's build configuration, empty without
+  std::string cpu_capability;  // the widest CPU kernels LibTorch uses: "AVX2", "AVX512"
   int threads = 0;
   std::string blas_library;  // the libblas / openblas file actually mapped into the process
+  int blas_threads = 0;      // OpenBLAS's threads; 0 when the BLAS cannot say
+  std::string cxx_compiler;
+  std::string cuda_compiler;  // nvcc that compiled the kernels, empty without CUDA
 };
 RuntimeInfo runtime_info();
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "models/registry.h"
+#include "models/resnet.h"
 
 namespace {
 
@@ -463,6 +464,34 @@ TEST(ModelRegistry, NestedBlocksSurviveADeepCopy) {
   EXPECT_EQ(named_shapes(copy->named_parameters()), named_shapes(net->named_parameters()));
   EXPECT_TRUE(
       torch::equal(copy->named_parameters()["4.2.weight"], net->named_parameters()["4.2.weight"]));
+}
+
+TEST(ResNet, StridedShortcutIsTheStridedOneByOneConvolution) {
+  // The shortcut subsamples, then convolves at stride 1 (a oneDNN 3.7 guard, models/resnet.cpp):
+  // it must equal PyTorch's strided 1x1 convolution in value and in both gradients, in float64
+  // and channels-last, on odd and even sides.
+  torch::manual_seed(7);
+  for (const int64_t side : {7, 12}) {
+    torchfocal::models::Residual block(/*input_channels=*/4, /*num_channels=*/8,
+                                       /*use_1x1conv=*/true, /*strides=*/2);
+    block->to(torch::kFloat64);
+    auto x = torch::randn({3, 4, side, side}, torch::kFloat64)
+                 .contiguous(torch::MemoryFormat::ChannelsLast)
+                 .requires_grad_();
+    auto main_path = [&](const torch::Tensor& input) {
+      return block->bn2(block->conv2(torch::relu(block->bn1(block->conv1(input)))));
+    };
+    auto ours = block->forward(x);
+    auto upstream = torch::randn_like(ours);
+    auto grads = torch::autograd::grad({ours}, {x, block->conv3->weight}, {upstream});
+    auto reference = torch::relu(
+        main_path(x) + torch::conv2d(x, block->conv3->weight, block->conv3->bias, /*stride=*/2));
+    auto ref_grads = torch::autograd::grad({reference}, {x, block->conv3->weight}, {upstream});
+    ASSERT_EQ(ours.sizes(), reference.sizes());
+    EXPECT_TRUE(torch::allclose(ours, reference, 1e-12, 1e-12)) << "side " << side;
+    EXPECT_TRUE(torch::allclose(grads[0], ref_grads[0], 1e-12, 1e-12)) << "side " << side;
+    EXPECT_TRUE(torch::allclose(grads[1], ref_grads[1], 1e-12, 1e-12)) << "side " << side;
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // experiment's composed focal loss (in LibTorch and in PyTorch), forward + backward, float32.
 import path from 'node:path';
 import { call, native } from '../native';
+import { PACKAGE_ROOT } from '../package';
 import { exec, lastLine, pythonUnavailable, round, threadFreeEnv } from './common';
 
 /** Median seconds per forward + backward at one size. */
@@ -47,7 +48,7 @@ export const FOCAL_SIZES: [number, number][] = [
   [4096, 1000],
 ];
 
-const SCRIPT = path.resolve(__dirname, '..', '..', '..', 'bench', 'pytorch_focal.py');
+const SCRIPT = path.join(PACKAGE_ROOT, 'bench', 'pytorch_focal.py');
 
 /** Runs the benchmark; returns the figures, the ratios by name and any notes. */
 export async function runFocalOpBench(options: FocalOpBenchOptions = {}): Promise<{

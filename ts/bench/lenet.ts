@@ -4,6 +4,7 @@ import type { DistributedFigures } from './distributed';
 import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';
+import { PACKAGE_ROOT } from '../package';
 import { Trainer } from '../train/trainer';
 import type { CudaGraphMode, TrainerOptions } from '../train/options';
 import { scheduleSpan } from '../train/run';
@@ -171,8 +172,7 @@ export interface LenetBenchOptions {
   log?: (line: string) => void;
 }
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
-const SCRIPT = path.join(ROOT, 'bench', 'pytorch_lenet.py');
+const SCRIPT = path.join(PACKAGE_ROOT, 'bench', 'pytorch_lenet.py');
 const BATCH_SIZE = 128;
 /** a machine busier than this (fraction of all cores) outside the benchmark gets a note */
 const BUSY_THRESHOLD = 0.15;
@@ -529,7 +529,9 @@ async function busyFraction(ms = 1000): Promise<number> {
 }
 
 function cacheDir(): string {
-  return process.env.TORCHFOCAL_CACHE ?? path.join(ROOT, 'node_modules', '.cache', 'torchfocal');
+  return (
+    process.env.TORCHFOCAL_CACHE ?? path.join(PACKAGE_ROOT, 'node_modules', '.cache', 'torchfocal')
+  );
 }
 
 function threadCount(n: number): string {

@@ -7,6 +7,8 @@ import { evalCommand } from './eval';
 import { predictCommand } from './predict';
 import { experimentCommand } from './experiment';
 import { benchCommand } from './bench';
+import { infoCommand } from './info';
+import { packageVersion } from '../package';
 
 export async function main(args: string[]): Promise<number> {
   // --verbose may stand anywhere, before or after the command name.
@@ -14,6 +16,7 @@ export async function main(args: string[]): Promise<number> {
   const argv = args.filter((a) => a !== '--verbose');
   const program = new Command('torchfocal')
     .description('train image classifiers on class-imbalanced data (LibTorch from Node.js)')
+    .version(packageVersion(), '-V, --version', 'print the package version')
     .option('--verbose', 'print stack traces of errors')
     .showHelpAfterError('(run with --help for usage)')
     // options after a command name are that command's: `experiment starve --out` is starve's,
@@ -26,6 +29,7 @@ export async function main(args: string[]): Promise<number> {
     predictCommand(),
     experimentCommand(),
     benchCommand(),
+    infoCommand(),
   ]) {
     cmd.exitOverride();
     program.addCommand(cmd);

@@ -52,10 +52,6 @@ const acc_t* optional_ptr(const torch::Tensor& t) {
   return t.defined() ? t.data_ptr<acc_t>() : nullptr;
 }
 
-torch::ScalarType accumulate_dtype(torch::ScalarType type) {
-  return type == torch::kDouble ? torch::kDouble : torch::kFloat;
-}
-
 // What focal_loss.cpp's check_args established, asserted again at the kernel boundary.
 void check_cuda_args(const KernelArgs& args) {
   const torch::Tensor& x = args.input;
