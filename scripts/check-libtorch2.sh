@@ -6,6 +6,7 @@
 #   scripts/check-libtorch2.sh --cuda   libtorch-cuda-dev 2.6 + nvidia-cuda-toolkit 12.4: the addon
 #                                       and the native tests built and linked with CUDA, then the
 #                                       full npm test on this machine, which has no GPU
+#   --prepare                           only make the root (downloads; no build)
 #
 # Each root is made once and kept in $TORCHFOCAL_ROOTS (default /var/cache/torchfocal): trixie-cpu
 # and trixie-cuda. Delete a folder there to start it afresh. Needs root (mmdebstrap, chroot).
@@ -14,11 +15,14 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 
 variant=cpu
-case "${1:-}" in
-  --cuda) variant=cuda ;;
-  "") ;;
-  *) echo "usage: $0 [--cuda]" >&2; exit 2 ;;
-esac
+prepare_only=""
+for arg in "$@"; do
+  case "$arg" in
+    --cuda) variant=cuda ;;
+    --prepare) prepare_only=1 ;;
+    *) echo "usage: $0 [--cuda] [--prepare]" >&2; exit 2 ;;
+  esac
+done
 [ "$(id -u)" -eq 0 ] || { echo "check-libtorch2: run as root (mmdebstrap and chroot)" >&2; exit 1; }
 
 ROOTS=${TORCHFOCAL_ROOTS:-/var/cache/torchfocal}
@@ -85,6 +89,7 @@ make_root() {
 }
 
 [ -d "$root" ] || make_root
+[ -z "$prepare_only" ] || exit 0
 
 # A clean clone of HEAD, as CI gets it.
 rm -rf "$root/src/torchfocal"

@@ -2,8 +2,8 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { loadMnist, Trainer } from '../ts/index';
-import { jsonLines, runCli, tempDir, type CliResult } from './helpers/cli';
+import { installInfo, loadMnist, Trainer, type InstallInfo } from '../ts/index';
+import { jsonLines, ROOT, runCli, tempDir, type CliResult } from './helpers/cli';
 
 const runDir = tempDir('torchfocal-cli-');
 const checkpoint = path.join(runDir, 'lenet');
@@ -256,4 +256,34 @@ test('bad input: --class out of range for eval', async (t) => {
     await runCli(['eval', '--checkpoint', checkpoint, '--class', '10']),
     /--class: '10' is not a class/,
   );
+});
+
+test('info prints the installation; --json the same as installInfo; --version the package version', async (t) => {
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  const v = await runCli(['--version']);
+  t.is(v.code, 0);
+  t.is(v.stdout.trim(), version);
+  const table = await runCli(['info']);
+  t.is(table.code, 0, table.stderr);
+  t.regex(table.stdout, new RegExp(`^torchfocal +${version.replace(/\./g, '\\.')}$`, 'm'));
+  for (const label of ['LibTorch', 'CUDA', 'cuDNN', 'NCCL', 'Gloo', 'oneDNN', 'BLAS', 'compiler']) {
+    t.regex(table.stdout, new RegExp(`^${label} +\\S`, 'm'), label);
+  }
+  const json = await runCli(['info', '--json']);
+  t.is(json.code, 0, json.stderr);
+  const info = JSON.parse(json.stdout) as InstallInfo;
+  const here = installInfo();
+  t.is(info.version, version);
+  t.is(info.runtime?.torchVersion, here.runtime?.torchVersion);
+  t.is(info.runtime?.torchDir, here.runtime?.torchDir);
+  t.is(info.runtime?.cudaBuilt, here.runtime?.cudaBuilt);
+  t.true(table.stdout.includes(here.runtime?.torchDir ?? 'none'));
+});
+
+test('info with an addon that cannot load: the table, then one error line and exit 1', async (t) => {
+  const r = await runCli(['info'], { env: { TORCHFOCAL_ADDON: '/nonexistent/torchfocal.node' } });
+  t.is(r.code, 1);
+  t.regex(r.stdout, /^addon error +.*not built/m);
+  t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  t.regex(r.stderr, /^torchfocal: .*\/nonexistent\/torchfocal\.node/);
 });

@@ -10,6 +10,18 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
   const info = runtimeInfo();
   t.regex(info.torchVersion, /^\d+\.\d+\.\d+$/);
   t.true(info.threads >= 1);
+  t.true(fs.existsSync(path.join(info.torchDir, 'TorchConfig.cmake')), info.torchDir);
+  // CUDA is built in exactly when the addon brought LibTorch's CUDA library into the process.
+  const maps = fs.readFileSync('/proc/self/maps', 'utf8');
+  t.is(info.cudaBuilt, maps.includes('libtorch_cuda'));
+  t.is(info.cudaBuilt, info.cudaVersion > 0);
+  t.is(info.cudaBuilt, /NVIDIA/.test(info.cudaCompiler), info.cudaCompiler);
+  t.true(!info.cudaAvailable || info.cudaBuilt);
+  t.is(info.devices.length, info.cudaDevices);
+  t.is(info.cudnnVersion > 0, info.cudnnBuilt && info.cudaAvailable);
+  t.regex(info.onednn, /^v\d+\.\d+/);
+  t.regex(info.cxxCompiler, /^(GNU|Clang) \d+/);
+  if (info.blasLibrary.includes('openblas')) t.is(info.blasThreads, 1);
   t.deepEqual(
     models().map((m) => [m.name, m.inputSize]),
     [
