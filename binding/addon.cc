@@ -39,6 +39,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("ncclBuilt", r.nccl_built);
   out.Set("glooBuilt", r.gloo_built);
   out.Set("onednn", r.onednn);
+  out.Set("onednnConvolutions", r.onednn_convolutions);
   out.Set("cpuCapability", r.cpu_capability);
   out.Set("threads", r.threads);
   out.Set("blasLibrary", r.blas_library);

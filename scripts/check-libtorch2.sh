@@ -35,7 +35,7 @@ log() { echo "check-libtorch2 [$variant]: $*" >&2; }
 base=(ca-certificates git nodejs npm)
 components=main
 if [ "$variant" = cuda ]; then
-  base+=(libtorch-cuda-dev python3-torch-cuda nvidia-cuda-toolkit)
+  base+=(libtorch-cuda-dev libgloo-cuda-dev libnccl-dev python3-torch-cuda nvidia-cuda-toolkit)
   components=main,contrib,non-free,non-free-firmware
 fi
 

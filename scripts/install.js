@@ -5,6 +5,7 @@
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
@@ -24,9 +25,10 @@ if (cmake.error || cmake.status !== 0) {
   );
 }
 
-fs.mkdirSync(path.dirname(log), { recursive: true });
+// The output is collected outside build/, which cmake-js empties when it retries a failed build.
+const temp = path.join(os.tmpdir(), `torchfocal-install-${process.pid}.log`);
 const started = Date.now();
-const fd = fs.openSync(log, 'w');
+const fd = fs.openSync(temp, 'w');
 const build = spawnSync(
   process.execPath,
   [
@@ -40,7 +42,10 @@ const build = spawnSync(
   { cwd: root, stdio: ['ignore', fd, fd] },
 );
 fs.closeSync(fd);
-const output = fs.readFileSync(log, 'utf8');
+const output = fs.readFileSync(temp, 'utf8');
+fs.mkdirSync(path.dirname(log), { recursive: true });
+fs.copyFileSync(temp, log);
+fs.rmSync(temp, { force: true });
 if (build.status === 0) {
   process.stdout.write(
     `torchfocal: addon built in ${((Date.now() - started) / 1000).toFixed(0)} s (log: ${log})\n`,

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # A|B: either will do (the CUDA builds of LibTorch and PyTorch conflict with the CPU ones); the
 # first is installed when neither is.
 PACKAGES=(build-essential cmake ninja-build 'libtorch-dev|libtorch-cuda-dev' libopenblas0-pthread
-  libgtest-dev libgloo-dev 'python3-torch|python3-torch-cuda' python3-numpy python3-pil
+  libgtest-dev 'libgloo-dev|libgloo-cuda-dev' 'python3-torch|python3-torch-cuda' python3-numpy python3-pil
   dataset-fashion-mnist chromium)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}"
 fi
 
 if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then

@@ -161,6 +161,8 @@ export interface RuntimeInfo {
   glooBuilt: boolean;
   /** LibTorch's oneDNN ("v3.7.2"); empty when it has none */
   onednn: string;
+  /** whether convolutions run through oneDNN: "used", or why not ("off: its gradients failed …") */
+  onednnConvolutions: string;
   /** the widest CPU kernels LibTorch runs here ("AVX2") */
   cpuCapability: string;
   threads: number;

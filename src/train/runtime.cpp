@@ -5,16 +5,17 @@
 #include <malloc.h>
 #endif
 
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
-#include <ATen/Context.h>
-#include <ATen/detail/CUDAHooksInterface.h>
-
 #include "src/common/build_info.h"
+#include "src/train/onednn_guard.h"
 
 #ifdef TORCHFOCAL_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -126,6 +127,7 @@ RuntimeInfo runtime_info() {
     auto field = config_field(config, key);
     if (!field.empty()) info.onednn = field.substr(0, field.find(' '));
   }
+  info.onednn_convolutions = onednn_convolutions_state();
   info.cpu_capability = config_field(config, "CPU capability usage: ");
   info.threads = torch::get_num_threads();
   // /proc/self/maps names the BLAS the dynamic loader actually picked for libblas.so.3.

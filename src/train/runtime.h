@@ -45,8 +45,9 @@ struct RuntimeInfo {
   int64_t cudnn_version = 0;  // read only when a device is present (0 otherwise)
   bool nccl_built = false;
   bool gloo_built = false;
-  std::string onednn;          // "v3.7.2" from LibTorch's build configuration, empty without
-  std::string cpu_capability;  // the widest CPU kernels LibTorch uses: "AVX2", "AVX512"
+  std::string onednn;               // "v3.7.2" from LibTorch's build configuration, empty without
+  std::string onednn_convolutions;  // onednn_convolutions_state(): "used", "off: ..."
+  std::string cpu_capability;       // the widest CPU kernels LibTorch uses: "AVX2", "AVX512"
   int threads = 0;
   std::string blas_library;  // the libblas / openblas file actually mapped into the process
   int blas_threads = 0;      // OpenBLAS's threads; 0 when the BLAS cannot say

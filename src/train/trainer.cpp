@@ -13,6 +13,7 @@
 
 #include "models/batch_norm.h"
 #include "models/registry.h"
+#include "src/train/onednn_guard.h"
 #include "src/train/optimizer_state.h"
 #include "src/train/runtime.h"
 
@@ -132,6 +133,7 @@ Trainer::Trainer(TrainConfig config)
   input_size_ = models::model_info(config_.model).input_size;
   configure_threads(config_.threads);
   configure_allocator();
+  guard_onednn_convolutions();
   {
     std::lock_guard<std::mutex> lock(init_mutex);
     torch::manual_seed(config_.seed);

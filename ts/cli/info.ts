@@ -46,7 +46,7 @@ export function formatInfo(info: InstallInfo): string[] {
       ['cuDNN', cudnn],
       ['NCCL', built(r.ncclBuilt)],
       ['Gloo', built(r.glooBuilt)],
-      ['oneDNN', r.onednn || 'none'],
+      ['oneDNN', r.onednn ? `${r.onednn}, convolutions ${r.onednnConvolutions}` : 'none'],
       ['CPU kernels', r.cpuCapability || 'unknown'],
       ['threads', `${r.threads} (LibTorch's intra-op default; train --threads sets it)`],
       [
