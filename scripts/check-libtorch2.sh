@@ -56,6 +56,20 @@ EOF
   dpkg-deb --build --root-owner-group "$work/stub" "$work/nvidia-cudnn-stub.deb" >/dev/null
 }
 
+# The stub library: one empty function for each cuDNN symbol LibTorch imports, under the soname
+# and the symbol version (`cudnnCreate@libcudnn.so.9`) LibTorch asks for, so that executables
+# link against libtorch_cuda. Never called: no GPU, and torchfocal calls no cuDNN itself.
+make_cudnn_stub() {
+  local dir=$1/usr/lib/x86_64-linux-gnu lib
+  lib=$(find "$dir" -name 'libtorch_cuda.so*' | head -1)
+  nm -D --undefined-only "$lib" | awk '$2 ~ /^cudnn/ {print $2}' | sed 's/@.*//' | sort -u |
+    awk '{print "void " $1 "(void) {}"}' > "$ROOTS/cudnn_stub.c"
+  echo 'libcudnn.so.9 { global: *; };' > "$ROOTS/cudnn_stub.map"
+  gcc -shared -fPIC -Wl,-soname,libcudnn.so.9 -Wl,--version-script="$ROOTS/cudnn_stub.map" \
+    -o "$dir/libcudnn.so.9" "$ROOTS/cudnn_stub.c"
+  ln -sf libcudnn.so.9 "$dir/libcudnn.so"
+}
+
 make_root() {
   command -v mmdebstrap >/dev/null || {
     log "installing mmdebstrap on the host"
@@ -75,15 +89,7 @@ make_root() {
   mmdebstrap --variant=apt --components="$components" --include="$(IFS=,; echo "${base[*]}")" \
     "${hooks[@]}" trixie "$tmp"
   if [ "$variant" = cuda ]; then
-    # The stub library: one empty function for each cuDNN symbol LibTorch imports, under the
-    # soname and the symbol version LibTorch asks for.
-    local lib
-    lib=$(find "$tmp/usr/lib/x86_64-linux-gnu" -name 'libtorch_cuda.so*' | head -1)
-    nm -D --undefined-only "$lib" | awk '$2 ~ /^cudnn/ {print $2}' | sed 's/@.*//' | sort -u |
-      awk '{print "void " $1 "(void) {}"}' > "$ROOTS/cudnn_stub.c"
-    gcc -shared -fPIC -Wl,-soname,libcudnn.so.9 -o "$tmp/usr/lib/x86_64-linux-gnu/libcudnn.so.9" \
-      "$ROOTS/cudnn_stub.c"
-    ln -sf libcudnn.so.9 "$tmp/usr/lib/x86_64-linux-gnu/libcudnn.so"
+    make_cudnn_stub "$tmp"
   fi
   mv "$tmp" "$root"
 }
