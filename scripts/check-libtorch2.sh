@@ -56,13 +56,14 @@ EOF
   dpkg-deb --build --root-owner-group "$work/stub" "$work/nvidia-cudnn-stub.deb" >/dev/null
 }
 
-# The stub library: one empty function for each cuDNN symbol LibTorch imports, under the soname
-# and the symbol version (`cudnnCreate@libcudnn.so.9`) LibTorch asks for, so that executables
-# link against libtorch_cuda. Never called: no GPU, and torchfocal calls no cuDNN itself.
+# The stub library: one empty function for each cuDNN symbol LibTorch's libraries (and PyTorch's
+# libtorch_python) import, under the soname and the symbol version (`cudnnCreate@libcudnn.so.9`)
+# they ask for, so that executables link and `import torch` loads. Never called: no GPU, and
+# torchfocal calls no cuDNN itself.
 make_cudnn_stub() {
-  local dir=$1/usr/lib/x86_64-linux-gnu lib
-  lib=$(find "$dir" -name 'libtorch_cuda.so*' | head -1)
-  nm -D --undefined-only "$lib" | awk '$2 ~ /^cudnn/ {print $2}' | sed 's/@.*//' | sort -u |
+  local dir=$1/usr/lib/x86_64-linux-gnu
+  find "$dir" -maxdepth 1 -type f -name 'libtorch*.so*' -exec nm -D --undefined-only {} + |
+    awk '$2 ~ /^cudnn/ {print $2}' | sed 's/@.*//' | sort -u |
     awk '{print "void " $1 "(void) {}"}' > "$ROOTS/cudnn_stub.c"
   echo 'libcudnn.so.9 { global: *; };' > "$ROOTS/cudnn_stub.map"
   gcc -shared -fPIC -Wl,-soname,libcudnn.so.9 -Wl,--version-script="$ROOTS/cudnn_stub.map" \
