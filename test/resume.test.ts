@@ -97,11 +97,24 @@ test.serial(
       let stderr = '';
       let sent = false;
       child.stderr.on('data', (d) => (stderr += d));
+      // In the middle of the next epoch: once the first epoch's checkpoint is written (a timer
+      // from its epoch line alone could fire while that checkpoint is still being written, on a
+      // loaded machine), then 100-250 ms into the next epoch's 469 steps (~0.5 s an epoch).
+      const interruptAfterCheckpoint = (): void => {
+        let written = false;
+        try {
+          written =
+            JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).epochsDone >= 1;
+        } catch {
+          // not written yet
+        }
+        if (written) setTimeout(() => child.kill('SIGINT'), 100 + Math.floor(Math.random() * 150));
+        else setTimeout(interruptAfterCheckpoint, 10);
+      };
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        // in the middle of the next epoch (an epoch takes ~0.5 s)
         if (!sent && d.includes('"event":"epoch"')) {
           sent = true;
-          setTimeout(() => child.kill('SIGINT'), 150 + Math.floor(Math.random() * 200));
+          interruptAfterCheckpoint();
         }
       });
       child.on('close', (c) => {
