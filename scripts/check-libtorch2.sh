@@ -42,7 +42,7 @@ fi
 # libtorch-cuda-2.6 depends on nvidia-cudnn, whose install downloads cuDNN from NVIDIA (no network
 # for that here). This check only links and runs CPU code, so a local package stands in for it
 # and a stub libcudnn.so.9 defines the symbols LibTorch imports; neither ever leaves this root.
-cudnn_stub() {
+cudnn_stub_package() {
   local work=$1
   mkdir -p "$work/stub/DEBIAN"
   cat > "$work/stub/DEBIAN/control" <<'EOF'
@@ -81,7 +81,7 @@ make_root() {
   mkdir -p "$ROOTS"
   local hooks=()
   if [ "$variant" = cuda ]; then
-    cudnn_stub "$ROOTS"
+    cudnn_stub_package "$ROOTS"
     # Installed before the packages that depend on it (mmdebstrap's essential hook runs first).
     hooks+=(--essential-hook="copy-in $ROOTS/nvidia-cudnn-stub.deb /tmp"
       --essential-hook='chroot "$1" dpkg -i /tmp/nvidia-cudnn-stub.deb')
