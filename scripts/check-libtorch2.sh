@@ -129,4 +129,5 @@ chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
   HOME=/root TERM=dumb CI="${CI:-}" NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
   bash -c 'cd /src/torchfocal && ./scripts/setup.sh && npm test'
 log "passed in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s with" \
-  "$(chroot "$root" dpkg-query -W -f='${Package} ${Version} ' 'libtorch*-dev' 2>/dev/null)"
+  "$(chroot "$root" dpkg-query -W -f='${Status} ${Package} ${Version}\n' 'libtorch*-dev' |
+    awk '/ installed / {print $4, $5}')"
