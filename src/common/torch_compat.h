@@ -42,8 +42,8 @@ struct HasUseLibUV<Options, std::void_t<decltype(std::declval<Options&>().useLib
 
 // Asks c10d's TCPStore for its classic socket backend. Since 2.4 TCPStoreOptions::useLibUV
 // defaults to true, and a LibTorch built without libuv (Debian's) then refuses to start the
-// store; before 2.2 the field does not exist and the classic backend is the only one. Detected
-// from the type, since the field appeared in a minor release.
+// store; older versions (1.13) have no such field and only the classic backend. Detected from
+// the type rather than the version number, since the field arrived in a minor release.
 template <typename TCPStoreOptions>
 void use_classic_store_backend(TCPStoreOptions& options) {
   if constexpr (detail::HasUseLibUV<TCPStoreOptions>::value) options.useLibUV = false;
