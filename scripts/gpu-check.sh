@@ -66,8 +66,11 @@ note ""
 
 # ---- Build: the addon, the native tests and the CUDA kernels, against PyTorch's LibTorch ------
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
-step build 420 node node_modules/cmake-js/bin/cmake-js compile --release --out build-gpu \
-  --CDCMAKE_PREFIX_PATH="$TORCH_PREFIX"
+# configure, then build: `compile` skips the configure of an existing build folder, and with it
+# the native tests that an install leaves off.
+step build 420 bash -c 'node node_modules/cmake-js/bin/cmake-js configure --release --out build-gpu \
+  --CDCMAKE_PREFIX_PATH="$1" --CDTORCHFOCAL_TESTS=ON &&
+  node node_modules/cmake-js/bin/cmake-js build --release --out build-gpu' build "$TORCH_PREFIX"
 export TORCHFOCAL_ADDON=$ROOT/build-gpu/Release/torchfocal.node
 grep -E "torchfocal:|GoogleTest" "$OUT/build.log" | sed 's/^/    /' >> "$SUMMARY"
 
@@ -78,6 +81,9 @@ if [[ -f $TORCHFOCAL_ADDON ]]; then
   else
     note "- native tests not built: no GoogleTest on this machine (the ava GPU tests cover the kernels)"
   fi
+  # ---- What the build found: versions, the device, cuDNN, NCCL ----------------------------------
+  step info 60 node dist/ts/cli/main.js info
+  sed 's/^/    /' "$OUT/info.log" >> "$SUMMARY"
   # ---- ava GPU tests ---------------------------------------------------------------------------
   step ava-gpu 240 node node_modules/ava/entrypoints/cli.mjs --config ava.gpu.config.mjs --verbose
   # ---- c10d NCCL smoke test: one rank on one GPU, through the launcher ---------------------------
