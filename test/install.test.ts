@@ -13,7 +13,11 @@ test('install without a LibTorch fails in one paragraph naming the three ways to
     path.join(ROOT, 'scripts', 'install.js'),
     path.join(pkg, 'scripts', 'install.js'),
   );
-  fs.copyFileSync(path.join(ROOT, 'CMakeLists.txt'), path.join(pkg, 'CMakeLists.txt'));
+  // package.json too: its Node-API versions tell cmake-js to use node-api-headers (else it
+  // downloads Node's own headers)
+  for (const file of ['CMakeLists.txt', 'package.json']) {
+    fs.copyFileSync(path.join(ROOT, file), path.join(pkg, file));
+  }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'));
   const r = await runProcess(process.execPath, [
     path.join(pkg, 'scripts', 'install.js'),
