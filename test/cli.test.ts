@@ -4,6 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { installInfo, loadMnist, Trainer, type InstallInfo } from '../ts/index';
 import { jsonLines, ROOT, runCli, tempDir, type CliResult } from './helpers/cli';
+import { smallIdxFolder } from './helpers/mnist';
 
 const runDir = tempDir('torchfocal-cli-');
 const checkpoint = path.join(runDir, 'lenet');
@@ -286,4 +287,44 @@ test('info with an addon that cannot load: the table, then one error line and ex
   t.regex(r.stdout, /^addon error +.*not built/m);
   t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   t.regex(r.stderr, /^torchfocal: .*\/nonexistent\/torchfocal\.node/);
+});
+
+test('--label-smoothing, --beta, --tau and --drw reach the run and its checkpoint; bad values are one line', async (t) => {
+  const { dir } = await smallIdxFolder(60, 100);
+  const cases: [string[], Record<string, number>][] = [
+    [['--loss', 'ce', '--label-smoothing', '0.1'], { labelSmoothing: 0.1 }],
+    [['--loss', 'cb-focal', '--beta', '0.99', '--drw', '1'], { beta: 0.99, drw: 1 }],
+    [['--loss', 'logit-adjust', '--tau', '1.5'], { tau: 1.5 }],
+  ];
+  for (const [extra, expected] of cases) {
+    const out = path.join(tempDir(), 'run');
+    const r = await runCli([
+      'train',
+      '--dataset',
+      dir,
+      '--model',
+      'mlp',
+      '--epochs',
+      '2',
+      '--threads',
+      '1',
+      '--json',
+      '--out',
+      out,
+      ...extra,
+    ]);
+    t.is(r.code, 0, r.stderr);
+    const { options } = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    for (const [key, value] of Object.entries(expected)) t.is(options[key], value, key);
+  }
+  for (const [flag, value, message] of [
+    ['--label-smoothing', '1', /--label-smoothing.*expected a number in \[0, 1\), got '1'/],
+    ['--beta', 'x', /--beta.*expected a number in \[0, 1\), got 'x'/],
+    ['--tau', '-1', /--tau.*expected a number >= 0/],
+    ['--drw', '1.5', /--drw.*integer/],
+  ] as const) {
+    const r = await runCli(['train', '--dataset', dir, flag, value]);
+    t.is(r.code, 1, `${flag} ${value}: ${r.stderr}`);
+    t.regex(r.stderr.split('\n')[0], message);
+  }
 });

@@ -11,7 +11,14 @@ import {
   type MemoryFormat,
   type SamplerName,
 } from '../train/options';
-import { alphaList, intAtLeast, nonNegativeNumber, oneOf, positiveNumber } from './parse';
+import {
+  alphaList,
+  intAtLeast,
+  nonNegativeNumber,
+  oneOf,
+  positiveNumber,
+  probability,
+} from './parse';
 import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
 
 /** Options shared by every command that trains (train, experiment). */
@@ -141,6 +148,24 @@ export function trainCommand(): Command {
       alphaList,
     )
     .option('--gamma <x>', 'focal loss focusing parameter', nonNegativeNumber, 2)
+    .option(
+      '--label-smoothing <e>',
+      'ce/focal: smooth the target distribution by E (in [0, 1))',
+      probability,
+      0,
+    )
+    .option(
+      '--beta <b>',
+      'cb-ce/cb-focal: β of the effective number (1 − β^n)/(1 − β) (in [0, 1))',
+      probability,
+      0.9999,
+    )
+    .option('--tau <t>', 'logit-adjust: the τ of τ·log prior (>= 0)', nonNegativeNumber, 1)
+    .option(
+      '--drw <epoch>',
+      'deferred re-weighting: train unweighted until this epoch, then switch the class weights on',
+      intAtLeast(0),
+    )
     .option(
       '--imbalance <spec>',
       "cut the training set: '6=0.01[,3=0.1]' (fractions), 'longtail:100' or 'step:10:5'",
