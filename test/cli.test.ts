@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { installInfo, loadMnist, Trainer, type InstallInfo } from '../ts/index';
-import { jsonLines, ROOT, runCli, tempDir, type CliResult } from './helpers/cli';
+import { jsonLines, quickTrainArgs, ROOT, runCli, tempDir, type CliResult } from './helpers/cli';
 import { smallIdxFolder } from './helpers/mnist';
 
 const runDir = tempDir('torchfocal-cli-');
@@ -298,21 +298,7 @@ test('--label-smoothing, --beta, --tau and --drw reach the run and its checkpoin
   ];
   for (const [extra, expected] of cases) {
     const out = path.join(tempDir(), 'run');
-    const r = await runCli([
-      'train',
-      '--dataset',
-      dir,
-      '--model',
-      'mlp',
-      '--epochs',
-      '2',
-      '--threads',
-      '1',
-      '--json',
-      '--out',
-      out,
-      ...extra,
-    ]);
+    const r = await runCli(quickTrainArgs(dir, out, ...extra));
     t.is(r.code, 0, r.stderr);
     const { options } = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     for (const [key, value] of Object.entries(expected)) t.is(options[key], value, key);

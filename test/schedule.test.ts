@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { learningRates, Trainer } from '../ts/index';
-import { PYTHON, ROOT, runCli, tempDir } from './helpers/cli';
+import { PYTHON, quickTrainArgs, ROOT, runCli, tempDir } from './helpers/cli';
 import { smallIdxFolder, smallMnist } from './helpers/mnist';
 
 const pytorchRates = (cases: { schedule: string; lr: number; steps: number }[]): number[][] =>
@@ -104,22 +104,9 @@ test('a run saved mid-schedule and loaded again trains on as the run that never 
 
 test('train --lr-schedule: spans --epochs, is kept in the checkpoint; a bad name is refused', async (t) => {
   const out = path.join(tempDir(), 'run');
-  const ok = await runCli([
-    'train',
-    '--dataset',
-    (await smallIdxFolder()).dir,
-    '--model',
-    'mlp',
-    '--epochs',
-    '2',
-    '--threads',
-    '1',
-    '--lr-schedule',
-    'cosine',
-    '--out',
-    out,
-    '--json',
-  ]);
+  const ok = await runCli(
+    quickTrainArgs((await smallIdxFolder()).dir, out, '--lr-schedule', 'cosine'),
+  );
   t.is(ok.code, 0, ok.stderr);
   const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
   t.is(config.options.lrSchedule, 'cosine');

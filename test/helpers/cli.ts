@@ -46,6 +46,12 @@ export function runCli(
     : runProcess(command[0], command.slice(1), options);
 }
 
+/** `train` arguments for a quick run: a two-epoch single-threaded MLP on DATASET into OUT. */
+export function quickTrainArgs(dataset: string, out: string, ...extra: string[]): string[] {
+  const base = ['--model', 'mlp', '--epochs', '2', '--threads', '1', '--json'];
+  return ['train', '--dataset', dataset, ...base, '--out', out, ...extra];
+}
+
 /** JSON lines of a --json run's stdout; throws if any line is not JSON. */
 export function jsonLines(stdout: string): Record<string, any>[] {
   return stdout
