@@ -144,7 +144,9 @@ struct DtypeName {
   torch::ScalarType type;
 };
 constexpr DtypeName kDtypes[] = {
-    {"F32", torch::kFloat32}, {"I64", torch::kInt64}, {"U8", torch::kUInt8}};
+    {"F32", torch::kFloat32}, {"I64", torch::kInt64}, {"U8", torch::kUInt8},
+    // read only by loadWeights, which converts them to the model's dtype
+    {"F64", torch::kFloat64}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16}};
 
 }  // namespace
 

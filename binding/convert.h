@@ -34,9 +34,10 @@ struct ImageView {
 ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
                     const Napi::Value& height, const Napi::Value& width);
 
-// Named tensors as [{name, dtype: 'F32' | 'I64' | 'U8', shape, data}], and back. Reading copies
-// each tensor (entries may be views into one file buffer) after checking that its bytes match
-// its shape; throws Napi::TypeError / RangeError naming `op` and the tensor.
+// Named tensors as [{name, dtype: 'F32' | 'I64' | 'U8', shape, data}], and back ('F64', 'F16' and
+// 'BF16' are read too). Reading copies each tensor (entries may be views into one file buffer)
+// after checking that its bytes match its shape; throws Napi::TypeError / RangeError naming `op`
+// and the tensor.
 Napi::Array ToJs(const Napi::Env& env, const train::NamedTensors& tensors);
 std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const Napi::Value& value,
                                                     const char* op);

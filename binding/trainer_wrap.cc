@@ -26,6 +26,7 @@ Napi::Function TrainerWrap::Init(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::Predict>("predict"),
                          InstanceMethod<&TrainerWrap::StateDict>("stateDict"),
                          InstanceMethod<&TrainerWrap::LoadStateDict>("loadStateDict"),
+                         InstanceMethod<&TrainerWrap::LoadWeights>("loadWeights"),
                          InstanceMethod<&TrainerWrap::TrainState>("trainState"),
                          InstanceMethod<&TrainerWrap::LoadTrainState>("loadTrainState"),
                          InstanceMethod<&TrainerWrap::SetBatchSizes>("setBatchSizes"),
@@ -220,6 +221,41 @@ Napi::Value TrainerWrap::LoadStateDict(const Napi::CallbackInfo& info) {
         return Nothing{};
       },
       Undefined, Release());
+}
+
+// loadWeights(tensors, partial): resolves with {loaded: names, reinitialised: [{name,
+// fileShape, modelShape}]} (src/train/init_weights.h).
+Napi::Value TrainerWrap::LoadWeights(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto state = ToNamedTensors(env, info.Length() < 1 ? env.Undefined() : info[0], "loadWeights");
+  const bool partial = info.Length() > 1 && info[1].ToBoolean().Value();
+  auto trainer = Claim(env, "loadWeights");
+  return TaskWorker<train::InitReport>::Start(
+      env, "loadWeights", Value(), {},
+      [trainer, state, partial] { return trainer->load_weights(*state, partial); },
+      [](Napi::Env e, train::InitReport& report) -> Napi::Value {
+        const auto shape = [&e](const std::vector<int64_t>& sizes) {
+          auto out = Napi::Array::New(e, sizes.size());
+          for (size_t i = 0; i < sizes.size(); ++i) out.Set(i, static_cast<double>(sizes[i]));
+          return out;
+        };
+        auto out = Napi::Object::New(e);
+        auto loaded = Napi::Array::New(e, report.loaded.size());
+        for (size_t i = 0; i < report.loaded.size(); ++i) loaded.Set(i, report.loaded[i]);
+        auto reinitialised = Napi::Array::New(e, report.reinitialised.size());
+        for (size_t i = 0; i < report.reinitialised.size(); ++i) {
+          const auto& m = report.reinitialised[i];
+          auto entry = Napi::Object::New(e);
+          entry.Set("name", m.name);
+          entry.Set("fileShape", shape(m.file_shape));
+          entry.Set("modelShape", shape(m.model_shape));
+          reinitialised.Set(i, entry);
+        }
+        out.Set("loaded", loaded);
+        out.Set("reinitialised", reinitialised);
+        return out;
+      },
+      Release());
 }
 
 Napi::Value TrainerWrap::TrainState(const Napi::CallbackInfo& info) {

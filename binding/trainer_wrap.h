@@ -23,6 +23,7 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value Predict(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
+  Napi::Value LoadWeights(const Napi::CallbackInfo& info);
   Napi::Value TrainState(const Napi::CallbackInfo& info);
   Napi::Value LoadTrainState(const Napi::CallbackInfo& info);
   Napi::Value SetBatchSizes(const Napi::CallbackInfo& info);

@@ -7,6 +7,7 @@ export type {
   Prediction,
   Progress,
   CheckpointConfig,
+  InitFrom,
 } from './train/trainer';
 export {
   SAMPLERS,

@@ -92,9 +92,15 @@ export interface PartialEpoch {
 
 export interface NativeTensor {
   name: string;
-  dtype: 'F32' | 'I64' | 'U8';
+  /** F64, F16 and BF16 are read from files (loadWeights converts them), never written */
+  dtype: 'F32' | 'I64' | 'U8' | 'F64' | 'F16' | 'BF16';
   shape: number[];
   data: ArrayBuffer | Uint8Array;
+}
+
+export interface NativeInitReport {
+  loaded: string[];
+  reinitialised: { name: string; fileShape: number[]; modelShape: number[] }[];
 }
 
 export interface NativeTrainer {
@@ -115,6 +121,8 @@ export interface NativeTrainer {
   predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
   stateDict(): Promise<NativeTensor[]>;
   loadStateDict(state: NativeTensor[]): Promise<void>;
+  /** weights from outside, strict or partial (src/train/init_weights.h) */
+  loadWeights(state: NativeTensor[], partial: boolean): Promise<NativeInitReport>;
   /** the optimizer's state and the dropout stream (src/train/optimizer_state.h names them) */
   trainState(): Promise<NativeTensor[]>;
   loadTrainState(state: NativeTensor[]): Promise<void>;

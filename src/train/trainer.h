@@ -19,6 +19,7 @@
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
 #include "src/train/flat_optimizer.h"
+#include "src/train/init_weights.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/named_tensors.h"
 #include "src/train/random_stream.h"
@@ -151,6 +152,11 @@ class Trainer {
   NamedTensors state_dict() const;
   // Checks names, shapes and dtypes against the model before copying anything.
   void load_state_dict(const NamedTensors& state);
+  // Weights from outside (a PyTorch state_dict): src/train/init_weights.h. The optimizer's state
+  // stays as it is (fresh, for a new trainer).
+  InitReport load_weights(const NamedTensors& state, bool partial) {
+    return init_weights(*model_, state, partial);
+  }
   // The optimizer's state and the dropout stream (src/train/optimizer_state.h names them);
   // loading checks every entry against the model first and changes nothing when one fails.
   NamedTensors train_state() const;

@@ -128,6 +128,8 @@ interface TrainFlags extends TrainingFlags {
   imbalance?: string;
   out?: string;
   resume?: boolean;
+  initFrom?: string;
+  initFromPartial?: boolean;
   nproc?: number;
   nnodes: number;
   nodeRank: number;
@@ -202,6 +204,11 @@ export function trainCommand(): Command {
       'continue the run in --out from its last complete epoch up to --epochs in all ' +
         '(its model, loss, data and seed; --threads, --device, --cuda-graph and the batch sizes may change)',
     )
+    .option(
+      '--init-from <file>',
+      'start from these weights (safetensors, PyTorch state_dict names)',
+    )
+    .option('--init-from-partial', '--init-from: re-initialise the tensors whose shape differs')
     .action(async (flags: TrainFlags) => {
       if (flags.resume && !flags.out)
         throw new Error('--resume needs --out DIR: the run to continue');
@@ -269,6 +276,14 @@ export function trainCommand(): Command {
             else console.log(epochLine(r));
           },
           onWarning: warnOnStderr,
+          onInitFrom: (init) => {
+            if (quiet || init.reinitialised.length === 0) return;
+            const shape = (d: number[]) => `[${d.join(',')}]`;
+            const list = init.reinitialised.map(
+              (r) => `${r.name}: file ${shape(r.fileShape)}, model ${shape(r.modelShape)}`,
+            );
+            console.error(`init-from: re-initialised ${list.length} (${list.join('; ')})`);
+          },
         });
       } catch (err) {
         progress.stop();

@@ -32,7 +32,17 @@ export interface SweepLoss extends Pick<RunSpec, LossKey> {
 /** Run options every run of the sweep shares. */
 export type SweepShared = Omit<
   RunSpec,
-  'model' | 'loss' | 'imbalance' | 'seed' | 'out' | 'resume' | 'distributed' | 'syncBn' | LossKey
+  | 'model'
+  | 'loss'
+  | 'imbalance'
+  | 'seed'
+  | 'out'
+  | 'resume'
+  | 'distributed'
+  | 'syncBn'
+  | LossKey
+  | 'initFrom'
+  | 'initFromPartial'
 >;
 
 /** A sweep, as a JSON file holds it. */

@@ -4,7 +4,14 @@ import fs from 'node:fs/promises';
 import writeFileAtomic from 'write-file-atomic';
 import type { NativeTensor } from '../native';
 
-const DTYPE_BYTES: Record<NativeTensor['dtype'], number> = { F32: 4, I64: 8, U8: 1 };
+const DTYPE_BYTES: Record<NativeTensor['dtype'], number> = {
+  F32: 4,
+  I64: 8,
+  U8: 1,
+  F64: 8,
+  F16: 2,
+  BF16: 2,
+};
 // Refuse absurd headers before parsing them (the reference implementation uses 100 MB).
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 

@@ -4,7 +4,7 @@ import { loadDataset, imbalance, classCounts } from '../data/index';
 import type { DataSplit } from '../data/dataset';
 import type { Evaluation } from './evaluation';
 import type { TrainerOptions } from './options';
-import { Trainer, type EpochResult, type Progress } from './trainer';
+import { Trainer, type EpochResult, type InitFrom, type Progress } from './trainer';
 import { openCheckpoint } from './checkpoint';
 import { ERROR_CODES, hasErrorCode } from '../native';
 import { writeReport, type ReportRun } from '../report/index';
@@ -25,6 +25,10 @@ export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
    * threads, device and batch sizes may change)
    */
   resume?: boolean;
+  /** start from these weights (safetensors, PyTorch's names): Trainer.loadWeights, strict */
+  initFrom?: string;
+  /** with initFrom: tensors whose shape differs keep their fresh initialisation */
+  initFromPartial?: boolean;
 }
 
 export interface RunHooks {
@@ -35,6 +39,8 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** a damaged newest checkpoint was skipped on resume (default: process.emitWarning) */
   onWarning?: (message: string) => void;
+  /** initFrom loaded: what was left initialised (spec.initFromPartial) */
+  onInitFrom?: (initFrom: InitFrom) => void;
 }
 
 export interface RunResult {
@@ -98,6 +104,12 @@ export function scheduleSpan(
 
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
   const out = spec.out ? path.resolve(spec.out) : undefined;
+  if (spec.initFrom !== undefined && spec.resume) {
+    throw new Error('--init-from starts a run from weights; --resume continues one: give one');
+  }
+  if (spec.initFromPartial && spec.initFrom === undefined) {
+    throw new Error('--init-from-partial needs --init-from FILE');
+  }
   const resumed = spec.resume ? await resumePoint(out) : undefined;
   const datasetName = resumed?.dataset ?? spec.dataset ?? 'mnist';
   const imbalanceSpec = resumed ? resumed.imbalance : spec.imbalance;
@@ -159,6 +171,7 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         scheduleEpochs: scheduleSpan(spec),
       });
   try {
+    if (spec.initFrom !== undefined) await initFrom(trainer, spec, hooks);
     // The batch sizes may change on resume (to continue after running out of memory).
     if (resumed) {
       trainer.setBatchSizes({ batchSize: spec.batchSize, evalBatchSize: spec.evalBatchSize });
@@ -207,6 +220,18 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   } finally {
     trainer.dispose();
   }
+}
+
+/** Loads spec.initFrom into a new trainer; errors as one `init-from FILE: ...` line. */
+async function initFrom(trainer: Trainer, spec: RunSpec, hooks: RunHooks): Promise<void> {
+  const partial = spec.initFromPartial ?? false;
+  const loaded = await trainer.loadWeights(spec.initFrom!, { partial }).catch((err: Error) => {
+    const shapesOnly =
+      !partial && /^[^(]*shape mismatch/.test(err.message.slice(spec.initFrom!.length + 2));
+    const hint = shapesOnly ? '; --init-from-partial keeps those initialised' : '';
+    throw new Error(`init-from ${err.message}${hint}`);
+  });
+  hooks.onInitFrom?.(loaded);
 }
 
 /** The checkpoint a `resume` continues, and the data it was trained on. */

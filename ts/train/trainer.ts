@@ -1,5 +1,7 @@
 // The public Trainer: one native model + optimizer + device data, driven epoch by epoch.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import {
   call,
@@ -11,7 +13,7 @@ import {
   type PartialEpoch,
 } from '../native';
 import type { Dataset } from '../data/dataset';
-import { readSafetensors, writeSafetensors } from '../io/safetensors';
+import { decodeSafetensors, readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
 import { classCounts } from '../data/dataset';
 import { positiveInt, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
@@ -68,6 +70,16 @@ export interface Prediction {
   probabilities: number[];
 }
 
+/** Where a run's starting weights came from (`Trainer.loadWeights`); checkpoints keep it. */
+export interface InitFrom {
+  /** absolute path of the safetensors file */
+  file: string;
+  sha256: string;
+  partial: boolean;
+  /** partial: the tensors whose shape differs, left as the trainer had them (initialised) */
+  reinitialised: { name: string; fileShape: number[]; modelShape: number[] }[];
+}
+
 export class Trainer {
   /** @internal */
   readonly handle: NativeTrainer;
@@ -75,6 +87,8 @@ export class Trainer {
   readonly history: EpochResult[] = [];
   /** training images per class, once training data is set (evaluations then carry shots) */
   trainCounts?: number[];
+  /** set by loadWeights (and by load, from the checkpoint) */
+  initFrom?: InitFrom;
   #disposed = false;
 
   private constructor(handle: NativeTrainer, options: ResolvedOptions) {
@@ -281,6 +295,38 @@ export class Trainer {
   }
 
   /**
+   * Loads weights saved elsewhere (a PyTorch state_dict as safetensors, float32/64/16 or bf16),
+   * optimizer state left fresh. Strict by default: the file must hold exactly the model's
+   * tensors, same names and shapes, or it throws one line naming the file and listing the
+   * missing, unexpected and mismatched tensors. `partial`: tensors whose shape differs (a new
+   * classifier head) keep the trainer's values (a new trainer's seeded initialisation) and are
+   * reported; missing and unexpected names stay errors (they mean another network).
+   */
+  async loadWeights(
+    file: string,
+    options: { partial?: boolean } = {},
+  ): Promise<InitFrom & { loaded: string[] }> {
+    const buf = await fs.readFile(file);
+    const partial = options.partial ?? false;
+    let report;
+    try {
+      const { tensors } = decodeSafetensors(buf, file);
+      report = await call(() => this.handle.loadWeights(tensors, partial));
+    } catch (err) {
+      const message = (err as Error).message.replace(/^loadWeights: /, '');
+      throw new Error(message.startsWith(`${file}: `) ? message : `${file}: ${message}`);
+    }
+    const sha256 = createHash('sha256').update(buf).digest('hex');
+    this.initFrom = {
+      file: path.resolve(file),
+      sha256,
+      partial,
+      reinitialised: report.reinitialised,
+    };
+    return { ...this.initFrom, loaded: report.loaded };
+  }
+
+  /**
    * Writes a checkpoint directory: weights (safetensors, PyTorch's names), optimizer state,
    * metrics.jsonl and config.json with their sizes and checksums; the previous checkpoint stays
    * beside it until the next one (ts/train/checkpoint.ts says how a commit survives a crash).
@@ -300,6 +346,7 @@ export class Trainer {
       normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
       epochsDone: this.epochsDone,
       ...(partialEpoch && { partialEpoch }),
+      ...(this.initFrom && { initFrom: this.initFrom }),
       data,
     };
     await commitCheckpoint(dir, config, async (file, to) => {
@@ -344,6 +391,7 @@ export class Trainer {
         await call(() => trainer.handle.loadTrainState(state.tensors));
       }
       trainer.handle.setEpochsDone(config.epochsDone);
+      trainer.initFrom = (config as { initFrom?: InitFrom }).initFrom;
       if (config.partialEpoch) trainer.handle.setPartialEpoch(config.partialEpoch);
       if (await exists(paths.metrics)) trainer.history.push(...(await readHistory(paths.metrics)));
       // runTraining records the training counts: evaluations of the loaded model carry shots
