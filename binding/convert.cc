@@ -266,6 +266,9 @@ Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m) {
     confusion.Set(i, row);
   }
   out.Set("confusion", confusion);
+  auto top_k = Napi::Array::New(env, m.top_k_accuracy.size());
+  for (size_t k = 0; k < m.top_k_accuracy.size(); ++k) top_k.Set(k, m.top_k_accuracy[k]);
+  out.Set("topKAccuracy", top_k);
   return out;
 }
 

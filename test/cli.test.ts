@@ -47,6 +47,7 @@ test('train --json: epoch lines then done, LeNet reaches >= 0.80 after one epoch
     'accuracy',
     'balancedAccuracy',
     'macroF1',
+    'topK',
     'perClass',
     'confusion',
     'shots',

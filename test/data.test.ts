@@ -15,6 +15,8 @@ import {
   loadIdxPair,
   loadImageFolder,
   loadMnist,
+  loadTestSet,
+  type LoadProgress,
   parseImbalance,
   readIdx,
   subset,
@@ -344,6 +346,82 @@ test('image folder: a class with no readable images is an error', async (t) => {
   await t.throwsAsync(loadImageFolder(root), {
     message: `${root}/training/b: no images (1 skipped, e.g. x.png: Input file contains unsupported image format)`,
   });
+});
+
+// ROOT/{training,testing}/{a,b}/*.png: `perClass` training images per class, 3 test images.
+async function twoClassFolder(t: ExecutionContext, perClass: number): Promise<string> {
+  const root = tempDir(t);
+  const jobs: Promise<void>[] = [];
+  for (const [value, cls] of ['a', 'b'].entries()) {
+    for (let i = 0; i < perClass; i++) {
+      jobs.push(png(path.join(root, 'training', cls, `${i}.png`), value * 100 + (i % 50)));
+    }
+    for (let i = 0; i < 3; i++) jobs.push(png(path.join(root, 'testing', cls, `${i}.png`), value));
+  }
+  await Promise.all(jobs);
+  return root;
+}
+
+test('image folder: progress counts every decoded file up to the total', async (t) => {
+  const root = await twoClassFolder(t, 20);
+  const seen: LoadProgress[] = [];
+  const split = await loadDataset(root, { onProgress: (p) => seen.push({ ...p }) });
+  const total = split.train.count + split.test.count;
+  t.is(total, 46);
+  t.deepEqual(seen[0], { decoded: 0, total });
+  t.deepEqual(seen.at(-1), { decoded: total, total });
+  t.deepEqual(
+    seen.map((p) => p.decoded),
+    Array.from({ length: total + 1 }, (_, i) => i),
+  );
+});
+
+test('image folder: an abort in the middle of decoding rejects within a second', async (t) => {
+  const root = await twoClassFolder(t, 1000);
+  const controller = new AbortController();
+  let decoded = 0;
+  let abortedAt = 0;
+  const load = loadImageFolder(root, {
+    signal: controller.signal,
+    onProgress: (p) => {
+      decoded = p.decoded;
+      if (p.decoded === 50) {
+        abortedAt = performance.now();
+        controller.abort();
+      }
+    },
+  });
+  const err = await t.throwsAsync(load);
+  const took = performance.now() - abortedAt;
+  t.is(err?.name, 'AbortError');
+  t.true(took < 1000, `rejected ${took.toFixed(0)} ms after the abort`);
+  // The decoding stops too: at most the files already in flight finish.
+  const atReject = decoded;
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.true(decoded < 50 + 16 && decoded - atReject <= 16, `decoded ${decoded} of 2006`);
+  // An already aborted signal rejects before anything is read.
+  await t.throwsAsync(loadDataset(root, { signal: AbortSignal.abort() }), { name: 'AbortError' });
+});
+
+test('image folder: the test split loads alone, without reading training/', async (t) => {
+  const root = await twoClassFolder(t, 2);
+  // a training split that could not be loaded
+  for (const f of fs.readdirSync(path.join(root, 'training', 'a'))) {
+    write(root, `training/a/${f}`, 'not an image');
+  }
+  await t.throwsAsync(loadDataset(root), { message: /training\/a: no images/ });
+  const seen: LoadProgress[] = [];
+  const { test: testSet } = await loadTestSet(root, { onProgress: (p) => seen.push({ ...p }) });
+  t.is(testSet.count, 6);
+  t.deepEqual(testSet.classNames, ['a', 'b']);
+  t.deepEqual(Array.from(testSet.labels), [0, 0, 0, 1, 1, 1]);
+  t.deepEqual(seen.at(-1), { decoded: 6, total: 6 });
+  // the size a checkpoint records (training's common size) is the one the images get
+  const resized = await loadTestSet(root, { size: { width: 14, height: 7 } });
+  t.deepEqual([resized.test.width, resized.test.height, resized.test.resized], [14, 7, 6]);
+  // IDX datasets: the test split of the whole load
+  const mnistTest = await loadTestSet('mnist');
+  t.is(mnistTest.test.count, 10000);
 });
 
 test('imbalance: parsing CLASS=FRACTION lists', (t) => {

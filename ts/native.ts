@@ -60,6 +60,8 @@ export interface NativeMetrics {
   macroF1: number;
   perClass: NativeClassMetrics[];
   confusion: number[][];
+  /** [k - 1]: the fraction whose true class is among the k highest logits, k = 1..C */
+  topKAccuracy?: number[];
 }
 
 export interface NativeEpochResult {

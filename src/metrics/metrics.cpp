@@ -15,7 +15,23 @@ torch::Tensor confusion_matrix(const torch::Tensor& target, const torch::Tensor&
       .view({num_classes, num_classes});
 }
 
-Metrics compute_metrics(const torch::Tensor& confusion) {
+torch::Tensor true_class_rank(const torch::Tensor& logits, const torch::Tensor& target) {
+  if (logits.dim() != 2 || target.dim() != 1 || target.size(0) != logits.size(0)) {
+    throw std::invalid_argument("true_class_rank: logits must be [N, C] and target [N]");
+  }
+  auto t = target.to(torch::kInt64).unsqueeze(1);
+  auto true_logit = logits.gather(1, t);
+  auto index = torch::arange(logits.size(1), t.options()).unsqueeze(0);
+  auto ahead = logits.gt(true_logit).logical_or(logits.eq(true_logit).logical_and(index.lt(t)));
+  return ahead.sum(1, /*keepdim=*/false, torch::kInt64);
+}
+
+torch::Tensor rank_counts(const torch::Tensor& logits, const torch::Tensor& target) {
+  return torch::bincount(true_class_rank(logits, target), /*weights=*/{},
+                         /*minlength=*/logits.size(1));
+}
+
+Metrics compute_metrics(const torch::Tensor& confusion, const torch::Tensor& ranks) {
   if (confusion.dim() != 2 || confusion.size(0) != confusion.size(1)) {
     throw std::invalid_argument("confusion matrix must be square");
   }
@@ -53,6 +69,17 @@ Metrics compute_metrics(const torch::Tensor& confusion) {
   if (with_support > 0) {
     m.balanced_accuracy /= with_support;
     m.macro_f1 /= with_support;
+  }
+  if (ranks.defined()) {
+    if (ranks.dim() != 1 || ranks.size(0) != c) {
+      throw std::invalid_argument("rank counts must have one entry per class");
+    }
+    auto r = ranks.to(torch::kCPU, torch::kInt64).contiguous();
+    int64_t within = 0;
+    for (int64_t k = 0; k < c; ++k) {
+      within += r.data_ptr<int64_t>()[k];
+      m.top_k_accuracy.push_back(ratio(within, m.total));
+    }
   }
   return m;
 }

@@ -630,6 +630,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
   model_->eval();
   auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
                                 torch::TensorOptions().dtype(torch::kInt64).device(device_));
+  auto ranks = torch::zeros({config_.num_classes}, confusion.options());  // for top-k accuracy
   // Distributed: each rank evaluates its contiguous share; the confusion matrices are summed.
   const int64_t world = collective_ ? collective_->world_size() : 1;
   const int64_t rank = collective_ ? collective_->rank() : 0;
@@ -639,8 +640,9 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
     for (int64_t begin = from; begin < to; begin += config_.eval_batch_size) {
       auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), input_size_);
       AutocastScope autocast(amp_, device_);
-      auto predicted = model_->forward(laid_out(batch.images)).argmax(1);
-      confusion += metrics::confusion_matrix(batch.labels, predicted, config_.num_classes);
+      auto logits = model_->forward(laid_out(batch.images));
+      confusion += metrics::confusion_matrix(batch.labels, logits.argmax(1), config_.num_classes);
+      ranks += metrics::rank_counts(logits, batch.labels);
     }
   } catch (const std::exception& e) {
     model_->train();
@@ -651,8 +653,8 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
                       "; evaluate with a smaller batch size");
   }
   model_->train();
-  if (collective_) collective_->sum({confusion});
-  return metrics::compute_metrics(confusion);
+  if (collective_) collective_->sum({confusion, ranks});
+  return metrics::compute_metrics(confusion, ranks);
 }
 
 torch::Tensor Trainer::predict(const torch::Tensor& images) {

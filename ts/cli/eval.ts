@@ -1,8 +1,9 @@
 // `torchfocal eval`: a checkpoint on a dataset's test split; `--class N` prints test.py's number.
+import path from 'node:path';
 import { Command } from 'commander';
-import { loadDataset } from '../data/index';
-import { openCheckpoint, Trainer } from '../train/trainer';
-import type { Evaluation } from '../train/evaluation';
+import { loadTestSet } from '../data/index';
+import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer';
+import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
 import { intAtLeast } from './parse';
 import { warnOnStderr, printJson } from './output';
 
@@ -14,6 +15,7 @@ interface EvalFlags {
   threads: number;
   device: string;
   evalBatchSize?: number;
+  topK: number;
 }
 
 export function evalCommand(): Command {
@@ -26,17 +28,26 @@ export function evalCommand(): Command {
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
+    .option(
+      '--top-k <k>',
+      'also report top-k accuracy (when the dataset has more than k classes)',
+      intAtLeast(1),
+      DEFAULT_TOP_K,
+    )
     .action(async (flags: EvalFlags) => {
       const opened = await openCheckpoint(flags.checkpoint); // verified once, loaded below
       const { config } = opened;
       const spec = flags.dataset ?? String(config.data?.dataset ?? 'mnist');
-      const data = await loadDataset(spec);
+      // The test split alone: an image folder's training/ is neither listed nor decoded.
+      const data = await loadTestSet(spec, { size: recordedImageSize(config) });
       const names = config.options.classNames;
       if (data.test.classNames.length !== names.length) {
         throw new Error(
           `--dataset: ${spec} has ${data.test.classNames.length} classes but the checkpoint was trained on ${names.length}`,
         );
       }
+      const mismatch = datasetMismatch(config, spec, data.test.classNames);
+      if (mismatch) warnOnStderr(mismatch);
       const classIndex = flags.class === undefined ? undefined : resolveClass(flags.class, names);
       const trainer = await Trainer.load(
         opened,
@@ -45,7 +56,7 @@ export function evalCommand(): Command {
       );
       try {
         await trainer.setData({ test: data.test });
-        const evaluation = await trainer.evaluate();
+        const evaluation = await trainer.evaluate({ topK: flags.topK });
         if (classIndex !== undefined) {
           const recall = evaluation.perClass[classIndex].recall;
           if (flags.json) printJson({ class: classIndex, name: names[classIndex], recall });
@@ -71,9 +82,47 @@ export function resolveClass(value: string, names: string[]): number {
   );
 }
 
+// The training split's common image size, where the checkpoint records it.
+function recordedImageSize(
+  config: CheckpointConfig,
+): { width: number; height: number } | undefined {
+  const size = config.data?.imageSize as { width?: unknown; height?: unknown } | undefined;
+  return Number.isInteger(size?.width) && Number.isInteger(size?.height)
+    ? { width: size!.width as number, height: size!.height as number }
+    : undefined;
+}
+
+/**
+ * Why `spec` may not be what the checkpoint was trained on (another dataset name, or other
+ * class names), in one line; undefined when it is.
+ */
+export function datasetMismatch(
+  config: CheckpointConfig,
+  spec: string,
+  classNames: string[],
+): string | undefined {
+  const trained = config.data?.dataset;
+  const names = config.options.classNames;
+  const sameName =
+    typeof trained !== 'string' ||
+    trained === spec ||
+    (!BUILT_IN.includes(trained) &&
+      !BUILT_IN.includes(spec) &&
+      path.resolve(trained) === path.resolve(spec));
+  const sameClasses =
+    names.length === classNames.length && names.every((n, i) => n === classNames[i]);
+  if (sameName && sameClasses) return undefined;
+  const list = (n: string[]) => n.slice(0, 5).join(', ') + (n.length > 5 ? ', …' : '');
+  const what = sameClasses ? 'another dataset' : 'other class names';
+  return `the checkpoint was trained on '${trained ?? 'an unrecorded dataset'}' (classes ${list(names)}) but is evaluated on '${spec}' (classes ${list(classNames)}): ${what}; figures use the checkpoint's class names`;
+}
+
+const BUILT_IN = ['mnist', 'fashion-mnist'];
+
 export function formatEvaluation(e: Evaluation): string {
+  const top = e.topK ? `, top-${e.topK.k} accuracy ${e.topK.accuracy.toFixed(4)}` : '';
   const lines = [
-    `accuracy ${e.accuracy.toFixed(4)}, balanced accuracy ${e.balancedAccuracy.toFixed(4)}, macro-F1 ${e.macroF1.toFixed(4)}`,
+    `accuracy ${e.accuracy.toFixed(4)}, balanced accuracy ${e.balancedAccuracy.toFixed(4)}, macro-F1 ${e.macroF1.toFixed(4)}${top}`,
     'class            support  recall  precision  f1',
   ];
   for (const k of e.perClass) {

@@ -1,11 +1,10 @@
 // `torchfocal predict`: classify image files (or every image in folders), like test.py.
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { Command } from 'commander';
-import { decodeGrayscale, isImageFile } from '../data/imagefolder';
-import { Trainer } from '../train/trainer';
+import { decodeGrayscale, listImageFiles, mapLimit } from '../data/imagefolder';
+import { Trainer, type Prediction } from '../train/trainer';
 import { intAtLeast } from './parse';
-import { warnOnStderr, printJson } from './output';
+import { ExitError, warnOnStderr, printJson } from './output';
 
 interface PredictFlags {
   checkpoint: string;
@@ -13,70 +12,137 @@ interface PredictFlags {
   threads: number;
   device: string;
   evalBatchSize?: number;
+  top?: number;
 }
+
+// What one input became: a prediction, or why it has none.
+type Outcome = { file: string; prediction: Prediction } | { file: string; error: string };
+
+// Files decoded at once (sharp decodes on libuv's threads).
+const IN_FLIGHT = 8;
 
 export function predictCommand(): Command {
   return new Command('predict')
-    .description('classify image files or folders of images with a checkpoint')
+    .description(
+      'classify image files or folders of images (searched recursively) with a checkpoint',
+    )
     .argument('<files...>', 'image files or folders')
     .requiredOption('--checkpoint <dir>', 'checkpoint directory written by train')
     .option('--json', 'one JSON line per image')
+    .option('--top <k>', 'list the k most probable classes of each image', intAtLeast(1))
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
     .action(async (inputs: string[], flags: PredictFlags) => {
-      const files = await expandInputs(inputs);
+      const entries = await expandInputs(inputs);
       const trainer = await Trainer.load(
         flags.checkpoint,
         { threads: flags.threads, device: flags.device, evalBatchSize: flags.evalBatchSize },
         warnOnStderr,
       );
+      let outcomes: Outcome[];
       try {
-        // Images of one size go to the engine together; it resizes them to the network's input.
-        const decoded = await Promise.all(
-          files.map(async (f) => ({ file: f, ...(await decodeGrayscale(f)) })),
-        );
-        const bySize = new Map<string, typeof decoded>();
-        for (const d of decoded) {
-          const key = `${d.width}x${d.height}`;
-          bySize.set(key, [...(bySize.get(key) ?? []), d]);
+        const classes = trainer.options.classNames.length;
+        if (flags.top !== undefined && flags.top > classes) {
+          throw new Error(`--top: ${flags.top} is more than the checkpoint's ${classes} classes`);
         }
-        const results = new Map<string, Awaited<ReturnType<Trainer['predict']>>[number]>();
-        for (const group of bySize.values()) {
-          const { width, height } = group[0];
-          const stack = new Uint8Array(group.length * width * height);
-          group.forEach((d, i) => stack.set(d.pixels, i * width * height));
-          const preds = await trainer.predict(stack, group.length, height, width);
-          group.forEach((d, i) => results.set(d.file, preds[i]));
-        }
-        for (const file of files) {
-          const p = results.get(file)!;
-          if (flags.json)
-            printJson({ file, class: p.class, name: p.name, probability: p.probability });
-          else console.log(`${file}\t${p.name}\t${p.probability.toFixed(4)}`);
-        }
+        outcomes = await predictFiles(trainer, entries, flags.top);
       } finally {
         trainer.dispose();
+      }
+      for (const o of outcomes) {
+        if ('error' in o) {
+          if (flags.json) printJson({ file: o.file, error: o.error });
+          process.stderr.write(`torchfocal: ${o.file}: ${o.error}\n`);
+          continue;
+        }
+        const p = o.prediction;
+        const top = p.top;
+        if (flags.json) {
+          printJson({
+            file: o.file,
+            class: p.class,
+            name: p.name,
+            probability: p.probability,
+            ...(top && { top }),
+          });
+        } else {
+          const ranked = top ?? [p];
+          console.log(
+            [o.file, ...ranked.flatMap((k) => [k.name, k.probability.toFixed(4)])].join('\t'),
+          );
+        }
+      }
+      const failed = outcomes.filter((o) => 'error' in o).length;
+      if (failed > 0) {
+        throw new ExitError(`${failed} of ${outcomes.length} files could not be read`, 1);
       }
     });
 }
 
-/** Files as given; folders expand to their image files, sorted (not recursive, like test.py). */
-async function expandInputs(inputs: string[]): Promise<string[]> {
-  const files: string[] = [];
-  for (const input of inputs) {
-    const stat = await fs.stat(input).catch(() => {
-      throw new Error(`${input}: no such file or folder`);
-    });
-    if (!stat.isDirectory()) {
-      files.push(input);
-      continue;
+// Decodes every file (a few at a time), sends those of one size to the engine together, and
+// returns one outcome per entry, in the entries' order: an unreadable file costs only itself.
+async function predictFiles(
+  trainer: Trainer,
+  entries: { file: string; error?: string }[],
+  top?: number,
+): Promise<Outcome[]> {
+  const decoded = await mapLimit(entries, IN_FLIGHT, async (e) => {
+    if (e.error) return { file: e.file, error: e.error };
+    try {
+      return { file: e.file, ...(await decodeGrayscale(e.file)) };
+    } catch (err) {
+      // decodeGrayscale's message starts with the file name: keep the reason alone
+      const message = (err as Error).message;
+      return {
+        file: e.file,
+        error: message.startsWith(`${e.file}: `) ? message.slice(e.file.length + 2) : message,
+      };
     }
-    const names = (await fs.readdir(input))
-      .filter((n) => !n.startsWith('.') && isImageFile(n))
-      .sort();
-    if (names.length === 0) throw new Error(`${input}: no image files in this folder`);
-    files.push(...names.map((n) => path.join(input, n)));
+  });
+  const bySize = new Map<string, number[]>();
+  decoded.forEach((d, i) => {
+    if ('error' in d) return;
+    const key = `${d.width}x${d.height}`;
+    bySize.set(key, [...(bySize.get(key) ?? []), i]);
+  });
+  const predictions = new Map<number, Prediction>();
+  for (const group of bySize.values()) {
+    const first = decoded[group[0]] as { width: number; height: number };
+    const { width, height } = first;
+    const stack = new Uint8Array(group.length * width * height);
+    group.forEach((i, k) =>
+      stack.set((decoded[i] as { pixels: Uint8Array }).pixels, k * width * height),
+    );
+    const preds = await trainer.predict(stack, group.length, height, width, { top });
+    group.forEach((i, k) => predictions.set(i, preds[k]));
   }
-  return files;
+  return decoded.map((d, i) =>
+    'error' in d
+      ? { file: d.file, error: d.error! }
+      : { file: d.file, prediction: predictions.get(i)! },
+  );
+}
+
+/**
+ * Files as given; folders expand to their image files, sub-folders included, sorted. A path
+ * that does not exist, or a folder without images, is an entry with an error.
+ */
+async function expandInputs(inputs: string[]): Promise<{ file: string; error?: string }[]> {
+  const entries: { file: string; error?: string }[] = [];
+  for (const input of inputs) {
+    const stat = await fs.stat(input).catch(() => undefined);
+    if (!stat) {
+      entries.push({ file: input, error: 'no such file or folder' });
+    } else if (!stat.isDirectory()) {
+      entries.push({ file: input });
+    } else {
+      const files = await listImageFiles(input).catch((err: Error) => err);
+      if (files instanceof Error) entries.push({ file: input, error: files.message });
+      else if (files.length === 0)
+        entries.push({ file: input, error: 'no image files in this folder' });
+      else entries.push(...files.map((file) => ({ file })));
+    }
+  }
+  return entries;
 }

@@ -25,6 +25,62 @@ const IN_FLIGHT = 8;
 
 type Skipped = NonNullable<Dataset['skipped']>;
 
+/** Files decoded so far out of those to decode (both splits, or the test split alone). */
+export interface LoadProgress {
+  decoded: number;
+  total: number;
+}
+
+export interface LoadOptions {
+  /** aborting stops the load between files; it rejects at once with an Error named 'AbortError' */
+  signal?: AbortSignal;
+  /** called with 0 decoded once the files are listed, then after each file is decoded */
+  onProgress?: (progress: LoadProgress) => void;
+}
+
+export interface TestSplitOptions extends LoadOptions {
+  /**
+   * the size every test image is brought to: the training split's common size, when the caller
+   * knows it (training/ is not read); default: the size most test images have
+   */
+  size?: { width: number; height: number };
+}
+
+/** A dataset's test split alone (what `eval` needs). */
+export interface TestSplit {
+  test: Dataset;
+  name: string;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('loading was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return err;
+}
+
+/** @internal Throws an AbortError when `signal` has been aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
+}
+
+// Settles with `work`, or rejects as soon as `signal` aborts (the work then stops at its next
+// check of the signal; its outcome is dropped).
+async function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  work.catch(() => {}); // an outcome after the abort has no one to go to
+  throwIfAborted(signal);
+  let onAbort!: () => void;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, aborted]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
 // Python's sorted() order, as torchvision uses: UTF-8 byte order is code-point order, while
 // JavaScript's default sort compares UTF-16 units.
 const byCodePoint = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -66,12 +122,13 @@ async function listClasses(dir: string, skipped: Skipped): Promise<string[]> {
 }
 
 // Image files under `dir`, sub-folders included (as torchvision walks them), sorted.
-async function listImages(dir: string, skipped: Skipped): Promise<string[]> {
+async function listImages(dir: string, skipped: Skipped, signal?: AbortSignal): Promise<string[]> {
+  throwIfAborted(signal);
   const files: string[] = [];
   for (const entry of await readDir(dir)) {
     const file = path.join(dir, entry.name);
     const k = await kind(dir, entry);
-    if (k === 'dir') files.push(...(await listImages(file, skipped)));
+    if (k === 'dir') files.push(...(await listImages(file, skipped, signal)));
     else if (k !== 'file') skipped.push({ file, reason: 'not a regular file' });
     else if (isImageFile(file)) files.push(file);
     else skipped.push({ file, reason: `not an image extension (${IMG_EXTENSIONS.join(' ')})` });
@@ -79,16 +136,29 @@ async function listImages(dir: string, skipped: Skipped): Promise<string[]> {
   return files.sort(byCodePoint);
 }
 
-// Runs `fn` over `items` with at most `limit` calls pending; results keep the items' order.
-async function mapLimit<T, R>(
+/**
+ * Image files under `dir`, sub-folders included, hidden entries left out, in code-point order
+ * of their paths: what `predict` runs on a folder.
+ */
+export async function listImageFiles(dir: string): Promise<string[]> {
+  return listImages(dir, []);
+}
+
+/**
+ * @internal Runs `fn` over `items` with at most `limit` calls pending; results keep the items'
+ * order. An aborted `signal` stops it before the next item.
+ */
+export async function mapLimit<T, R>(
   items: T[],
   limit: number,
   fn: (item: T) => Promise<R>,
+  signal?: AbortSignal,
 ): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
+      throwIfAborted(signal);
       const i = next++;
       out[i] = await fn(items[i]);
     }
@@ -112,20 +182,32 @@ interface Scan {
 }
 
 // Lists a split's images and reads their sizes from the headers (no decoding yet).
-async function scanSplit(dir: string, classes: string[], skipped: Skipped): Promise<Scan> {
+async function scanSplit(
+  dir: string,
+  classes: string[],
+  skipped: Skipped,
+  signal?: AbortSignal,
+): Promise<Scan> {
   const listed: { file: string; label: number }[] = [];
   for (const [label, cls] of classes.entries()) {
-    for (const file of await listImages(path.join(dir, cls), skipped)) listed.push({ file, label });
-  }
-  const sizes = await mapLimit(listed, IN_FLIGHT, async ({ file }) => {
-    try {
-      const { width, height } = await sharp(file).metadata();
-      return { width, height };
-    } catch (err) {
-      skipped.push({ file, reason: await whyUnreadable(file, err) });
-      return undefined;
+    for (const file of await listImages(path.join(dir, cls), skipped, signal)) {
+      listed.push({ file, label });
     }
-  });
+  }
+  const sizes = await mapLimit(
+    listed,
+    IN_FLIGHT,
+    async ({ file }) => {
+      try {
+        const { width, height } = await sharp(file).metadata();
+        return { width, height };
+      } catch (err) {
+        skipped.push({ file, reason: await whyUnreadable(file, err) });
+        return undefined;
+      }
+    },
+    signal,
+  );
   const scan: Scan = { dir, files: [], labels: [], sizes: [], skipped };
   listed.forEach(({ file, label }, i) => {
     const size = sizes[i];
@@ -198,28 +280,52 @@ export async function decodeGrayscale(
   }
 }
 
+// Counts decoded files for LoadOptions.onProgress.
+class DecodeCounter {
+  decoded = 0;
+  constructor(
+    readonly total: number,
+    private readonly onProgress?: (progress: LoadProgress) => void,
+  ) {
+    onProgress?.({ decoded: 0, total });
+  }
+  tick(): void {
+    this.decoded++;
+    this.onProgress?.({ decoded: this.decoded, total: this.total });
+  }
+}
+
 // Decodes every scanned image to one grayscale channel of the common size.
 async function decodeSplit(
   scan: Scan,
   classes: string[],
   size: { width: number; height: number },
+  counter: DecodeCounter,
+  signal?: AbortSignal,
 ): Promise<Dataset> {
   const { width, height } = size;
   const needsResize = (i: number) =>
     scan.sizes[i].width !== width || scan.sizes[i].height !== height;
-  const pixels = await mapLimit([...scan.files.keys()], IN_FLIGHT, async (i) => {
-    const file = scan.files[i];
-    try {
-      const { pixels } = await decode(file, needsResize(i) ? size : undefined);
-      if (pixels.length !== width * height) {
-        throw new Error(`decoded to ${pixels.length} pixels, the header said ${width}×${height}`);
+  const pixels = await mapLimit(
+    [...scan.files.keys()],
+    IN_FLIGHT,
+    async (i) => {
+      const file = scan.files[i];
+      try {
+        const { pixels } = await decode(file, needsResize(i) ? size : undefined);
+        if (pixels.length !== width * height) {
+          throw new Error(`decoded to ${pixels.length} pixels, the header said ${width}×${height}`);
+        }
+        return pixels;
+      } catch (err) {
+        scan.skipped.push({ file, reason: await whyUnreadable(file, err) });
+        return undefined;
+      } finally {
+        counter.tick();
       }
-      return pixels;
-    } catch (err) {
-      scan.skipped.push({ file, reason: await whyUnreadable(file, err) });
-      return undefined;
-    }
-  });
+    },
+    signal,
+  );
   const kept = pixels.flatMap((p, i) => (p ? [i] : []));
   const labels = Int32Array.from(kept, (i) => scan.labels[i]);
   requireEveryClass(scan, classes, labels);
@@ -243,9 +349,37 @@ async function decodeSplit(
  * Loads ROOT/training/<class>/* and ROOT/testing/<class>/* (classes sorted by name, the same
  * in both). Every image becomes one grayscale channel of the size most training images
  * have; others are resized to it and counted in `resized`. Unreadable files are left out
- * and listed in `skipped`.
+ * and listed in `skipped`. `options.signal` stops the load, `options.onProgress` follows it.
  */
-export async function loadImageFolder(root: string): Promise<DataSplit> {
+export async function loadImageFolder(root: string, options: LoadOptions = {}): Promise<DataSplit> {
+  return abortable(loadBothSplits(root, options), options.signal);
+}
+
+/**
+ * ROOT/testing/<class>/* alone, as `loadImageFolder` loads it, without reading training/:
+ * images are brought to `options.size` (the training split's common size) when given, else to
+ * the size most test images have.
+ */
+export async function loadImageFolderTest(
+  root: string,
+  options: TestSplitOptions = {},
+): Promise<TestSplit> {
+  return abortable(loadTestSplit(root, options), options.signal);
+}
+
+async function loadTestSplit(root: string, options: TestSplitOptions): Promise<TestSplit> {
+  const testDir = path.join(root, 'testing');
+  const skipped: Skipped = [];
+  const classes = await listClasses(testDir, skipped);
+  const scan = await scanSplit(testDir, classes, skipped, options.signal);
+  requireEveryClass(scan, classes, scan.labels);
+  const size = options.size ?? majoritySize(scan.sizes);
+  const counter = new DecodeCounter(scan.files.length, options.onProgress);
+  return { name: root, test: await decodeSplit(scan, classes, size, counter, options.signal) };
+}
+
+async function loadBothSplits(root: string, options: LoadOptions): Promise<DataSplit> {
+  const { signal } = options;
   const trainDir = path.join(root, 'training');
   const testDir = path.join(root, 'testing');
   const trainSkipped: Skipped = [];
@@ -262,15 +396,19 @@ export async function loadImageFolder(root: string): Promise<DataSplit> {
     ].filter(Boolean);
     throw new Error(`${testDir}: classes differ from ${trainDir}: testing ${parts.join(' and ')}`);
   }
-  const trainScan = await scanSplit(trainDir, classes, trainSkipped);
-  const testScan = await scanSplit(testDir, classes, testSkipped);
+  const trainScan = await scanSplit(trainDir, classes, trainSkipped, signal);
+  const testScan = await scanSplit(testDir, classes, testSkipped, signal);
   // Checked before decoding so an empty class fails fast, and so a majority size exists.
   requireEveryClass(trainScan, classes, trainScan.labels);
   requireEveryClass(testScan, classes, testScan.labels);
   const size = majoritySize(trainScan.sizes);
+  const counter = new DecodeCounter(
+    trainScan.files.length + testScan.files.length,
+    options.onProgress,
+  );
   return {
     name: root,
-    train: await decodeSplit(trainScan, classes, size),
-    test: await decodeSplit(testScan, classes, size),
+    train: await decodeSplit(trainScan, classes, size, counter, signal),
+    test: await decodeSplit(testScan, classes, size, counter, signal),
   };
 }

@@ -1,6 +1,15 @@
 // The data layer: datasets by name or folder, and class imbalance.
+import path from 'node:path';
 import { isDirectory, type DataSplit } from './dataset';
-import { loadImageFolder, looksLikeImageFolder } from './imagefolder';
+import {
+  loadImageFolder,
+  loadImageFolderTest,
+  looksLikeImageFolder,
+  throwIfAborted,
+  type LoadOptions,
+  type TestSplit,
+  type TestSplitOptions,
+} from './imagefolder';
 import { loadFashionMnist, loadIdxFolder, loadMnist, looksLikeIdxFolder } from './mnist';
 
 export { classCounts, subset } from './dataset';
@@ -18,11 +27,14 @@ export {
 } from './mnist';
 export {
   loadImageFolder,
+  loadImageFolderTest,
   looksLikeImageFolder,
+  listImageFiles,
   decodeGrayscale,
   isImageFile,
   IMG_EXTENSIONS,
 } from './imagefolder';
+export type { LoadOptions, LoadProgress, TestSplit, TestSplitOptions } from './imagefolder';
 export {
   parseImbalance,
   applyImbalance,
@@ -33,9 +45,37 @@ export {
 
 /**
  * 'mnist', 'fashion-mnist', or a folder: either ROOT/{training,testing}/<class>/* images or
- * MNIST's four IDX files (raw or .gz).
+ * MNIST's four IDX files (raw or .gz). `options` (signal, onProgress) reach an image folder's
+ * decoding; IDX files load in one go, checked for an abort before and after.
  */
-export async function loadDataset(spec: string): Promise<DataSplit> {
+export async function loadDataset(spec: string, options: LoadOptions = {}): Promise<DataSplit> {
+  throwIfAborted(options.signal);
+  const split = await loadAny(spec, options);
+  throwIfAborted(options.signal);
+  return split;
+}
+
+/**
+ * The test split of `loadDataset(spec)` alone: an image folder's training/ is not read (its
+ * common size comes from `options.size` when given, see `loadImageFolderTest`).
+ */
+export async function loadTestSet(
+  spec: string,
+  options: TestSplitOptions = {},
+): Promise<TestSplit> {
+  throwIfAborted(options.signal);
+  if (
+    !['mnist', 'fashion-mnist'].includes(spec) &&
+    (await isDirectory(spec)) &&
+    ((await looksLikeImageFolder(spec)) || (await isDirectory(path.join(spec, 'testing'))))
+  ) {
+    return loadImageFolderTest(spec, options);
+  }
+  const { test, name } = await loadDataset(spec, options);
+  return { test, name };
+}
+
+async function loadAny(spec: string, options: LoadOptions): Promise<DataSplit> {
   if (spec === 'mnist') return loadMnist();
   if (spec === 'fashion-mnist') return loadFashionMnist();
   if (!(await isDirectory(spec))) {
@@ -45,5 +85,5 @@ export async function loadDataset(spec: string): Promise<DataSplit> {
   if (!(await looksLikeImageFolder(spec)) && (await looksLikeIdxFolder(spec))) {
     return loadIdxFolder(spec);
   }
-  return loadImageFolder(spec);
+  return loadImageFolder(spec, options);
 }

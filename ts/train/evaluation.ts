@@ -11,10 +11,18 @@ export interface ClassEvaluation {
   f1: number;
 }
 
+/** `eval --top-k` and train's final EVAL: top-5 unless asked otherwise. */
+export const DEFAULT_TOP_K = 5;
+
 export interface Evaluation {
   accuracy: number;
   balancedAccuracy: number;
   macroF1: number;
+  /**
+   * the fraction of test images whose true class is among the k highest logits; present when
+   * the dataset has more than k classes
+   */
+  topK?: { k: number; accuracy: number };
   perClass: ClassEvaluation[];
   confusion: number[][];
   /**
@@ -28,11 +36,15 @@ export function toEvaluation(
   m: NativeMetrics,
   classNames: string[],
   trainCounts?: number[],
+  topK = DEFAULT_TOP_K,
 ): Evaluation {
+  // topKAccuracy[k - 1], computed natively from the logits, one per k = 1..C
+  const top = m.topKAccuracy?.[topK - 1];
   const evaluation: Evaluation = {
     accuracy: m.accuracy,
     balancedAccuracy: m.balancedAccuracy,
     macroF1: m.macroF1,
+    ...(m.perClass.length > topK && top !== undefined && { topK: { k: topK, accuracy: top } }),
     perClass: m.perClass.map((k) => ({
       class: k.class,
       name: classNames[k.class] ?? String(k.class),

@@ -68,6 +68,8 @@ export interface Prediction {
   name: string;
   probability: number;
   probabilities: number[];
+  /** the `top` most probable classes, best first (ties: lower class first), when asked for */
+  top?: { class: number; name: string; probability: number }[];
 }
 
 /** Where a run's starting weights came from (`Trainer.loadWeights`); checkpoints keep it. */
@@ -266,17 +268,21 @@ export class Trainer {
   }
 
   /** Evaluates the test set: accuracy, balanced accuracy, macro-F1, per class, confusion. */
-  async evaluate(): Promise<Evaluation> {
+  async evaluate(options: { topK?: number } = {}): Promise<Evaluation> {
     const m = await call(() => this.handle.evaluate());
-    return toEvaluation(m, this.options.classNames, this.trainCounts);
+    return toEvaluation(m, this.options.classNames, this.trainCounts, options.topK);
   }
 
-  /** Class probabilities for a [count, height, width] stack of grayscale uint8 images. */
+  /**
+   * Class probabilities for a [count, height, width] stack of grayscale uint8 images;
+   * `options.top` adds each image's most probable classes.
+   */
   async predict(
     images: Uint8Array,
     count: number,
     height: number,
     width: number,
+    options: { top?: number } = {},
   ): Promise<Prediction[]> {
     const probs = await call(() => this.handle.predict(images, count, height, width));
     const c = this.options.classNames.length;
@@ -284,11 +290,18 @@ export class Trainer {
     for (let i = 0; i < count; i++) {
       const p = Array.from(probs.subarray(i * c, (i + 1) * c));
       const best = p.indexOf(Math.max(...p));
+      const names = this.options.classNames;
       out.push({
         class: best,
-        name: this.options.classNames[best],
+        name: names[best],
         probability: p[best],
         probabilities: p,
+        ...(options.top !== undefined && {
+          top: p
+            .map((probability, k) => ({ class: k, name: names[k], probability }))
+            .sort((a, b) => b.probability - a.probability || a.class - b.class)
+            .slice(0, options.top),
+        }),
       });
     }
     return out;
