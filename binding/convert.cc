@@ -78,6 +78,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.loss.name = GetString(o, "loss", c.loss.name);
   c.loss.alpha = GetNumbers(o, "alpha");
   c.loss.alpha_auto = GetString(o, "alphaMode", "") == "auto";
+  c.loss.alpha_normalize = GetString(o, "alphaNormalize", c.loss.alpha_normalize);
   c.loss.gamma = GetNumber(o, "gamma", c.loss.gamma);
   c.loss.label_smoothing = GetNumber(o, "labelSmoothing", c.loss.label_smoothing);
   c.loss.beta = GetNumber(o, "beta", c.loss.beta);

@@ -26,6 +26,7 @@ export interface NativeTrainerOptions {
   alpha?: number[];
   /** 'auto': inverse class frequency from the training counts */
   alphaMode?: 'auto';
+  alphaNormalize?: 'mean' | 'weights';
   gamma?: number;
   labelSmoothing?: number;
   beta?: number;

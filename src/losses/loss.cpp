@@ -53,15 +53,23 @@ class FamilyLoss final : public Loss {
     std::vector<double> target_margin;  // subtracted from the target logit (ldam)
     double scale = 1;                   // multiplies the adjusted logits (ldam's s)
     int64_t drw_epoch = -1;             // weights only from this epoch on (-1: always)
+    bool normalize_by_weights = false;  // divide by Σ_i w_{y_i}, not N (LossConfig)
   };
 
   FamilyLoss(const Parts& p, const torch::Device& device, bool targets_checked) : parts_(p) {
     if (!p.weights.empty()) weights_ = to_tensor(p.weights, device);
+    if (p.normalize_by_weights && weights_.defined()) {
+      weight_sums_ = weights_.to(torch::kFloat32);
+      sum_options_.reduction = ops::Reduction::kSum;
+    }
     if (!p.logit_offset.empty()) offset_ = to_tensor(p.logit_offset, device);
     if (!p.target_margin.empty()) margin_ = to_tensor(p.target_margin, device);
     options_.gamma = p.gamma;
     options_.label_smoothing = p.label_smoothing;
     options_.targets_checked = targets_checked;
+    sum_options_.gamma = p.gamma;
+    sum_options_.label_smoothing = p.label_smoothing;
+    sum_options_.targets_checked = targets_checked;
     set_epoch(0);
   }
 
@@ -71,12 +79,14 @@ class FamilyLoss final : public Loss {
     if (weighted_ == before) return false;  // kept: a captured CUDA graph reads this tensor
     // Made here, not in forward: a CUDA graph capturing forward must find it made.
     options_.alpha = weighted_ ? weights_.to(torch::kFloat32) : torch::Tensor();
+    sum_options_.alpha = options_.alpha;
     return true;
   }
 
   torch::Tensor forward(const torch::Tensor& logits, const torch::Tensor& target) override {
     if (weighted_ && options_.alpha.scalar_type() != logits.scalar_type()) {
       options_.alpha = weights_.to(logits.scalar_type());  // once per dtype, not per step
+      sum_options_.alpha = options_.alpha;
     }
     auto z = logits;
     if (offset_.defined()) z = z + offset_.to(z.scalar_type());
@@ -86,14 +96,23 @@ class FamilyLoss final : public Loss {
       z = z - torch::zeros_like(z).scatter_(1, target.unsqueeze(1), m);
     }
     if (parts_.scale != 1) z = z * parts_.scale;
-    return ops::focal_loss(z, target, options_);
+    if (!weighted_ || !weight_sums_.defined()) return ops::focal_loss(z, target, options_);
+    // Σ_i (row loss) / Σ_i w_{y_i}, all on the device (no read-back: a CUDA graph captures it);
+    // a batch whose target weights are all 0 divides by 1. The trainer's targets are class
+    // indices (targets_checked), so every row counts.
+    auto total = ops::focal_loss(z, target, sum_options_);
+    auto weight_sum = weight_sums_.index_select(0, target).sum();
+    weight_sum = torch::where(weight_sum > 0, weight_sum, torch::ones_like(weight_sum));
+    return total / weight_sum.to(total.scalar_type());
   }
 
  private:
   Parts parts_;
   torch::Tensor weights_, offset_, margin_;
+  torch::Tensor weight_sums_;  // float32 weights for the normalize_by_weights denominator
   bool weighted_ = false;
   ops::FocalOptions options_;
+  ops::FocalOptions sum_options_;  // options_ with a sum reduction (normalize_by_weights)
 };
 
 }  // namespace
@@ -179,8 +198,13 @@ std::unique_ptr<Loss> make_loss(const LossConfig& c, const std::vector<int64_t>&
                                 "' computes its own class weights: drop --alpha");
   }
 
+  if (c.alpha_normalize != "mean" && c.alpha_normalize != "weights") {
+    throw std::invalid_argument("alpha normalize must be 'mean' or 'weights', got '" +
+                                c.alpha_normalize + "'");
+  }
   FamilyLoss::Parts p;
   p.drw_epoch = c.drw_epoch;
+  p.normalize_by_weights = c.alpha_normalize == "weights";
   p.weights = c.alpha_auto ? inverse_frequency_weights(counts) : expand_alpha(c.alpha, num_classes);
   if (c.name == "ce") {
     p.label_smoothing = c.label_smoothing;

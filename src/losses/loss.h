@@ -17,6 +17,11 @@ struct LossConfig {
   // the same for all, C values = per class. `alpha_auto` replaces them with inverse frequency.
   std::vector<double> alpha;
   bool alpha_auto = false;
+  // What a batch's weighted loss is divided by: "mean", the batch size N (torchfocal's default,
+  // the original experiment's), or "weights", the sum of the target classes' weights Σ_i w_{y_i}
+  // as PyTorch's CrossEntropyLoss(weight=) does (label smoothing included, as there). Applies to
+  // whichever class weights the loss uses (α, cb-*, ldam's DRW weights); without any it is "mean".
+  std::string alpha_normalize = "mean";
   double gamma = 2.0;            // focal's focusing parameter (focal, cb-focal)
   double label_smoothing = 0.0;  // ce, focal: applied to the target distribution first
   double beta = 0.9999;          // cb-*: effective-number β (Cui et al. 2019)

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "src/losses/loss.h"
 
@@ -33,6 +34,19 @@ double weighted_ce(const torch::Tensor& z, const torch::Tensor& y, const std::ve
 }
 
 const std::vector<int64_t> kCounts{5000, 2000, 500, 50, 5};
+
+// Σ_i Σ_c q_ic w_c (1 - p_ic)^γ (-log p_ic) / Σ_i w_{y_i}, q the smoothed target distribution:
+// PyTorch's CrossEntropyLoss(weight=w, label_smoothing=ε) at γ = 0 (its smoothing term is
+// -Σ_c w_c log p_c ε / C, over the same denominator), focal's analogue otherwise.
+torch::Tensor weight_normalised(const torch::Tensor& z, const torch::Tensor& y,
+                                const std::vector<double>& w, double gamma, double eps) {
+  const auto logp = torch::log_softmax(z, 1);
+  const double c = static_cast<double>(z.size(1));
+  const auto q = torch::full_like(logp, eps / c).scatter_(1, y.unsqueeze(1), 1 - eps + eps / c);
+  const auto wt = torch::tensor(w, torch::kFloat64);
+  const auto rows = -(q * wt * (1 - logp.exp()).pow(gamma) * logp).sum(1);
+  return rows.sum() / wt.index_select(0, y).sum();
+}
 
 }  // namespace
 
@@ -132,6 +146,41 @@ TEST(Losses, DeferredReweightingSwitchesWeightsOnAtItsEpoch) {
               weighted_ce(b.logits, b.target, c.alpha), 1e-10);
 }
 
+TEST(Losses, AlphaNormalizeWeightsDividesByTheTargetWeightsLikePyTorch) {
+  auto b = random_batch(64, 5);
+  for (const std::string name : {"ce", "focal"}) {
+    for (double eps : {0.0, 0.1}) {
+      SCOPED_TRACE(name + ", smoothing " + std::to_string(eps));
+      tl::LossConfig c;
+      c.name = name;
+      c.alpha = {1, 2, 3, 4, 100};
+      c.label_smoothing = eps;
+      c.alpha_normalize = "weights";
+      const double gamma = name == "focal" ? c.gamma : 0.0;
+      auto z = b.logits.clone().requires_grad_(true);
+      auto ref_z = b.logits.clone().requires_grad_(true);
+      auto got = tl::make_loss(c, kCounts, torch::kCPU)->forward(z, b.target);
+      auto ref = weight_normalised(ref_z, b.target, c.alpha, gamma, eps);
+      EXPECT_NEAR(got.item<double>(), ref.item<double>(), 1e-12 * std::abs(ref.item<double>()));
+      got.backward();
+      ref.backward();
+      EXPECT_LT((z.grad() - ref_z.grad()).abs().max().item<double>(), 1e-12);
+      // the default divides the same sum by N
+      c.alpha_normalize = "mean";
+      const double target_weights =
+          torch::tensor(c.alpha, torch::kFloat64).index_select(0, b.target).sum().item<double>();
+      EXPECT_NEAR(run(c, kCounts, b), ref.item<double>() * target_weights / 64,
+                  1e-12 * target_weights);
+    }
+  }
+  // Without weights "weights" is the mean; a batch whose target weights are all 0 divides by 1.
+  tl::LossConfig c;
+  c.alpha_normalize = "weights";
+  EXPECT_NEAR(run(c, kCounts, b), weighted_ce(b.logits, b.target, {}), 1e-10);
+  c.alpha = {0, 0, 0, 0, 0};
+  EXPECT_EQ(run(c, kCounts, b), 0.0);
+}
+
 TEST(Losses, BadConfigurationsAreRejected) {
   tl::LossConfig c;
   c.name = "hinge";
@@ -149,5 +198,8 @@ TEST(Losses, BadConfigurationsAreRejected) {
   c = {};
   c.name = "focal";
   c.gamma = std::nan("");
+  EXPECT_THROW(tl::make_loss(c, kCounts, torch::kCPU), std::invalid_argument);
+  c = {};
+  c.alpha_normalize = "sum";
   EXPECT_THROW(tl::make_loss(c, kCounts, torch::kCPU), std::invalid_argument);
 }

@@ -4,7 +4,9 @@ import { ERROR_CODES, hasErrorCode } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
 import {
+  ALPHA_NORMALIZE,
   LR_SCHEDULES,
+  type AlphaNormalize,
   type AmpMode,
   type CudaGraphMode,
   type LrScheduleName,
@@ -120,6 +122,7 @@ export interface TrainingFlags {
 interface TrainFlags extends TrainingFlags {
   loss: string;
   alpha?: number | number[] | 'auto';
+  alphaNormalize?: AlphaNormalize;
   gamma: number;
   labelSmoothing: number;
   beta: number;
@@ -148,6 +151,12 @@ export function trainCommand(): Command {
       '--alpha <list>',
       "focal/ce class weights: one per class ('1,1,1,1,1,1,100,1,1,1') or one for all",
       alphaList,
+    )
+    .addOption(
+      new Option(
+        '--alpha-normalize <how>',
+        "divide a batch's weighted loss by its size (mean) or by its targets' weights (weights: PyTorch's)",
+      ).choices([...ALPHA_NORMALIZE]),
     )
     .option('--gamma <x>', 'focal loss focusing parameter', nonNegativeNumber, 2)
     .option(

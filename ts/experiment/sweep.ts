@@ -21,7 +21,7 @@ import { writeReport, type Report, type ReportGroup, type ReportPaths } from '..
 import { native } from '../native';
 
 /** Loss options a loss entry may set (the rest of a run's options are shared by the sweep). */
-type LossKey = 'alpha' | 'gamma' | 'labelSmoothing' | 'beta' | 'tau' | 'drw';
+type LossKey = 'alpha' | 'alphaNormalize' | 'gamma' | 'labelSmoothing' | 'beta' | 'tau' | 'drw';
 
 /** One loss of the grid with its options; `name` labels it in group names (default: `loss`). */
 export interface SweepLoss extends Pick<RunSpec, LossKey> {
@@ -162,6 +162,7 @@ const LOSS_KEYS: Record<keyof SweepLoss, Kind | 'alpha' | 'drw'> = {
   loss: 'string',
   name: 'string',
   alpha: 'alpha',
+  alphaNormalize: 'string',
   gamma: 'number',
   labelSmoothing: 'number',
   beta: 'number',

@@ -14,6 +14,9 @@ export const AMP_MODES = ['off', 'bf16', 'fp16'] as const;
 export type AmpMode = (typeof AMP_MODES)[number];
 export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
 
+export const ALPHA_NORMALIZE = ['mean', 'weights'] as const;
+export type AlphaNormalize = (typeof ALPHA_NORMALIZE)[number];
+
 /**
  * CUDA graphs: 'auto' captures the whole train step once and replays it on CUDA (one process);
  * 'on' makes anything else an error; 'off' runs the same sync-free step uncaptured.
@@ -76,6 +79,11 @@ export interface TrainerOptions {
    * 'auto' for inverse class frequency, or omitted for 1
    */
   alpha?: number | number[] | 'auto';
+  /**
+   * what a batch's class-weighted loss is divided by: 'mean' (default), the batch size;
+   * 'weights', the sum of the targets' class weights, as PyTorch's CrossEntropyLoss(weight=)
+   */
+  alphaNormalize?: AlphaNormalize;
   gamma?: number;
   /** ce, focal: label smoothing ε, applied to the target distribution first */
   labelSmoothing?: number;
@@ -182,6 +190,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     scheduleEpochs: o.scheduleEpochs ?? 0,
     loss,
     alpha,
+    alphaNormalize: o.alphaNormalize ?? 'mean',
     gamma: o.gamma ?? 2,
     labelSmoothing: o.labelSmoothing ?? 0,
     beta: o.beta ?? 0.9999,
@@ -199,6 +208,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   };
   if (resolved.onNan !== 'stop' && resolved.onNan !== 'skip') {
     throw new Error(`onNan: expected 'stop' or 'skip', got '${String(resolved.onNan)}'`);
+  }
+  if (!ALPHA_NORMALIZE.includes(resolved.alphaNormalize)) {
+    throw new Error(
+      `alphaNormalize: expected 'mean' or 'weights', got '${String(resolved.alphaNormalize)}'`,
+    );
   }
   if (!AMP_MODES.includes(resolved.amp)) {
     throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);

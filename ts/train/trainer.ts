@@ -130,6 +130,7 @@ export class Trainer {
       loss: o.loss,
       alpha: o.alpha === 'auto' ? [] : o.alpha,
       alphaMode: o.alpha === 'auto' ? 'auto' : undefined,
+      alphaNormalize: o.alphaNormalize,
       gamma: o.gamma,
       labelSmoothing: o.labelSmoothing,
       beta: o.beta,
