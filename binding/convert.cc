@@ -73,6 +73,11 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.batch_size = GetInt(o, "batchSize", c.batch_size, 1, 1 << 20);
   c.optimizer = GetString(o, "optimizer", c.optimizer);
   c.lr = GetNumber(o, "lr", c.lr);
+  c.momentum = GetNumber(o, "momentum", c.momentum);
+  c.nesterov = GetBool(o, "nesterov", c.nesterov);
+  if (!o.Get("weightDecay").IsUndefined()) c.weight_decay = GetNumber(o, "weightDecay", 0);
+  c.clip_grad_norm = GetNumber(o, "clipGradNorm", c.clip_grad_norm);
+  c.warmup_epochs = GetInt(o, "warmupEpochs", c.warmup_epochs, 0, kMaxInt);
   c.lr_schedule = GetString(o, "lrSchedule", c.lr_schedule);
   c.schedule_epochs = GetInt(o, "scheduleEpochs", c.schedule_epochs, 0, kMaxInt);
   c.loss.name = GetString(o, "loss", c.loss.name);

@@ -52,22 +52,38 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
   params_ = group.params();
   double lr = 0;
   if (params_.empty()) throw std::invalid_argument("flat optimizer: no parameters");
-  if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) {
-    if (adam->amsgrad()) throw std::invalid_argument("flat optimizer: amsgrad is not supported");
+  // Adam and AdamW: the same options but for the meaning of weight decay.
+  const auto adam_like = [&](const auto& o, bool decoupled) {
+    if (o.amsgrad()) throw std::invalid_argument("flat optimizer: amsgrad is not supported");
     adam_ = true;
-    lr = adam->lr();
-    beta1_ = std::get<0>(adam->betas());
-    beta2_ = std::get<1>(adam->betas());
-    constants_ = {static_cast<float>(beta1_),      static_cast<float>(beta2_),
-                  static_cast<float>(1 - beta1_),  static_cast<float>(1 - beta2_),
-                  static_cast<float>(adam->eps()), static_cast<float>(adam->weight_decay())};
+    lr = o.lr();
+    beta1_ = std::get<0>(o.betas());
+    beta2_ = std::get<1>(o.betas());
+    decoupled_decay_ = decoupled ? o.weight_decay() : 0.0;
+    constants_ = {static_cast<float>(beta1_),
+                  static_cast<float>(beta2_),
+                  static_cast<float>(1 - beta1_),
+                  static_cast<float>(1 - beta2_),
+                  static_cast<float>(o.eps()),
+                  static_cast<float>(o.weight_decay()),
+                  decoupled};
+  };
+  if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&group.options())) {
+    adam_like(*adam, false);
+  } else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&group.options())) {
+    adam_like(*adamw, true);
   } else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&group.options())) {
-    if (sgd->momentum() != 0 || sgd->weight_decay() != 0 || sgd->nesterov()) {
-      throw std::invalid_argument("flat optimizer: SGD with momentum or weight decay");
+    if (sgd->dampening() != 0) {
+      throw std::invalid_argument("flat optimizer: SGD with dampening is not supported");
+    }
+    if (sgd->nesterov() && sgd->momentum() == 0) {
+      throw std::invalid_argument("flat optimizer: Nesterov momentum needs a momentum");
     }
     lr = sgd->lr();
+    sgd_ = {static_cast<float>(sgd->momentum()), static_cast<float>(sgd->weight_decay()),
+            sgd->nesterov()};
   } else {
-    throw std::invalid_argument("flat optimizer: only Adam and SGD are supported");
+    throw std::invalid_argument("flat optimizer: only Adam, AdamW and SGD are supported");
   }
   for (const auto& p : params_) {
     if (p.scalar_type() != torch::kFloat32) {
@@ -89,6 +105,8 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
   if (adam_) {
     exp_avg_ = torch::zeros({total}, options);
     exp_avg_sq_ = torch::zeros({total}, options);
+  } else if (sgd_.momentum != 0.0f) {
+    momentum_buffer_ = torch::zeros({total}, options);
   }
   step_ = torch::zeros({}, options.dtype(torch::kInt64));
   lr_ = torch::full({1}, lr, options.dtype(torch::kFloat64));
@@ -103,20 +121,22 @@ void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
       rate.device() != params_flat_.device()) {
     throw std::invalid_argument("flat optimizer: lr must be one float64 on the parameters' device");
   }
-  if (adam_) step_.add_(take.to(torch::kInt64));
+  step_.add_(take.to(torch::kInt64));
 #ifdef TORCHFOCAL_WITH_CUDA
   if (params_flat_.is_cuda()) {
     const c10::cuda::CUDAGuard guard(params_flat_.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     const auto flag = take.to(torch::kFloat32).contiguous();
     if (adam_) {
-      C10_CUDA_CHECK(cuda::launch_adam(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(),
-                                       exp_avg_.data_ptr<float>(), exp_avg_sq_.data_ptr<float>(), n,
-                                       constants_, beta1_, beta2_, rate.data_ptr<double>(),
-                                       step_.data_ptr<int64_t>(), flag.data_ptr<float>(), stream));
+      C10_CUDA_CHECK(cuda::launch_adam(
+          params_flat_.data_ptr<float>(), grads_.data_ptr<float>(), exp_avg_.data_ptr<float>(),
+          exp_avg_sq_.data_ptr<float>(), n, constants_, beta1_, beta2_, decoupled_decay_,
+          rate.data_ptr<double>(), step_.data_ptr<int64_t>(), flag.data_ptr<float>(), stream));
     } else {
-      C10_CUDA_CHECK(cuda::launch_sgd(params_flat_.data_ptr<float>(), grads_.data_ptr<float>(), n,
-                                      rate.data_ptr<double>(), flag.data_ptr<float>(), stream));
+      C10_CUDA_CHECK(cuda::launch_sgd(
+          params_flat_.data_ptr<float>(), grads_.data_ptr<float>(),
+          momentum_buffer_.defined() ? momentum_buffer_.data_ptr<float>() : nullptr, n, sgd_,
+          rate.data_ptr<double>(), flag.data_ptr<float>(), stream));
     }
     return;
   }
@@ -131,11 +151,19 @@ void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
   if (adam_) {
     float* m = exp_avg_.data_ptr<float>();
     float* v = exp_avg_sq_.data_ptr<float>();
-    const auto s =
-        math::adam_step_scalars(beta1_, beta2_, rate.item<double>(), step_.item<int64_t>());
+    const auto s = math::adam_step_scalars(beta1_, beta2_, rate.item<double>(),
+                                           step_.item<int64_t>(), decoupled_decay_);
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i)
         math::adam_update(p[i], g[i], m[i], v[i], constants_, s);
+    });
+  } else if (momentum_buffer_.defined() || sgd_.weight_decay != 0.0f) {
+    const auto lr = static_cast<float>(rate.item<double>());
+    float* buf = momentum_buffer_.defined() ? momentum_buffer_.data_ptr<float>() : nullptr;
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      float unused = 0;
+      for (int64_t i = begin; i < end; ++i)
+        math::sgd_update(p[i], g[i], buf != nullptr ? buf[i] : unused, sgd_, lr);
     });
   } else {
     const auto lr = static_cast<float>(rate.item<double>());
@@ -145,8 +173,16 @@ void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
   }
 }
 
+void FlatOptimizer::clip_grad_norm(double max_norm) {
+  torch::NoGradGuard no_grad;
+  // clip_grad_norm_'s expressions: the coefficient as a float32 tensor, clamped, multiplied in.
+  const auto norm = grads_.norm(2);
+  const auto coefficient = (max_norm / (norm + 1e-6)).clamp_max(1.0);
+  grads_.mul_(coefficient);
+}
+
 void FlatOptimizer::store() const {
-  if (!adam_) return;  // SGD without momentum has no state
+  if (!adam_ && !momentum_buffer_.defined()) return;  // plain SGD has no state
   const int64_t steps = step_.item<int64_t>();
   if (steps == 0) {
     optimizer_.state().clear();
@@ -154,32 +190,54 @@ void FlatOptimizer::store() const {
   }
   int64_t offset = 0;
   for (const auto& p : params_) {
-    set_adam_state(optimizer_, p, steps,
-                   flat_view(exp_avg_, p, offset).clone(torch::MemoryFormat::Preserve),
-                   flat_view(exp_avg_sq_, p, offset).clone(torch::MemoryFormat::Preserve));
+    const auto slice = [&](const torch::Tensor& flat) {
+      return flat_view(flat, p, offset).clone(torch::MemoryFormat::Preserve);
+    };
+    if (adam_) {
+      set_adam_moments(optimizer_, p, {steps, slice(exp_avg_), slice(exp_avg_sq_)});
+    } else {
+      set_momentum_buffer(optimizer_, p, slice(momentum_buffer_));
+    }
     offset += p.numel();
   }
 }
 
 void FlatOptimizer::load() {
-  if (!adam_) return;
   torch::NoGradGuard no_grad;
+  if (!adam_) {
+    // SGD: the buffers where the state has them, zero elsewhere (which the first step then fills
+    // exactly as torch::optim's clone of d_p does). The count only says whether any step ran.
+    int64_t stepped = 0;
+    if (momentum_buffer_.defined()) {
+      momentum_buffer_.zero_();
+      int64_t offset = 0;
+      for (const auto& p : params_) {
+        const auto buffer = momentum_buffer(optimizer_, p);
+        if (buffer.defined()) {
+          flat_view(momentum_buffer_, p, offset).copy_(buffer);
+          stepped = 1;
+        }
+        offset += p.numel();
+      }
+    }
+    step_.fill_(stepped);
+    return;
+  }
   // In place: a captured CUDA graph keeps reading these buffers.
   exp_avg_.zero_();
   exp_avg_sq_.zero_();
   int64_t steps = -1;
   int64_t offset = 0;
   for (const auto& p : params_) {
-    const auto* state = adam_state(optimizer_, p);
-    const int64_t step = state != nullptr ? state->step() : 0;
-    if (steps >= 0 && step != steps) {
+    const auto state = adam_moments(optimizer_, p);
+    if (steps >= 0 && state.step != steps) {
       throw std::invalid_argument(
           "flat optimizer: the parameters' Adam states have different step counts");
     }
-    steps = step;
-    if (state != nullptr) {
-      flat_view(exp_avg_, p, offset).copy_(state->exp_avg());
-      flat_view(exp_avg_sq_, p, offset).copy_(state->exp_avg_sq());
+    steps = state.step;
+    if (state.exp_avg.defined()) {
+      flat_view(exp_avg_, p, offset).copy_(state.exp_avg);
+      flat_view(exp_avg_sq_, p, offset).copy_(state.exp_avg_sq);
     }
     offset += p.numel();
   }

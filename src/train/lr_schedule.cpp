@@ -37,7 +37,23 @@ LrSchedule parse_lr_schedule(const std::string& name) {
                               "' (known: constant, onecycle, cosine)");
 }
 
-double scheduled_lr(LrSchedule kind, double lr, int64_t step, int64_t total) {
+double scheduled_lr(LrSchedule kind, double lr, int64_t step, int64_t total, int64_t warmup) {
+  if (warmup < 0) throw std::invalid_argument("warm-up steps must be >= 0");
+  if (warmup > 0) {
+    if (kind != LrSchedule::kConstant && total <= warmup) {
+      throw std::invalid_argument("the warm-up must end before the lr schedule does");
+    }
+    if (step < warmup) {
+      // LinearLR's closed form: start + (end - start)·s/total_iters, start = 1/warmup.
+      const double start = 1.0 / static_cast<double>(warmup);
+      const double factor = warmup == 1 ? 1.0
+                                        : start + (1.0 - start) * static_cast<double>(step) /
+                                                      static_cast<double>(warmup - 1);
+      return lr * factor;
+    }
+    step -= warmup;
+    total -= warmup;
+  }
   if (kind == LrSchedule::kConstant) return lr;
   if (total < 1) throw std::invalid_argument("an lr schedule needs at least one step");
   step = std::clamp<int64_t>(step, 0, total - 1);
@@ -46,10 +62,11 @@ double scheduled_lr(LrSchedule kind, double lr, int64_t step, int64_t total) {
 }
 
 std::vector<double> epoch_learning_rates(LrSchedule kind, double lr, int64_t first_step,
-                                         int64_t steps, int64_t total) {
+                                         int64_t steps, int64_t total, int64_t warmup) {
   if (!std::isfinite(lr) || lr <= 0) throw std::invalid_argument("lr must be a number > 0");
   std::vector<double> rates(static_cast<size_t>(std::max<int64_t>(steps, 0)));
-  for (int64_t i = 0; i < steps; ++i) rates[i] = scheduled_lr(kind, lr, first_step + i, total);
+  for (int64_t i = 0; i < steps; ++i)
+    rates[i] = scheduled_lr(kind, lr, first_step + i, total, warmup);
   return rates;
 }
 

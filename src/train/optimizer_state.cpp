@@ -28,18 +28,39 @@ auto* find_state(Optimizer& optimizer, const torch::Tensor& p) {
   return it == map.end() ? nullptr : it->second.get();
 }
 
-enum class Kind { kAdam, kSgd };
+enum class Kind { kAdam, kAdamW, kSgd };
 
 Kind kind_of(const torch::optim::Optimizer& optimizer) {
   if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) return Kind::kAdam;
+  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) return Kind::kAdamW;
   if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) return Kind::kSgd;
-  throw std::invalid_argument("optimizer state: only Adam and SGD are supported");
+  throw std::invalid_argument("optimizer state: only Adam, AdamW and SGD are supported");
 }
 
-// The entries one parameter's state has, by field.
+// The prefix of the optimizer's entries, and the entries one parameter's state has, by field.
+std::string prefix(Kind kind) {
+  return kind == Kind::kAdam ? "adam." : kind == Kind::kAdamW ? "adamw." : "sgd.";
+}
+
 std::vector<std::string> fields(Kind kind) {
-  if (kind == Kind::kAdam) return {"adam.exp_avg", "adam.exp_avg_sq", "adam.step"};
-  return {"sgd.momentum_buffer"};
+  if (kind == Kind::kSgd) return {"sgd.momentum_buffer"};
+  const auto p = prefix(kind);
+  return {p + "exp_avg", p + "exp_avg_sq", p + "step"};
+}
+
+// Adam's and AdamW's states are two classes with the same fields.
+template <typename State>
+AdamMoments moments_of(const State& s) {
+  return {s.step(), s.exp_avg(), s.exp_avg_sq()};
+}
+
+template <typename State>
+std::unique_ptr<State> state_of(AdamMoments m) {
+  auto s = std::make_unique<State>();
+  s->step(m.step);
+  s->exp_avg(std::move(m.exp_avg));
+  s->exp_avg_sq(std::move(m.exp_avg_sq));
+  return s;
 }
 
 torch::Tensor saved(const torch::Tensor& t) {
@@ -56,7 +77,7 @@ torch::Tensor restored(const torch::Tensor& t, const torch::Tensor& param) {
 }  // namespace
 
 bool is_optimizer_entry(const std::string& name) {
-  return name.rfind("adam.", 0) == 0 || name.rfind("sgd.", 0) == 0;
+  return name.rfind("adam.", 0) == 0 || name.rfind("adamw.", 0) == 0 || name.rfind("sgd.", 0) == 0;
 }
 
 NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer,
@@ -68,12 +89,14 @@ NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer,
     const std::string& name = item.key();
     auto* base = find_state(opt, item.value());
     if (base == nullptr) continue;
-    if (kind == Kind::kAdam) {
-      const auto& s = static_cast<const torch::optim::AdamParamState&>(*base);
-      out.emplace_back("adam.exp_avg/" + name, saved(s.exp_avg()));
-      out.emplace_back("adam.exp_avg_sq/" + name, saved(s.exp_avg_sq()));
-      out.emplace_back("adam.step/" + name,
-                       torch::tensor(static_cast<int64_t>(s.step())).reshape({}));
+    if (kind != Kind::kSgd) {
+      const auto m = kind == Kind::kAdam
+                         ? moments_of(static_cast<const torch::optim::AdamParamState&>(*base))
+                         : moments_of(static_cast<const torch::optim::AdamWParamState&>(*base));
+      const auto p = prefix(kind);
+      out.emplace_back(p + "exp_avg/" + name, saved(m.exp_avg));
+      out.emplace_back(p + "exp_avg_sq/" + name, saved(m.exp_avg_sq));
+      out.emplace_back(p + "step/" + name, torch::tensor(m.step).reshape({}));
     } else {
       const auto& s = static_cast<const torch::optim::SGDParamState&>(*base);
       if (s.momentum_buffer().defined()) {
@@ -92,7 +115,7 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
   for (const auto& item : params) {
     const auto sizes = item.value().sizes().vec();
     for (const auto& field : fields(kind)) {
-      const bool is_step = field == "adam.step";
+      const bool is_step = field == prefix(kind) + "step";
       expected[field + "/" + item.key()] =
           TensorSpec{is_step ? std::vector<int64_t>{} : sizes,
                      is_step ? torch::kInt64 : item.value().scalar_type()};
@@ -111,11 +134,12 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
     if (present != 0 && present != static_cast<int64_t>(fields(kind).size())) {
       throw std::invalid_argument(where + ": the state of '" + item.key() + "' is incomplete");
     }
-    if (kind == Kind::kAdam && present) {
-      const int64_t step = matched.at("adam.step/" + item.key()).item<int64_t>();
+    if (kind != Kind::kSgd && present) {
+      const std::string step_name = prefix(kind) + "step/" + item.key();
+      const int64_t step = matched.at(step_name).item<int64_t>();
       if (step < 1) {
-        throw std::invalid_argument(where + ": 'adam.step/" + item.key() + "' is " +
-                                    std::to_string(step) + ", expected >= 1");
+        throw std::invalid_argument(where + ": '" + step_name + "' is " + std::to_string(step) +
+                                    ", expected >= 1");
       }
     }
   }
@@ -130,13 +154,16 @@ void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::M
       auto it = matched.find(field + "/" + item.key());
       return it == matched.end() ? torch::Tensor() : it->second;
     };
-    if (kind == Kind::kAdam) {
-      if (!get("adam.step").defined()) continue;
-      auto s = std::make_unique<torch::optim::AdamParamState>();
-      s->step(get("adam.step").item<int64_t>());
-      s->exp_avg(restored(get("adam.exp_avg"), p));
-      s->exp_avg_sq(restored(get("adam.exp_avg_sq"), p));
-      map[state_key<Map>(p)] = std::move(s);
+    if (kind != Kind::kSgd) {
+      const auto pre = prefix(kind);
+      if (!get(pre + "step").defined()) continue;
+      AdamMoments m{get(pre + "step").item<int64_t>(), restored(get(pre + "exp_avg"), p),
+                    restored(get(pre + "exp_avg_sq"), p)};
+      if (kind == Kind::kAdam) {
+        map[state_key<Map>(p)] = state_of<torch::optim::AdamParamState>(std::move(m));
+      } else {
+        map[state_key<Map>(p)] = state_of<torch::optim::AdamWParamState>(std::move(m));
+      }
     } else {
       if (!get("sgd.momentum_buffer").defined()) continue;
       auto s = std::make_unique<torch::optim::SGDParamState>();
@@ -157,6 +184,45 @@ void set_adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& par
   s->step(step);
   s->exp_avg(std::move(exp_avg));
   s->exp_avg_sq(std::move(exp_avg_sq));
+  auto& map = optimizer.state();
+  map[state_key<std::decay_t<decltype(map)>>(param)] = std::move(s);
+}
+
+AdamMoments adam_moments(torch::optim::Optimizer& optimizer, const torch::Tensor& param) {
+  const Kind kind = kind_of(optimizer);
+  const auto* base = find_state(optimizer, param);
+  if (base == nullptr || kind == Kind::kSgd) return {};
+  return kind == Kind::kAdam ? moments_of(static_cast<const torch::optim::AdamParamState&>(*base))
+                             : moments_of(static_cast<const torch::optim::AdamWParamState&>(*base));
+}
+
+void set_adam_moments(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                      AdamMoments moments) {
+  const Kind kind = kind_of(optimizer);
+  if (kind == Kind::kSgd) throw std::invalid_argument("optimizer state: SGD has no moments");
+  auto& map = optimizer.state();
+  auto& slot = map[state_key<std::decay_t<decltype(map)>>(param)];
+  if (kind == Kind::kAdam) {
+    slot = state_of<torch::optim::AdamParamState>(std::move(moments));
+  } else {
+    slot = state_of<torch::optim::AdamWParamState>(std::move(moments));
+  }
+}
+
+torch::Tensor momentum_buffer(torch::optim::Optimizer& optimizer, const torch::Tensor& param) {
+  if (kind_of(optimizer) != Kind::kSgd) return {};
+  const auto* base = find_state(optimizer, param);
+  if (base == nullptr) return {};
+  return static_cast<const torch::optim::SGDParamState&>(*base).momentum_buffer();
+}
+
+void set_momentum_buffer(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         torch::Tensor buffer) {
+  if (kind_of(optimizer) != Kind::kSgd) {
+    throw std::invalid_argument("optimizer state: only SGD has a momentum buffer");
+  }
+  auto s = std::make_unique<torch::optim::SGDParamState>();
+  s->momentum_buffer(std::move(buffer));
   auto& map = optimizer.state();
   map[state_key<std::decay_t<decltype(map)>>(param)] = std::move(s);
 }

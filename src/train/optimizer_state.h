@@ -3,8 +3,10 @@
 // has matched the model.
 //
 // Names: "adam.exp_avg/<param>", "adam.exp_avg_sq/<param>", "adam.step/<param>" (int64, shape
-// []), "sgd.momentum_buffer/<param>", with PyTorch's parameter names. A parameter that has not
-// been stepped yet has no entries.
+// []); the same three as "adamw.*" for AdamW; "sgd.momentum_buffer/<param>" for SGD with
+// momentum (plain SGD has no state); with PyTorch's parameter names. A parameter that has not
+// been stepped yet has no entries. Loading expects the prefix of the optimizer being loaded into:
+// an "adam.*" state does not load into AdamW (a different optimizer), nor the other way round.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,7 +15,7 @@
 
 namespace torchfocal::train {
 
-// Adam and SGD are the optimizers the trainer builds; others throw std::invalid_argument.
+// Adam, AdamW and SGD are the optimizers the trainer builds; others throw std::invalid_argument.
 NamedTensors optimizer_state(const torch::optim::Optimizer& optimizer,
                              const torch::nn::Module& model);
 
@@ -32,5 +34,20 @@ const torch::optim::AdamParamState* adam_state(torch::optim::Optimizer& optimize
                                                const torch::Tensor& param);
 void set_adam_state(torch::optim::Optimizer& optimizer, const torch::Tensor& param, int64_t step,
                     torch::Tensor exp_avg, torch::Tensor exp_avg_sq);
+
+// The same for Adam or AdamW, whichever `optimizer` is: step 0 and undefined moments before the
+// parameter's first step.
+struct AdamMoments {
+  int64_t step = 0;
+  torch::Tensor exp_avg, exp_avg_sq;
+};
+AdamMoments adam_moments(torch::optim::Optimizer& optimizer, const torch::Tensor& param);
+void set_adam_moments(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                      AdamMoments moments);
+
+// SGD's momentum buffer of one parameter (undefined before its first step), and replacing it.
+torch::Tensor momentum_buffer(torch::optim::Optimizer& optimizer, const torch::Tensor& param);
+void set_momentum_buffer(torch::optim::Optimizer& optimizer, const torch::Tensor& param,
+                         torch::Tensor buffer);
 
 }  // namespace torchfocal::train

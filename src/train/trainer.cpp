@@ -15,6 +15,7 @@
 #include "models/registry.h"
 #include "src/train/onednn_guard.h"
 #include "src/train/optimizer_state.h"
+#include "src/train/optimizers.h"
 #include "src/train/runtime.h"
 
 namespace torchfocal::train {
@@ -54,8 +55,12 @@ std::string describe(const TrainConfig& c) {
   out.precision(17);
   out << "model=" << c.model << "\nclasses=" << c.num_classes
       << "\nwidth_divisor=" << c.width_divisor << "\nbatch_size=" << c.batch_size
-      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nlr_schedule=" << c.lr_schedule
-      << "\nschedule_epochs=" << c.schedule_epochs << "\nloss=" << c.loss.name << "\nalpha=";
+      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nmomentum=" << c.momentum
+      << "\nnesterov=" << c.nesterov
+      << "\nweight_decay=" << c.weight_decay.value_or(default_weight_decay(c.optimizer))
+      << "\nclip_grad_norm=" << c.clip_grad_norm << "\nwarmup_epochs=" << c.warmup_epochs
+      << "\nlr_schedule=" << c.lr_schedule << "\nschedule_epochs=" << c.schedule_epochs
+      << "\nloss=" << c.loss.name << "\nalpha=";
   for (double a : c.loss.alpha) out << a << ',';
   out << (c.loss.alpha_auto ? "auto" : "") << "\ngamma=" << c.loss.gamma
       << "\nlabel_smoothing=" << c.loss.label_smoothing << "\nbeta=" << c.loss.beta
@@ -96,14 +101,25 @@ void validate(const TrainConfig& c) {
   if (c.num_classes < 2) throw std::invalid_argument("num_classes must be at least 2");
   if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
   if (c.eval_batch_size < 1) throw std::invalid_argument("eval_batch_size must be at least 1");
+  if (!std::isfinite(c.clip_grad_norm) || c.clip_grad_norm < 0) {
+    throw std::invalid_argument("clip_grad_norm must be a number >= 0 (0: no clipping)");
+  }
+  if (c.warmup_epochs < 0) throw std::invalid_argument("warmup_epochs must be >= 0");
+  if (c.warmup_epochs > 0 && c.lr_schedule == "onecycle") {
+    throw std::invalid_argument("warmup_epochs: the onecycle schedule warms up by itself");
+  }
+  if (c.warmup_epochs > 0 && c.lr_schedule != "constant" && c.warmup_epochs >= c.schedule_epochs) {
+    throw std::invalid_argument("warmup_epochs must be fewer than the schedule's epochs");
+  }
   if (!std::isfinite(c.lr) || c.lr <= 0) throw std::invalid_argument("lr must be a number > 0");
   if (parse_lr_schedule(c.lr_schedule) != LrSchedule::kConstant && c.schedule_epochs < 1) {
     throw std::invalid_argument("lr_schedule '" + c.lr_schedule +
                                 "' needs schedule_epochs >= 1 (the epochs it spans)");
   }
   if (c.schedule_epochs < 0) throw std::invalid_argument("schedule_epochs must be >= 0");
-  if (c.optimizer != "adam" && c.optimizer != "sgd") {
-    throw std::invalid_argument("unknown optimizer '" + c.optimizer + "' (known: adam, sgd)");
+  if (c.optimizer != "adam" && c.optimizer != "adamw" && c.optimizer != "sgd") {
+    throw std::invalid_argument("unknown optimizer '" + c.optimizer +
+                                "' (known: adam, adamw, sgd)");
   }
   if (c.progress_every < 1) throw std::invalid_argument("progress_every must be at least 1");
   if (c.on_nan != "stop" && c.on_nan != "skip") {
@@ -173,13 +189,9 @@ Trainer::Trainer(TrainConfig config)
       if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
     }
   }
-  if (config_.optimizer == "adam") {
-    optimizer_ = std::make_unique<torch::optim::Adam>(model_->parameters(),
-                                                      torch::optim::AdamOptions(config_.lr));
-  } else {
-    optimizer_ = std::make_unique<torch::optim::SGD>(model_->parameters(),
-                                                     torch::optim::SGDOptions(config_.lr));
-  }
+  optimizer_ = make_optimizer(
+      {config_.optimizer, config_.lr, config_.momentum, config_.nesterov, config_.weight_decay},
+      model_->parameters());
   // Built again from the real class counts when training data arrives; this one checks the
   // loss options now, so a bad α fails at construction rather than at the first epoch.
   loss_ = losses::make_loss(config_.loss, std::vector<int64_t>(config_.num_classes, 1), device_,
@@ -329,8 +341,9 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   const int64_t n = order.size(0);  // this rank's samples
   const int64_t steps = (n + config_.batch_size - 1) / config_.batch_size;
   // Every step's rate, from its place in the run: epochs done so far ran at this epoch's steps.
-  const auto rates = epoch_learning_rates(schedule_, config_.lr, epoch_ * steps, steps,
-                                          config_.schedule_epochs * steps);
+  const auto rates =
+      epoch_learning_rates(schedule_, config_.lr, epoch_ * steps, steps,
+                           config_.schedule_epochs * steps, config_.warmup_epochs * steps);
   const auto set_rate = [&](int64_t step) {
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(rates[step]);
   };
@@ -468,10 +481,17 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
         (scaler_ ? scaler_->scale(loss) : loss).backward();
       }
       set_rate(step);
+      const auto clip = [&] {
+        if (config_.clip_grad_norm > 0) clip_grad_norm(params, config_.clip_grad_norm);
+      };
       if (scaler_) {
-        if (scaler_->unscale(params)) optimizer_->step();
+        if (scaler_->unscale(params)) {
+          clip();  // the true gradients: after the unscale, as PyTorch's AMP recipe does
+          optimizer_->step();
+        }
         scaler_->update();
       } else {
+        clip();
         optimizer_->step();
       }
       {
@@ -570,6 +590,8 @@ void Trainer::device_step(const torch::Tensor& indices) {
     take = take.logical_and(scaler_->unscale_on_device({flat_->gradients()}).eq(0));
     scaler_->update_where(counted);
   }
+  // On the device, no read: a skipped step's gradients (non-finite) are never applied anyway.
+  if (config_.clip_grad_norm > 0) flat_->clip_grad_norm(config_.clip_grad_norm);
   flat_->step(take.to(torch::kFloat32), step_rates_.index_select(0, s.step.view({1})));
   const auto dropped = counted.logical_not();
   s.loss_sum.add_(value.masked_fill(dropped, 0));

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,8 +33,19 @@ struct TrainConfig {
   int64_t num_classes = 10;
   int64_t width_divisor = 1;
   int64_t batch_size = 128;
-  std::string optimizer = "adam";  // adam | sgd
+  // adam | adamw | sgd, as torch.optim defines them (src/train/optimizers.h); momentum and
+  // nesterov are SGD's; weight_decay unset means the optimizer's default (0.01 adamw, else 0).
+  std::string optimizer = "adam";
   double lr = 0.001;
+  double momentum = 0;
+  bool nesterov = false;
+  std::optional<double> weight_decay;
+  // Before every step, scale the gradients to a total L2 norm of at most this (0: off), as
+  // torch.nn.utils.clip_grad_norm_: after fp16's unscale and the ranks' averaging.
+  double clip_grad_norm = 0;
+  // The rate rises linearly over the first warmup_epochs epochs' steps, then lr_schedule runs
+  // over the remaining schedule epochs (src/train/lr_schedule.h: LinearLR, then the schedule).
+  int64_t warmup_epochs = 0;
   // The rate over the run (src/train/lr_schedule.h): "constant", "onecycle" or "cosine", the
   // last two spanning `schedule_epochs` epochs (epochs trained past them keep the last rate).
   std::string lr_schedule = "constant";

@@ -140,8 +140,8 @@ TEST(FlatOptimizer, SgdMatchesTorch) {
 
 TEST(FlatOptimizer, RefusesWhatItCannotRun) {
   auto params = random_params(4);
-  torch::optim::SGD momentum(params, torch::optim::SGDOptions(0.1).momentum(0.9));
-  EXPECT_THROW(tf::train::FlatOptimizer{momentum}, std::invalid_argument);
+  torch::optim::SGD dampened(params, torch::optim::SGDOptions(0.1).momentum(0.9).dampening(0.5));
+  EXPECT_THROW(tf::train::FlatOptimizer{dampened}, std::invalid_argument);
   auto doubles = std::vector<torch::Tensor>{torch::randn({3}, torch::kFloat64).requires_grad_()};
   torch::optim::Adam adam(doubles, torch::optim::AdamOptions(0.1));
   EXPECT_THROW(tf::train::FlatOptimizer{adam}, std::invalid_argument);

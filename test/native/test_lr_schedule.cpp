@@ -1,11 +1,13 @@
 // The learning-rate schedules' shapes (the per-step values are held to PyTorch's own schedulers
-// by test/schedule.test.ts; the trainer applying them step by step by test_device_step.cpp).
+// by test/schedule.test.ts; the trainer applying them step by step by test_device_step.cpp), and
+// the warm-up against PyTorch's SequentialLR (test/fixtures/optim_reference.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <stdexcept>
 
 #include "src/train/lr_schedule.h"
+#include "test/fixtures/optim_reference.h"
 
 namespace tf = torchfocal;
 
@@ -56,4 +58,17 @@ TEST(LrSchedule, ConstantAndTinySchedulesAndBadNames) {
   } catch (const std::invalid_argument& e) {
     EXPECT_STREQ(e.what(), "unknown lr_schedule 'step' (known: constant, onecycle, cosine)");
   }
+}
+
+TEST(LrSchedule, WarmupIsLinearLRThenTheScheduleAsPyTorchsSequentialLR) {
+  for (const auto& w : tf::fixtures::kWarmupCases) {
+    const auto kind = tf::train::parse_lr_schedule(w.schedule);
+    const auto all = tf::train::epoch_learning_rates(kind, w.lr, 0, w.total, w.total, w.warmup);
+    for (int64_t s = 0; s < w.total; ++s) {
+      EXPECT_NEAR(all[s], w.rates[s], 1e-12 * w.rates[s]) << w.schedule << " step " << s;
+      EXPECT_EQ(tf::train::scheduled_lr(kind, w.lr, s, w.total, w.warmup), all[s]);
+    }
+  }
+  EXPECT_THROW(tf::train::scheduled_lr(tf::train::LrSchedule::kCosine, 0.1, 0, 10, 10),
+               std::invalid_argument);
 }

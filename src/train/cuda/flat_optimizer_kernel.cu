@@ -20,10 +20,12 @@ unsigned grid_for(int64_t n) {
 
 __global__ void adam_kernel(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                             int64_t n, math::AdamConstants c, double beta1, double beta2,
-                            const double* lr, const int64_t* step, const float* take) {
+                            double decoupled_decay, const double* lr, const int64_t* step,
+                            const float* take) {
   if (*take == 0.0f) return;  // a skipped step leaves parameters and moments as they are
-  // Every thread derives the step's two scalars itself: cheaper than another launch.
-  const math::AdamStepScalars s = math::adam_step_scalars(beta1, beta2, *lr, *step);
+  // Every thread derives the step's scalars itself: cheaper than another launch.
+  const math::AdamStepScalars s =
+      math::adam_step_scalars(beta1, beta2, *lr, *step, decoupled_decay);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     float p = param[i], m = exp_avg[i], v = exp_avg_sq[i];
@@ -34,15 +36,17 @@ __global__ void adam_kernel(float* param, const float* grad, float* exp_avg, flo
   }
 }
 
-__global__ void sgd_kernel(float* param, const float* grad, int64_t n, const double* lr,
-                           const float* take) {
+__global__ void sgd_kernel(float* param, const float* grad, float* momentum_buffer, int64_t n,
+                           math::SgdConstants c, const double* lr, const float* take) {
   if (*take == 0.0f) return;
   const auto rate = static_cast<float>(*lr);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     float p = param[i];
-    math::sgd_update(p, grad[i], rate);
+    float buf = momentum_buffer != nullptr ? momentum_buffer[i] : 0.0f;
+    math::sgd_update(p, grad[i], buf, c, rate);
     param[i] = p;
+    if (momentum_buffer != nullptr) momentum_buffer[i] = buf;
   }
 }
 
@@ -50,18 +54,20 @@ __global__ void sgd_kernel(float* param, const float* grad, int64_t n, const dou
 
 cudaError_t launch_adam(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                         int64_t n, const math::AdamConstants& constants, double beta1, double beta2,
-                        const double* lr, const int64_t* step, const float* take,
-                        cudaStream_t stream) {
+                        double decoupled_decay, const double* lr, const int64_t* step,
+                        const float* take, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   adam_kernel<<<grid_for(n), kThreads, 0, stream>>>(param, grad, exp_avg, exp_avg_sq, n, constants,
-                                                    beta1, beta2, lr, step, take);
+                                                    beta1, beta2, decoupled_decay, lr, step, take);
   return cudaGetLastError();
 }
 
-cudaError_t launch_sgd(float* param, const float* grad, int64_t n, const double* lr,
-                       const float* take, cudaStream_t stream) {
+cudaError_t launch_sgd(float* param, const float* grad, float* momentum_buffer, int64_t n,
+                       const math::SgdConstants& constants, const double* lr, const float* take,
+                       cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  sgd_kernel<<<grid_for(n), kThreads, 0, stream>>>(param, grad, n, lr, take);
+  sgd_kernel<<<grid_for(n), kThreads, 0, stream>>>(param, grad, momentum_buffer, n, constants, lr,
+                                                   take);
   return cudaGetLastError();
 }
 
