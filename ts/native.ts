@@ -18,8 +18,13 @@ export interface NativeTrainerOptions {
   };
   widthDivisor?: number;
   batchSize?: number;
-  optimizer?: 'adam' | 'sgd';
+  optimizer?: 'adam' | 'adamw' | 'sgd';
   lr?: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  clipGradNorm?: number;
+  warmupEpochs?: number;
   lrSchedule?: string;
   scheduleEpochs?: number;
   loss?: string;

@@ -6,6 +6,8 @@ import { runTraining, type RunSpec } from '../train/run';
 import {
   ALPHA_NORMALIZE,
   LR_SCHEDULES,
+  OPTIMIZERS,
+  type OptimizerName,
   type AlphaNormalize,
   type AmpMode,
   type CudaGraphMode,
@@ -37,11 +39,20 @@ export function addTrainingOptions(cmd: Command): Command {
       1000,
     )
     .addOption(
-      new Option('--optimizer <name>', 'adam (default) or sgd (default for mlp)').argParser(
-        oneOf('adam', 'sgd'),
+      new Option('--optimizer <name>', 'adam (default), adamw or sgd (default for mlp)').argParser(
+        oneOf(...OPTIMIZERS),
       ),
     )
-    .option('--lr <x>', 'learning rate (default 0.001 adam, 0.5 sgd)', positiveNumber)
+    .option('--lr <x>', 'learning rate (default 0.001 adam/adamw, 0.5 sgd)', positiveNumber)
+    .option('--momentum <m>', 'sgd: momentum (default 0)', nonNegativeNumber)
+    .option('--nesterov', 'sgd: Nesterov momentum (needs --momentum > 0)')
+    .option(
+      '--weight-decay <wd>',
+      'adam, sgd: L2 term added to the gradient; adamw: decoupled decay (default 0; adamw 0.01)',
+      nonNegativeNumber,
+    )
+    .option('--clip-grad-norm <x>', 'scale gradients to a total L2 norm <= X', positiveNumber)
+    .option('--warmup-epochs <e>', 'linear rate warm-up, then --lr-schedule', intAtLeast(0))
     .addOption(
       new Option(
         '--lr-schedule <name>',
@@ -103,8 +114,13 @@ export interface TrainingFlags {
   epochs: number;
   batchSize: number;
   evalBatchSize: number;
-  optimizer?: 'adam' | 'sgd';
+  optimizer?: OptimizerName;
   lr?: number;
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  clipGradNorm?: number;
+  warmupEpochs?: number;
   lrSchedule: LrScheduleName;
   seed: number;
   device: string;

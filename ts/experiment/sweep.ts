@@ -134,7 +134,7 @@ export interface SweepHooks {
 /** The imbalance entry that means "train on the whole set". */
 export const NO_IMBALANCE = 'none';
 
-type Kind = 'string' | 'number' | 'int>=0' | 'int>=1';
+type Kind = 'string' | 'number' | 'boolean' | 'int>=0' | 'int>=1';
 
 // Only types are checked here; value ranges are resolveOptions' (one place for them).
 const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
@@ -147,6 +147,11 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   progressEvery: 'int>=1',
   threads: 'int>=0',
   lr: 'number',
+  momentum: 'number',
+  nesterov: 'boolean',
+  weightDecay: 'number',
+  clipGradNorm: 'number',
+  warmupEpochs: 'int>=0',
   lrSchedule: 'string',
   scheduleEpochs: 'int>=1',
   optimizer: 'string',
@@ -184,13 +189,15 @@ function checkKind(key: string, v: unknown, kind: Kind): void {
       ? typeof v === 'string' && v.trim() !== ''
       : kind === 'number'
         ? typeof v === 'number' && Number.isFinite(v)
-        : Number.isSafeInteger(v) && (v as number) >= (kind === 'int>=0' ? 0 : 1);
+        : kind === 'boolean'
+          ? typeof v === 'boolean'
+          : Number.isSafeInteger(v) && (v as number) >= (kind === 'int>=0' ? 0 : 1);
   if (!ok) {
     const what =
       kind === 'string'
         ? 'a non-empty string'
-        : kind === 'number'
-          ? 'a number'
+        : kind === 'number' || kind === 'boolean'
+          ? `a ${kind}`
           : `an integer >= ${kind === 'int>=0' ? 0 : 1}`;
     throw new Error(`${key}: expected ${what}, got ${show(v)}`);
   }

@@ -1,7 +1,9 @@
 // Trainer options: defaults of the original experiment and the checks that name what is wrong.
 import { native } from '../native';
 
-export type OptimizerName = 'adam' | 'sgd';
+/** torch.optim's Adam (L2 weight decay), AdamW (decoupled weight decay) and SGD. */
+export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
 
 /** What an epoch visits: every image once (shuffled), or a class-aware draw with replacement. */
 export const SAMPLERS = ['instance', 'class-balanced', 'sqrt'] as const;
@@ -63,8 +65,18 @@ export interface TrainerOptions {
   evalBatchSize?: number;
   /** default: adam, except sgd for mlp (the original experiment) */
   optimizer?: OptimizerName;
-  /** default: 0.001 for adam, 0.5 for sgd (the original experiment) */
+  /** default: 0.001 for adam and adamw, 0.5 for sgd (the original experiment) */
   lr?: number;
+  /** sgd: momentum (default 0), as torch.optim.SGD's (dampening 0) */
+  momentum?: number;
+  /** sgd with momentum > 0: Nesterov momentum (default false) */
+  nesterov?: boolean;
+  /** adam, sgd: L2 term wd·p added to the gradient; adamw: p·(1 − lr·wd) each step (decoupled). Default torch.optim's: 0.01 for adamw, 0 otherwise */
+  weightDecay?: number;
+  /** scale the gradients to a total L2 norm of at most this before each step (torch.nn.utils.clip_grad_norm_); 0 (default): off */
+  clipGradNorm?: number;
+  /** the rate rises linearly, lr·(s+1)/W over the W steps of these first epochs, then lrSchedule runs (PyTorch's SequentialLR of LinearLR and the schedule); default 0 */
+  warmupEpochs?: number;
   /** the rate over the run (default 'constant'; see LR_SCHEDULES) */
   lrSchedule?: LrScheduleName;
   /**
@@ -142,8 +154,10 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     throw new Error('classNames: at least two classes are needed');
   }
   const optimizer = o.optimizer ?? (model === 'mlp' ? 'sgd' : 'adam');
-  if (optimizer !== 'adam' && optimizer !== 'sgd') {
-    throw new Error(`optimizer: unknown optimizer '${String(optimizer)}' (known: adam, sgd)`);
+  if (!OPTIMIZERS.includes(optimizer)) {
+    throw new Error(
+      `optimizer: unknown optimizer '${String(optimizer)}' (known: ${OPTIMIZERS.join(', ')})`,
+    );
   }
   const losses = native().lossInfos();
   const loss = o.loss ?? 'ce';
@@ -188,6 +202,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     lr: o.lr ?? (optimizer === 'sgd' ? 0.5 : 0.001),
     lrSchedule: o.lrSchedule ?? 'constant',
     scheduleEpochs: o.scheduleEpochs ?? 0,
+    momentum: o.momentum ?? 0,
+    nesterov: o.nesterov ?? false,
+    weightDecay: o.weightDecay ?? (optimizer === 'adamw' ? 0.01 : 0),
+    clipGradNorm: o.clipGradNorm ?? 0,
+    warmupEpochs: o.warmupEpochs ?? 0,
     loss,
     alpha,
     alphaNormalize: o.alphaNormalize ?? 'mean',
@@ -275,6 +294,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (!Number.isFinite(resolved.lr) || resolved.lr <= 0) {
     throw new Error(`lr: expected a number > 0, got ${resolved.lr}`);
   }
+  checkOptimizer(resolved);
   if (!Number.isFinite(resolved.gamma) || resolved.gamma < 0) {
     throw new Error(`gamma: expected a number >= 0, got ${resolved.gamma}`);
   }
@@ -291,6 +311,35 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     throw new Error(`drw: expected an epoch number >= 0, got ${resolved.drw}`);
   }
   return resolved;
+}
+
+/** momentum, nesterov, weightDecay, clipGradNorm, warmupEpochs: values and combinations. */
+function checkOptimizer(r: ResolvedOptions): void {
+  for (const key of ['momentum', 'weightDecay', 'clipGradNorm'] as const) {
+    if (!Number.isFinite(r[key]) || r[key] < 0) {
+      throw new Error(`${key}: expected a number >= 0, got ${r[key]}`);
+    }
+  }
+  if (r.momentum !== 0 && r.optimizer !== 'sgd') {
+    throw new Error(`momentum: applies to optimizer 'sgd' only, not '${r.optimizer}'`);
+  }
+  if (typeof r.nesterov !== 'boolean') {
+    throw new Error(`nesterov: expected true or false, got ${String(r.nesterov)}`);
+  }
+  if (r.nesterov && !(r.optimizer === 'sgd' && r.momentum > 0)) {
+    throw new Error(`nesterov: needs optimizer 'sgd' with momentum > 0 (as torch.optim.SGD)`);
+  }
+  if (!Number.isSafeInteger(r.warmupEpochs) || r.warmupEpochs < 0) {
+    throw new Error(`warmupEpochs: expected an integer >= 0, got ${r.warmupEpochs}`);
+  }
+  if (r.warmupEpochs > 0 && r.lrSchedule === 'onecycle') {
+    throw new Error(`warmupEpochs: lrSchedule 'onecycle' warms up by itself`);
+  }
+  if (r.warmupEpochs > 0 && r.lrSchedule !== 'constant' && r.warmupEpochs >= r.scheduleEpochs) {
+    throw new Error(
+      `warmupEpochs: ${r.warmupEpochs} leaves none of the schedule's ${r.scheduleEpochs} epochs`,
+    );
+  }
 }
 
 export function positiveInt(name: string, v: number): void {
