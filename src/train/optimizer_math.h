@@ -63,13 +63,15 @@ struct SgdConstants {
 // One parameter element; `buf` its momentum buffer (unused without momentum). The buffer starts at
 // zero: torch::optim's first step sets it to a clone of d_p, which 0·μ + d_p equals exactly.
 HOST_DEVICE_INLINE void sgd_update(float& p, float g, float& buf, const SgdConstants& c, float lr) {
+  // ATen's add(b, alpha) is one fused multiply-add per element (Vectorized::fmadd), hence fmaf:
+  // the same rounding as torch.optim's float32 steps, on the CPU and in the CUDA kernel alike.
   float d = g;
-  if (c.weight_decay != 0.0f) d = d + c.weight_decay * p;  // d_p.add(p, wd)
+  if (c.weight_decay != 0.0f) d = ::fmaf(c.weight_decay, p, d);  // d_p.add(p, wd)
   if (c.momentum != 0.0f) {
-    buf = buf * c.momentum + d;                   // buf.mul_(μ).add_(d_p, 1 - dampening)
-    d = c.nesterov ? d + c.momentum * buf : buf;  // d_p.add(buf, μ) or buf
+    buf = buf * c.momentum + d;                         // buf.mul_(μ).add_(d_p, 1 - dampening)
+    d = c.nesterov ? ::fmaf(c.momentum, buf, d) : buf;  // d_p.add(buf, μ) or buf
   }
-  p = p + (-lr) * d;
+  p = ::fmaf(-lr, d, p);
 }
 
 // Plain SGD (no momentum, no weight decay).
