@@ -150,9 +150,13 @@ struct DtypeName {
   torch::ScalarType type;
 };
 constexpr DtypeName kDtypes[] = {
-    {"F32", torch::kFloat32}, {"I64", torch::kInt64}, {"U8", torch::kUInt8},
+    {"F32", torch::kFloat32},
+    {"I64", torch::kInt64},
+    {"U8", torch::kUInt8},
     // read only by loadWeights, which converts them to the model's dtype
-    {"F64", torch::kFloat64}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16}};
+    {"F64", torch::kFloat64},
+    {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}};
 
 }  // namespace
 
@@ -287,6 +291,11 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r) {
   out.Set("seconds", r.seconds);
   out.Set("skippedSteps", static_cast<double>(r.skipped_steps));
   if (r.has_test) out.Set("test", ToJs(env, r.test));
+  if (r.has_val) {
+    auto val = ToJs(env, r.val);
+    val.Set("loss", r.val_loss);
+    out.Set("val", val);
+  }
   return out;
 }
 

@@ -1,5 +1,8 @@
 #include "binding/trainer_wrap.h"
 
+#include <cmath>
+#include <utility>
+
 #include "binding/convert.h"
 #include "binding/workers/task_worker.h"
 
@@ -93,8 +96,8 @@ Napi::Value TrainerWrap::SetData(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "setData(split, images, labels, count, height, width)");
   }
   const std::string split = info[0].As<Napi::String>();
-  if (split != "train" && split != "test") {
-    throw Napi::RangeError::New(env, "setData: split must be 'train' or 'test'");
+  if (split != "train" && split != "test" && split != "val") {
+    throw Napi::RangeError::New(env, "setData: split must be 'train', 'test' or 'val'");
   }
   auto view = GetImages(env, info[1], info[3], info[4], info[5]);
   if (!info[2].IsTypedArray() ||
@@ -115,6 +118,8 @@ Napi::Value TrainerWrap::SetData(const Napi::CallbackInfo& info) {
         auto y = torch::from_blob(label_data, {view.count}, torch::kInt32);
         if (split == "train") {
           trainer->set_train_data(images, y);
+        } else if (split == "val") {
+          trainer->set_val_data(images, y);
         } else {
           trainer->set_test_data(images, y);
         }
@@ -179,10 +184,28 @@ Napi::Value TrainerWrap::TrainEpoch(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerWrap::Evaluate(const Napi::CallbackInfo& info) {
   auto env = info.Env();
+  // evaluate() or evaluate('test'): the test set; evaluate('val'): the validation set, with its
+  // loss
+  const bool val =
+      info.Length() > 0 && info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "val";
+  if (info.Length() > 0 && !info[0].IsUndefined() && !val &&
+      !(info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "test")) {
+    throw Napi::RangeError::New(env, "evaluate: split must be 'test' or 'val'");
+  }
   auto trainer = Claim(env, "evaluate");
-  return TaskWorker<metrics::Metrics>::Start(
-      env, "evaluate", Value(), {}, [trainer] { return trainer->evaluate_test(); },
-      [](Napi::Env e, metrics::Metrics& m) -> Napi::Value { return ToJs(e, m); }, Release());
+  using Result = std::pair<metrics::Metrics, double>;
+  return TaskWorker<Result>::Start(
+      env, "evaluate", Value(), {},
+      [trainer, val]() -> Result {
+        if (val) return trainer->evaluate_val();
+        return {trainer->evaluate_test(), std::nan("")};
+      },
+      [val](Napi::Env e, Result& r) -> Napi::Value {
+        auto out = ToJs(e, r.first);
+        if (val) out.Set("loss", r.second);
+        return out;
+      },
+      Release());
 }
 
 Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {

@@ -311,7 +311,7 @@ test('--label-smoothing, --beta, --tau and --drw reach the run and its checkpoin
     ['--drw', '1.5', /--drw.*integer/],
   ] as const) {
     const r = await runCli(['train', '--dataset', dir, flag, value]);
-    t.is(r.code, 1, `${flag} ${value}: ${r.stderr}`);
-    t.regex(r.stderr.split('\n')[0], message);
+    assertOneLineError(t, r, message);
+    t.is(r.code, 2, `${flag} ${value}: a usage error`);
   }
 });

@@ -247,7 +247,7 @@ test('SIGTERM to the launcher stops every rank at one step; rank 0 checkpoints i
   t.is(await exited, 130, stderr);
   t.true(
     stderr.includes(
-      `holds the run up to its last finished step: continue with torchfocal train --out ${out} --resume --epochs 2 --nproc 2`,
+      `holds the run up to its last finished step: continue with node dist/ts/cli/main.js train --out ${out} --resume --epochs 2 --nproc 2`,
     ),
     stderr,
   );

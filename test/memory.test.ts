@@ -108,7 +108,7 @@ test.serial(
     t.regex(lines[0], /out of memory at batch size 4096 \(epoch 0, step 1 of 1\)/);
     t.true(
       lines[0].endsWith(
-        `continue with torchfocal train --out ${out} --resume --epochs 2 --batch-size 2048`,
+        `continue with node dist/ts/cli/main.js train --out ${out} --resume --epochs 2 --batch-size 2048`,
       ),
       lines[0],
     );

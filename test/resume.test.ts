@@ -120,7 +120,7 @@ test.serial(
       child.on('close', (c) => {
         t.regex(
           stderr,
-          /interrupted; .* holds the run up to its last finished step: continue with torchfocal train --out .* --resume --epochs 6/,
+          /interrupted; .* holds the run up to its last finished step: continue with node dist\/ts\/cli\/main\.js train --out .* --resume --epochs 6/,
         );
         t.is(stderr.trim().split('\n').length, 1);
         resolve(c);
@@ -209,4 +209,11 @@ test('an image folder with an unreadable file trains; the report and checkpoint 
     /2 file\(s\) of the dataset were left out as unreadable/,
   );
   t.is(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).data.skippedFiles, 2);
+  // and the terminal says so in one line, naming the first files and why
+  const warnings = r.stderr.split('\n').filter((l) => l.startsWith('torchfocal: warning:'));
+  t.is(warnings.length, 1, r.stderr);
+  t.regex(
+    warnings[0],
+    /2 file\(s\) of .* could not be read and were left out: broken\.png \(.+\), zero\.png \(empty file\) \(all listed in .*report\.json\)$/,
+  );
 });

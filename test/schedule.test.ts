@@ -112,7 +112,10 @@ test('train --lr-schedule: spans --epochs, is kept in the checkpoint; a bad name
   t.is(config.options.lrSchedule, 'cosine');
   t.is(config.options.scheduleEpochs, 2);
   const bad = await runCli(['train', '--lr-schedule', 'linear']);
-  t.is(bad.code, 1);
-  t.regex(bad.stderr.trim(), /^error: option '--lr-schedule <name>' argument 'linear' is invalid/);
+  t.is(bad.code, 2, 'a usage error');
+  t.regex(
+    bad.stderr.trim(),
+    /^torchfocal: option '--lr-schedule <name>' argument 'linear' is invalid/,
+  );
   t.is(bad.stderr.trim().split('\n').length, 1);
 });

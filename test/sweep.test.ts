@@ -143,6 +143,11 @@ test('sweepRuns: models × imbalance × losses × seeds, seeds innermost, specs 
   t.is(new Set(runs.map((r) => r.dir)).size, 24);
   t.is(runs[2].dir, '02-mlp_balanced_focal_1-seed3');
   t.is(runs[23].dir, '23-lenet_longtail_100_cb-focal-seed4');
+  // fewer than ten runs still get README's two-digit <NN>
+  t.deepEqual(
+    sweepRuns({ losses: ['ce', 'focal'] }).map((r) => r.dir),
+    ['00-lenet_balanced_ce-seed0', '01-lenet_balanced_focal-seed0'],
+  );
   // 'none' trains on the whole set; a spec goes to runTraining as written
   t.false('imbalance' in runs[0].spec);
   t.is(runs[0].imbalance, null);

@@ -1,6 +1,6 @@
 // torchfocal's public API.
 export { Trainer, openCheckpoint, readCheckpointConfig, CHECKPOINT_FILES } from './train/trainer';
-export { ERROR_CODES } from './native';
+export { ERROR_CODES, hasErrorCode } from './native';
 export type {
   EpochResult,
   FitOptions,

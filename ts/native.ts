@@ -78,6 +78,8 @@ export interface NativeEpochResult {
   seconds: number;
   skippedSteps: number;
   test?: NativeMetrics;
+  /** the validation set after the epoch, when one is set; loss: the training loss's mean */
+  val?: NativeMetrics & { loss: number };
 }
 
 export interface NativeProgress {
@@ -114,7 +116,7 @@ export interface NativeInitReport {
 export interface NativeTrainer {
   init(): Promise<void>;
   setData(
-    split: 'train' | 'test',
+    split: 'train' | 'test' | 'val',
     images: Uint8Array,
     labels: Int32Array,
     count: number,
@@ -125,7 +127,8 @@ export interface NativeTrainer {
     onProgress?: (p: NativeProgress) => void,
     evaluate?: boolean,
   ): Promise<NativeEpochResult>;
-  evaluate(): Promise<NativeMetrics>;
+  evaluate(split?: 'test'): Promise<NativeMetrics>;
+  evaluate(split: 'val'): Promise<NativeMetrics & { loss: number }>;
   predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
   stateDict(): Promise<NativeTensor[]>;
   loadStateDict(state: NativeTensor[]): Promise<void>;
@@ -285,7 +288,22 @@ export const ERROR_CODES = {
   nonFiniteLoss: 'ERR_TORCHFOCAL_NON_FINITE_LOSS',
   /** stopped between steps: this trainer's cancel, or (distributed) another rank's */
   cancelled: 'ERR_TORCHFOCAL_CANCELLED',
+  /** an option, or a combination of options, that cannot work: the message names it */
+  invalidArgument: 'ERR_TORCHFOCAL_INVALID_ARGUMENT',
 } as const;
+
+/** An Error carrying one of ERROR_CODES, as the native errors do. */
+export function codedError(
+  code: (typeof ERROR_CODES)[keyof typeof ERROR_CODES],
+  message: string,
+): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/** A bad option value or combination: `code` is ERR_TORCHFOCAL_INVALID_ARGUMENT (CLI: exit 2). */
+export function invalidArgument(message: string): Error {
+  return codedError(ERROR_CODES.invalidArgument, message);
+}
 
 export function hasErrorCode(err: unknown, code: string): boolean {
   return (err as { code?: unknown } | null)?.code === code;

@@ -310,6 +310,10 @@ void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& la
   test_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
 }
 
+void Trainer::set_val_data(const torch::Tensor& images, const torch::Tensor& labels) {
+  val_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+}
+
 std::vector<int64_t> Trainer::train_class_counts() const {
   if (train_.empty()) throw std::logic_error("no training data has been set");
   return train_.class_counts();
@@ -546,7 +550,19 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     result.has_test = true;
     result.test = evaluate(test_);
   }
+  if (!val_.empty()) {
+    result.has_val = true;
+    result.val = evaluate(val_, &result.val_loss);
+  }
   return result;
+}
+
+std::pair<metrics::Metrics, double> Trainer::evaluate_val() {
+  if (val_.empty()) throw std::logic_error("no validation data has been set");
+  configure_threads(config_.threads);
+  double loss = 0;
+  auto m = evaluate(val_, &loss);
+  return {std::move(m), loss};
 }
 
 metrics::Metrics Trainer::evaluate_test() {
@@ -647,12 +663,15 @@ torch::Tensor Trainer::laid_out(torch::Tensor images) const {
                                              : std::move(images);
 }
 
-metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
+metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* loss_mean) {
+  if (loss_mean != nullptr && !loss_) throw std::logic_error("no training data has been set");
   torch::NoGradGuard no_grad;
   model_->eval();
   auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
                                 torch::TensorOptions().dtype(torch::kInt64).device(device_));
   auto ranks = torch::zeros({config_.num_classes}, confusion.options());  // for top-k accuracy
+  // float64 so that summing thousands of batch losses loses nothing; read once, at the end
+  auto loss_sum = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   // Distributed: each rank evaluates its contiguous share; the confusion matrices are summed.
   const int64_t world = collective_ ? collective_->world_size() : 1;
   const int64_t rank = collective_ ? collective_->rank() : 0;
@@ -665,6 +684,11 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
       auto logits = model_->forward(laid_out(batch.images));
       confusion += metrics::confusion_matrix(batch.labels, logits.argmax(1), config_.num_classes);
       ranks += metrics::rank_counts(logits, batch.labels);
+      if (loss_mean != nullptr) {
+        // the loss is a batch mean: weigh it by the batch's images
+        loss_sum += loss_->forward(logits.to(torch::kFloat32), batch.labels).to(torch::kFloat64) *
+                    static_cast<double>(batch.labels.size(0));
+      }
     }
   } catch (const std::exception& e) {
     model_->train();
@@ -675,7 +699,11 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset) {
                       "; evaluate with a smaller batch size");
   }
   model_->train();
-  if (collective_) collective_->sum({confusion, ranks});
+  if (collective_) collective_->sum({confusion, ranks, loss_sum});
+  if (loss_mean != nullptr) {
+    *loss_mean =
+        loss_sum.item<double>() / static_cast<double>(std::max<int64_t>(1, dataset.size()));
+  }
   return metrics::compute_metrics(confusion, ranks);
 }
 

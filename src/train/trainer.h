@@ -107,6 +107,9 @@ struct EpochResult {
   int64_t skipped_steps = 0;  // steps whose loss was not finite (on_nan = "skip")
   bool has_test = false;
   metrics::Metrics test;  // test-set evaluation after the epoch, when a test set is set
+  bool has_val = false;   // a validation set is set: evaluated after every epoch
+  metrics::Metrics val;
+  double val_loss = 0;  // the training loss on the validation set (mean over its images)
 };
 
 // Where an interrupted epoch stopped: with the weights and optimizer state of that moment, enough
@@ -149,6 +152,9 @@ class Trainer {
   // images: [N, H, W] uint8, labels: [N] integer; copied to the device once.
   void set_train_data(const torch::Tensor& images, const torch::Tensor& labels);
   void set_test_data(const torch::Tensor& images, const torch::Tensor& labels);
+  // The validation set, held out of training to pick epochs: evaluated after every epoch, with
+  // its loss, whether or not the test set is.
+  void set_val_data(const torch::Tensor& images, const torch::Tensor& labels);
   std::vector<int64_t> train_class_counts() const;
 
   // One epoch: a seeded draw of the sampler (a shuffle by default), batches by index on the
@@ -157,6 +163,8 @@ class Trainer {
   EpochResult train_epoch(const ProgressFn& progress = {},
                           const std::atomic<bool>* cancel = nullptr, bool with_test = true);
   metrics::Metrics evaluate_test();
+  // The validation set's metrics and its mean loss under the training loss.
+  std::pair<metrics::Metrics, double> evaluate_val();
   // Class probabilities [N, C] (float, CPU) for [N, H, W] uint8 images.
   torch::Tensor predict(const torch::Tensor& images);
 
@@ -175,7 +183,8 @@ class Trainer {
   void load_train_state(const NamedTensors& state);
 
  private:
-  metrics::Metrics evaluate(const data::DeviceDataset& dataset);
+  // `loss_mean`, when given, receives the training loss's mean over the dataset's images.
+  metrics::Metrics evaluate(const data::DeviceDataset& dataset, double* loss_mean = nullptr);
   // Distributed: backward of `scaled`, with the gradients summed over ranks in buckets while it
   // runs (the loss and this rank's stop flag ride along), then divided by the world size;
   // returns the mean loss and whether any rank asked to stop.
@@ -205,7 +214,7 @@ class Trainer {
   torch::nn::Sequential model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<losses::Loss> loss_;
-  data::DeviceDataset train_, test_;
+  data::DeviceDataset train_, test_, val_;
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
   Amp amp_ = Amp::kOff;

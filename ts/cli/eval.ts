@@ -6,6 +6,7 @@ import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
 import { intAtLeast } from './parse';
 import { warnOnStderr, printJson } from './output';
+import { checkpointDataset } from '../train/run';
 
 interface EvalFlags {
   checkpoint: string;
@@ -37,7 +38,8 @@ export function evalCommand(): Command {
     .action(async (flags: EvalFlags) => {
       const opened = await openCheckpoint(flags.checkpoint); // verified once, loaded below
       const { config } = opened;
-      const spec = flags.dataset ?? String(config.data?.dataset ?? 'mnist');
+      // The recorded folder, or the same place beside the checkpoint when both have moved.
+      const spec = flags.dataset ?? (await checkpointDataset(opened)) ?? 'mnist';
       // The test split alone: an image folder's training/ is neither listed nor decoded.
       const data = await loadTestSet(spec, { size: recordedImageSize(config) });
       const names = config.options.classNames;
@@ -46,7 +48,7 @@ export function evalCommand(): Command {
           `--dataset: ${spec} has ${data.test.classNames.length} classes but the checkpoint was trained on ${names.length}`,
         );
       }
-      const mismatch = datasetMismatch(config, spec, data.test.classNames);
+      const mismatch = flags.dataset && datasetMismatch(config, spec, data.test.classNames);
       if (mismatch) warnOnStderr(mismatch);
       const classIndex = flags.class === undefined ? undefined : resolveClass(flags.class, names);
       const trainer = await Trainer.load(

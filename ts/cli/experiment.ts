@@ -58,8 +58,10 @@ export function experimentCommand(): Command {
     .action(async (flags: StarveFlags) => {
       const progress = new EpochProgress();
       const out = flags.out ?? defaultRunDir('starve', flags.model);
+      const { json, class: starvedClass, ...options } = flags; // json, class: the CLI's words
+      void json;
       const { rows, findings, report } = await runStarve(
-        { ...flags, out, starvedClass: flags.class },
+        { ...options, out, starvedClass },
         {
           onProgress: progress.update,
           onRunStart: (name) => {
@@ -148,10 +150,12 @@ export function sweepTable(groups: SweepGroup[]): string {
 }
 
 export function starveTable(rows: StarveRow[], starved: number): string {
-  const header = `${'run'.padEnd(30)} test acc  class-${starved} acc  bal. acc  macro-F1  train time`;
+  // the starved class's recall: the original test.py's "fraction of 6s predicted as 6"
+  const recall = `class-${starved} recall`;
+  const header = `${'run'.padEnd(30)} test acc  ${recall}  bal. acc  macro-F1  train time`;
   const lines = rows.map(
     (r) =>
-      `${r.name.padEnd(30)} ${r.testAcc.toFixed(3).padStart(8)}  ${r.classAcc.toFixed(3).padStart(11)}  ${r.balancedAccuracy
+      `${r.name.padEnd(30)} ${r.testAcc.toFixed(3).padStart(8)}  ${r.classAcc.toFixed(3).padStart(recall.length)}  ${r.balancedAccuracy
         .toFixed(3)
         .padStart(
           8,

@@ -65,3 +65,12 @@ export function probability(value: string): number {
   }
   return n;
 }
+
+/** A fraction strictly between 0 and 1 (a share to hold out). */
+export function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n >= 1) {
+    throw new InvalidArgumentError(`expected a fraction in (0, 1), got '${value}'`);
+  }
+  return n;
+}

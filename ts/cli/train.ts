@@ -1,8 +1,9 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
-import { Command, Option } from 'commander';
-import { ERROR_CODES, hasErrorCode } from '../native';
+import { Command, Help, InvalidArgumentError, Option } from 'commander';
+import { ERROR_CODES, hasErrorCode, native } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
+import { MONITORS, type Monitor } from '../train/selection';
 import {
   ALPHA_NORMALIZE,
   LR_SCHEDULES,
@@ -17,13 +18,23 @@ import {
 } from '../train/options';
 import {
   alphaList,
+  fraction,
   intAtLeast,
   nonNegativeNumber,
   oneOf,
   positiveNumber,
   probability,
 } from './parse';
-import { EpochProgress, epochEvent, epochLine, ExitError, printJson, warnOnStderr } from './output';
+import {
+  EpochProgress,
+  epochEvent,
+  epochLine,
+  ExitError,
+  invokedAs,
+  pickedLine,
+  printJson,
+  warnOnStderr,
+} from './output';
 
 /** Options shared by every command that trains (train, experiment). */
 export function addTrainingOptions(cmd: Command): Command {
@@ -145,7 +156,13 @@ interface TrainFlags extends TrainingFlags {
   tau: number;
   drw?: number;
   imbalance?: string;
+  valSplit?: number;
+  valDataset?: string;
+  monitor?: Monitor;
+  saveBest?: boolean;
+  earlyStop?: number;
   out?: string;
+  overwrite?: boolean;
   resume?: boolean;
   initFrom?: string;
   initFromPartial?: boolean;
@@ -159,13 +176,39 @@ interface TrainFlags extends TrainingFlags {
   syncBn?: boolean;
 }
 
+/** The loss registry's names (the addon is loaded on first use, not to print --version). */
+function lossNames(): string[] {
+  return native()
+    .lossInfos()
+    .map((l) => l.name);
+}
+
+const LOSS_HELP = 'the loss';
+
 export function trainCommand(): Command {
   const cmd = new Command('train').description('train one network and write a checkpoint');
+  // --help lists the losses the engine registers, read when the help is shown
+  cmd.configureHelp({
+    optionDescription(option) {
+      const text = new Help().optionDescription(option);
+      return option.long === '--loss'
+        ? text.replace(LOSS_HELP, `the loss: ${lossNames().join(', ')}`)
+        : text;
+    },
+  });
   addTrainingOptions(cmd)
-    .option('--loss <name>', 'ce or focal', 'ce')
+    .addOption(
+      new Option('--loss <name>', LOSS_HELP).default('ce').argParser((name: string) => {
+        const known = lossNames();
+        if (!known.includes(name)) {
+          throw new InvalidArgumentError(`expected one of ${known.join(', ')}, got '${name}'`);
+        }
+        return name;
+      }),
+    )
     .option(
       '--alpha <list>',
-      "focal/ce class weights: one per class ('1,1,1,1,1,1,100,1,1,1') or one for all",
+      "class weights of ce, focal: one per class ('1,1,1,1,1,1,100,1,1,1'), one for all, or auto (inverse class frequency)",
       alphaList,
     )
     .addOption(
@@ -197,7 +240,26 @@ export function trainCommand(): Command {
       '--imbalance <spec>',
       "cut the training set: '6=0.01[,3=0.1]' (fractions), 'longtail:100' or 'step:10:5'",
     )
+    .option(
+      '--val-split <f>',
+      'hold out this fraction of the (cut) training set, by class, to pick epochs with',
+      fraction,
+    )
+    .option('--val-dataset <path>', 'a validation set of its own: PATH/<class>/* images')
+    .addOption(
+      new Option(
+        '--monitor <figure>',
+        'the validation figure that picks the best epoch (default val-balanced-accuracy)',
+      ).choices([...MONITORS]),
+    )
+    .option('--save-best', "keep the best epoch's checkpoint as best/ in --out")
+    .option(
+      '--early-stop <n>',
+      'stop after N epochs without a better --monitor figure',
+      intAtLeast(1),
+    )
     .option('--out <dir>', 'checkpoint directory (default runs/<model>-<loss>-<time>)')
+    .option('--overwrite', 'replace the checkpoint already in --out (a run refuses to otherwise)')
     .option(
       '--nproc <n>',
       'train data-parallel in N processes on this machine (c10d)',
@@ -271,16 +333,30 @@ export function trainCommand(): Command {
       const localRank = process.env.LOCAL_RANK;
       const device =
         distributed && flags.device === 'cuda' && localRank ? `cuda:${localRank}` : flags.device;
+      const {
+        json,
+        nproc,
+        nnodes,
+        nodeRank,
+        masterAddr,
+        masterPort,
+        distTimeout,
+        bucketMb,
+        ...options
+      } = flags; // the launcher's and the printer's, not the run's
+      void [json, nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, bucketMb];
       const spec: RunSpec = {
-        ...flags,
+        ...options,
         device,
         out: flags.out ?? defaultRunDir(flags.model, flags.loss),
         distributed,
       };
       if (flags.resume) {
-        // A resume keeps the run's batch sizes unless given again (after running out of memory).
-        for (const key of ['batchSize', 'evalBatchSize'] as const) {
-          if (cmd.getOptionValueSource(key) !== 'cli') delete spec[key];
+        // A resume takes its run's options from the checkpoint; those given again are checked
+        // against it (runTraining refuses a change), defaults are not given.
+        for (const key of Object.keys(spec) as (keyof RunSpec)[]) {
+          const fixed = key === 'out' || key === 'resume' || key === 'distributed';
+          if (!fixed && cmd.getOptionValueSource(key) !== 'cli') delete spec[key];
         }
       }
       const progress = new EpochProgress();
@@ -294,6 +370,7 @@ export function trainCommand(): Command {
         result = await runTraining(spec, {
           signal: interrupt.signal,
           onProgress: quiet ? undefined : progress.update,
+          onLoadProgress: quiet ? undefined : progress.loading,
           onEpoch: (r) => {
             if (quiet) return;
             progress.stop();
@@ -315,8 +392,9 @@ export function trainCommand(): Command {
         // How to continue: the same ranks per machine (the launcher sets LOCAL_WORLD_SIZE).
         const ranks = process.env.LOCAL_WORLD_SIZE;
         const resume = (extra: string) =>
-          `${spec.out} holds the run up to its last finished step: continue with torchfocal ` +
-          `train --out ${spec.out} --resume --epochs ${flags.epochs}` +
+          `${spec.out} holds the run up to its last finished step: continue with ${invokedAs()} ` +
+          `train --out ${spec.out} --resume` +
+          `${cmd.getOptionValueSource('epochs') === 'cli' ? ` --epochs ${flags.epochs}` : ''}` +
           `${distributed && ranks ? ` --nproc ${ranks}` : ''}${extra}`;
         if (hasErrorCode(err, ERROR_CODES.outOfMemory)) {
           const failed = Number(
@@ -330,15 +408,30 @@ export function trainCommand(): Command {
         }
         // Our Ctrl-C, or (distributed) another rank's: both leave a checkpoint at that step.
         if (!interrupt.signal.aborted && (err as Error).name !== 'AbortError') throw err;
+        if ((err as { stage?: string }).stage === 'loading') {
+          const kept = flags.resume ? `; ${spec.out} is as it was` : '';
+          throw new ExitError(
+            `interrupted while loading the data: nothing was written${kept}`,
+            130,
+          );
+        }
         throw new ExitError(`interrupted; ${resume('')}`, 130);
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
       }
       if (quiet) return;
-      if (flags.json)
-        printJson({ event: 'done', checkpoint: result.checkpoint, eval: result.eval });
-      else console.error(`checkpoint written to ${result.checkpoint}`);
+      if (flags.json) {
+        printJson({
+          event: 'done',
+          checkpoint: result.checkpoint,
+          ...(result.best && { best: result.best }),
+          eval: result.eval,
+        });
+      } else {
+        if (result.best) console.error(pickedLine(result.best, flags.saveBest === true));
+        console.error(`checkpoint written to ${result.checkpoint}`);
+      }
     });
   return cmd;
 }

@@ -386,16 +386,8 @@ async function loadBothSplits(root: string, options: LoadOptions): Promise<DataS
   const testSkipped: Skipped = [];
   const classes = await listClasses(trainDir, trainSkipped);
   const testClasses = await listClasses(testDir, testSkipped);
-  const missing = classes.filter((c) => !testClasses.includes(c));
-  const extra = testClasses.filter((c) => !classes.includes(c));
-  if (missing.length || extra.length) {
-    const list = (names: string[]) => names.map((n) => `'${n}'`).join(', ');
-    const parts = [
-      missing.length ? `lacks ${list(missing)}` : '',
-      extra.length ? `has ${list(extra)} not in training` : '',
-    ].filter(Boolean);
-    throw new Error(`${testDir}: classes differ from ${trainDir}: testing ${parts.join(' and ')}`);
-  }
+  const differs = classDifference(classes, testClasses, 'not in training');
+  if (differs) throw new Error(`${testDir}: classes differ from ${trainDir}: testing ${differs}`);
   const trainScan = await scanSplit(trainDir, classes, trainSkipped, signal);
   const testScan = await scanSplit(testDir, classes, testSkipped, signal);
   // Checked before decoding so an empty class fails fast, and so a majority size exists.
@@ -411,4 +403,47 @@ async function loadBothSplits(root: string, options: LoadOptions): Promise<DataS
     train: await decodeSplit(trainScan, classes, size, counter, signal),
     test: await decodeSplit(testScan, classes, size, counter, signal),
   };
+}
+
+/**
+ * One split folder, DIR/<class>/* (a validation set, say), read as `loadImageFolder` reads a
+ * split. Its class folders must be `classNames`, all of them: a missing or extra class is an
+ * error naming it. Images are brought to the size most of them have.
+ */
+export async function loadImageSplit(
+  dir: string,
+  classNames: string[],
+  options: LoadOptions = {},
+): Promise<Dataset> {
+  return abortable(loadOneSplit(dir, classNames, options), options.signal);
+}
+
+async function loadOneSplit(
+  dir: string,
+  classNames: string[],
+  options: LoadOptions,
+): Promise<Dataset> {
+  const skipped: Skipped = [];
+  const classes = await listClasses(dir, skipped);
+  const differs = classDifference(classNames, classes, 'not among them');
+  if (differs) {
+    throw new Error(`${dir}: its class folders are not the training classes: it ${differs}`);
+  }
+  const scan = await scanSplit(dir, classNames, skipped, options.signal);
+  requireEveryClass(scan, classNames, scan.labels);
+  const counter = new DecodeCounter(scan.files.length, options.onProgress);
+  return decodeSplit(scan, classNames, majoritySize(scan.sizes), counter, options.signal);
+}
+
+// How the class folders `found` differ from `expected` ("lacks 'a' and has 'b' <extra>"), or
+// undefined when they are the same names.
+function classDifference(expected: string[], found: string[], extra: string): string | undefined {
+  const missing = expected.filter((c) => !found.includes(c));
+  const added = found.filter((c) => !expected.includes(c));
+  const list = (names: string[]) => names.map((n) => `'${n}'`).join(', ');
+  const parts = [
+    missing.length ? `lacks ${list(missing)}` : '',
+    added.length ? `has ${list(added)} ${extra}` : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join(' and ') : undefined;
 }

@@ -4,6 +4,7 @@ import { isDirectory, type DataSplit } from './dataset';
 import {
   loadImageFolder,
   loadImageFolderTest,
+  loadImageSplit,
   looksLikeImageFolder,
   throwIfAborted,
   type LoadOptions,
@@ -35,6 +36,7 @@ export {
   IMG_EXTENSIONS,
 } from './imagefolder';
 export type { LoadOptions, LoadProgress, TestSplit, TestSplitOptions } from './imagefolder';
+export { validationSplit, validationCount, loadValidationSet } from './validation';
 export {
   parseImbalance,
   applyImbalance,

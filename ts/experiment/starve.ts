@@ -128,7 +128,8 @@ export async function runStarve(
   for (const v of starveVariants(o, classNames.length)) {
     hooks.onRunStart?.(v.name);
     const result = await runTraining(
-      { ...base, ...v.spec, out: o.out ? path.join(o.out, v.name) : undefined },
+      // an experiment's folder is the experiment's: a re-run replaces its runs
+      { ...base, ...v.spec, out: o.out ? path.join(o.out, v.name) : undefined, overwrite: true },
       { ...hooks, data, onEpoch: (r) => hooks.onEpoch?.(v.name, r) },
     );
     rows.push({

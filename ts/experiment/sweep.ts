@@ -10,6 +10,7 @@ import {
   runTraining,
   scheduleSpan,
   summarizeRun,
+  trainerOptions,
   type RunSpec,
   type RunSummary,
 } from '../train/run';
@@ -43,6 +44,13 @@ export type SweepShared = Omit<
   | LossKey
   | 'initFrom'
   | 'initFromPartial'
+  // a sweep compares runs on the test set; picking epochs by validation is train's
+  | 'valSplit'
+  | 'valDataset'
+  | 'monitor'
+  | 'saveBest'
+  | 'earlyStop'
+  | 'overwrite'
 >;
 
 /** A sweep, as a JSON file holds it. */
@@ -330,12 +338,12 @@ export function parseSweepConfig(json: unknown): ParsedSweepConfig {
   // Value ranges (lr > 0, gamma >= 0, alpha on a loss that weighs itself, …) are resolveOptions'.
   const span = { scheduleEpochs: scheduleSpan(shared) }; // as each run will fill it in
   for (const model of models) {
-    resolveOptions({ ...shared, ...span, model, classNames: ['0', '1'] });
+    resolveOptions({ ...trainerOptions(shared), ...span, model, classNames: ['0', '1'] });
   }
   losses.forEach((l, i) =>
     within(`losses[${i}].`, () =>
       resolveOptions({
-        ...shared,
+        ...trainerOptions(shared),
         ...span,
         ...lossOptions(l),
         model: models[0],
@@ -392,7 +400,7 @@ export function sweepRuns(config: SweepConfig): SweepRun[] {
   const { models, losses, imbalance, seeds } = c;
   const shared = sharedOf(c);
   const total = models.length * imbalance.length * losses.length * seeds.length;
-  const width = String(total - 1).length;
+  const width = Math.max(2, String(total - 1).length); // `00-…`: README's <NN>, sorted as listed
   const runs: SweepRun[] = [];
   for (const model of models) {
     for (const imb of imbalance) {
@@ -513,7 +521,7 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
   c.losses.forEach((l, i) =>
     within(`losses[${i}].`, () =>
       resolveOptions({
-        ...sharedOf(c),
+        ...trainerOptions(sharedOf(c)),
         scheduleEpochs: scheduleSpan(sharedOf(c)),
         ...lossOptions(l),
         model: c.models[0],
@@ -533,7 +541,13 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
     hooks.signal?.throwIfAborted();
     hooks.onRunStart?.(run, runs.length);
     const result = await runTraining(
-      { ...run.spec, dataset: datasetName, out: out ? path.join(out, run.dir) : undefined },
+      // a sweep's folder is the sweep's: a re-run replaces its runs
+      {
+        ...run.spec,
+        dataset: datasetName,
+        out: out ? path.join(out, run.dir) : undefined,
+        overwrite: true,
+      },
       {
         data,
         signal: hooks.signal,

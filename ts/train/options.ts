@@ -1,5 +1,5 @@
 // Trainer options: defaults of the original experiment and the checks that name what is wrong.
-import { native } from '../native';
+import { invalidArgument, native } from '../native';
 
 /** torch.optim's Adam (L2 weight decay), AdamW (decoupled weight decay) and SGD. */
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
@@ -142,20 +142,40 @@ export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw' | 'd
   drw: number | null;
 };
 
+/** The options that hold one number. */
+const NUMBER_KEYS = [
+  'widthDivisor',
+  'batchSize',
+  'evalBatchSize',
+  'lr',
+  'momentum',
+  'weightDecay',
+  'clipGradNorm',
+  'warmupEpochs',
+  'scheduleEpochs',
+  'gamma',
+  'labelSmoothing',
+  'beta',
+  'tau',
+  'seed',
+  'threads',
+  'progressEvery',
+] as const satisfies readonly (keyof ResolvedOptions)[];
+
 export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   const model = o.model ?? 'lenet';
   const known = native()
     .modelInfos()
     .map((m) => m.name);
   if (!known.includes(model)) {
-    throw new Error(`model: unknown model '${model}' (known: ${known.join(', ')})`);
+    throw invalidArgument(`model: unknown model '${model}' (known: ${known.join(', ')})`);
   }
   if (!Array.isArray(o.classNames) || o.classNames.length < 2) {
-    throw new Error('classNames: at least two classes are needed');
+    throw invalidArgument('classNames: at least two classes are needed');
   }
   const optimizer = o.optimizer ?? (model === 'mlp' ? 'sgd' : 'adam');
   if (!OPTIMIZERS.includes(optimizer)) {
-    throw new Error(
+    throw invalidArgument(
       `optimizer: unknown optimizer '${String(optimizer)}' (known: ${OPTIMIZERS.join(', ')})`,
     );
   }
@@ -163,7 +183,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   const loss = o.loss ?? 'ce';
   const info = losses.find((l) => l.name === loss);
   if (!info) {
-    throw new Error(
+    throw invalidArgument(
       `loss: unknown loss '${loss}' (known: ${losses.map((l) => l.name).join(', ')})`,
     );
   }
@@ -177,18 +197,18 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
           : o.alpha;
   if (alpha !== 'auto') {
     if (!Array.isArray(alpha))
-      throw new Error(`alpha: expected numbers or 'auto', got ${JSON.stringify(o.alpha)}`);
+      throw invalidArgument(`alpha: expected numbers or 'auto', got ${JSON.stringify(o.alpha)}`);
     if (alpha.length > 1 && alpha.length !== o.classNames.length) {
-      throw new Error(
+      throw invalidArgument(
         `alpha: ${alpha.length} values for ${o.classNames.length} classes (give one value or one per class)`,
       );
     }
     if (!alpha.every((a) => Number.isFinite(a) && a >= 0)) {
-      throw new Error('alpha: every value must be a finite number >= 0');
+      throw invalidArgument('alpha: every value must be a finite number >= 0');
     }
   }
   if (!info.takesWeights && (alpha === 'auto' || alpha.length > 0)) {
-    throw new Error(`alpha: loss '${loss}' computes its own class weights; drop alpha`);
+    throw invalidArgument(`alpha: loss '${loss}' computes its own class weights; drop alpha`);
   }
   const resolved: ResolvedOptions = {
     model,
@@ -225,41 +245,59 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     cudaGraph: o.cudaGraph ?? 'auto',
     onNan: o.onNan ?? 'stop',
   };
+  const unknown = Object.keys(o).filter((k) => !(k in resolved));
+  if (unknown.length > 0) {
+    const named = unknown.map((k) => `'${k}'${similar(k, Object.keys(resolved))}`);
+    throw invalidArgument(`unknown option${unknown.length > 1 ? 's' : ''} ${named.join(', ')}`);
+  }
+  // Types first, so that a string '0.01' is named as one rather than as an out-of-range number.
+  for (const key of NUMBER_KEYS) {
+    if (typeof resolved[key] !== 'number') {
+      throw invalidArgument(`${key}: expected a number, got ${describe(resolved[key])}`);
+    }
+  }
+  if (typeof resolved.syncBn !== 'boolean') {
+    throw invalidArgument(`syncBn: expected true or false, got ${describe(resolved.syncBn)}`);
+  }
   if (resolved.onNan !== 'stop' && resolved.onNan !== 'skip') {
-    throw new Error(`onNan: expected 'stop' or 'skip', got '${String(resolved.onNan)}'`);
+    throw invalidArgument(`onNan: expected 'stop' or 'skip', got '${String(resolved.onNan)}'`);
   }
   if (!ALPHA_NORMALIZE.includes(resolved.alphaNormalize)) {
-    throw new Error(
+    throw invalidArgument(
       `alphaNormalize: expected 'mean' or 'weights', got '${String(resolved.alphaNormalize)}'`,
     );
   }
   if (!AMP_MODES.includes(resolved.amp)) {
-    throw new Error(`amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`);
+    throw invalidArgument(
+      `amp: unknown mode '${String(resolved.amp)}' (known: ${AMP_MODES.join(', ')})`,
+    );
   }
   if (!LR_SCHEDULES.includes(resolved.lrSchedule)) {
-    throw new Error(
+    throw invalidArgument(
       `lrSchedule: unknown schedule '${String(resolved.lrSchedule)}' (known: ${LR_SCHEDULES.join(', ')})`,
     );
   }
   if (resolved.lrSchedule === 'constant') {
     if (resolved.scheduleEpochs !== 0) {
-      throw new Error(`scheduleEpochs: only a 'onecycle' or 'cosine' lrSchedule spans epochs`);
+      throw invalidArgument(
+        `scheduleEpochs: only a 'onecycle' or 'cosine' lrSchedule spans epochs`,
+      );
     }
   } else {
     positiveInt('scheduleEpochs', resolved.scheduleEpochs);
   }
   if (!CUDA_GRAPH_MODES.includes(resolved.cudaGraph)) {
-    throw new Error(
+    throw invalidArgument(
       `cudaGraph: unknown mode '${String(resolved.cudaGraph)}' (known: ${CUDA_GRAPH_MODES.join(', ')})`,
     );
   }
   if (!MEMORY_FORMATS.includes(resolved.memoryFormat)) {
-    throw new Error(
+    throw invalidArgument(
       `memoryFormat: unknown memory format '${String(resolved.memoryFormat)}' (known: ${MEMORY_FORMATS.join(', ')})`,
     );
   }
   if (!SAMPLERS.includes(resolved.sampler)) {
-    throw new Error(
+    throw invalidArgument(
       `sampler: unknown sampler '${String(resolved.sampler)}' (known: ${SAMPLERS.join(', ')})`,
     );
   }
@@ -269,74 +307,106 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (d) {
     positiveInt('distributed.worldSize', d.worldSize);
     if (!Number.isSafeInteger(d.rank) || d.rank < 0 || d.rank >= d.worldSize) {
-      throw new Error(`distributed.rank: expected 0..${d.worldSize - 1}, got ${d.rank}`);
+      throw invalidArgument(
+        `distributed.rank: expected 0..${d.worldSize - 1}, got ${describe(d.rank)}`,
+      );
     }
     if (typeof d.store?.host !== 'string' || d.store.host === '') {
-      throw new Error('distributed.store.host: expected a host name or address');
+      throw invalidArgument('distributed.store.host: expected a host name or address');
     }
     if (!Number.isSafeInteger(d.store.port) || d.store.port < 1 || d.store.port > 65535) {
-      throw new Error(`distributed.store.port: expected 1..65535, got ${d.store.port}`);
+      throw invalidArgument(
+        `distributed.store.port: expected 1..65535, got ${describe(d.store.port)}`,
+      );
     }
     if (d.bucketBytes !== undefined) positiveInt('distributed.bucketBytes', d.bucketBytes);
     const timeout = d.timeoutSeconds ?? 60;
     if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new Error(`distributed.timeoutSeconds: expected a number > 0, got ${timeout}`);
+      throw invalidArgument(
+        `distributed.timeoutSeconds: expected a number > 0, got ${describe(timeout)}`,
+      );
     }
   }
   positiveInt('widthDivisor', resolved.widthDivisor);
   positiveInt('progressEvery', resolved.progressEvery);
   if (!Number.isSafeInteger(resolved.seed) || resolved.seed < 0) {
-    throw new Error(`seed: expected an integer >= 0, got ${resolved.seed}`);
+    throw invalidArgument(`seed: expected an integer >= 0, got ${describe(resolved.seed)}`);
   }
   if (!Number.isSafeInteger(resolved.threads) || resolved.threads < 0) {
-    throw new Error(`threads: expected an integer >= 0, got ${resolved.threads}`);
+    throw invalidArgument(`threads: expected an integer >= 0, got ${describe(resolved.threads)}`);
   }
   if (!Number.isFinite(resolved.lr) || resolved.lr <= 0) {
-    throw new Error(`lr: expected a number > 0, got ${resolved.lr}`);
+    throw invalidArgument(`lr: expected a number > 0, got ${describe(resolved.lr)}`);
   }
   checkOptimizer(resolved);
   if (!Number.isFinite(resolved.gamma) || resolved.gamma < 0) {
-    throw new Error(`gamma: expected a number >= 0, got ${resolved.gamma}`);
+    throw invalidArgument(`gamma: expected a number >= 0, got ${describe(resolved.gamma)}`);
   }
   if (!(resolved.labelSmoothing >= 0 && resolved.labelSmoothing < 1)) {
-    throw new Error(`labelSmoothing: expected a number in [0, 1), got ${resolved.labelSmoothing}`);
+    throw invalidArgument(
+      `labelSmoothing: expected a number in [0, 1), got ${describe(resolved.labelSmoothing)}`,
+    );
   }
   if (!(resolved.beta >= 0 && resolved.beta < 1)) {
-    throw new Error(`beta: expected a number in [0, 1), got ${resolved.beta}`);
+    throw invalidArgument(`beta: expected a number in [0, 1), got ${describe(resolved.beta)}`);
   }
   if (!Number.isFinite(resolved.tau) || resolved.tau < 0) {
-    throw new Error(`tau: expected a number >= 0, got ${resolved.tau}`);
+    throw invalidArgument(`tau: expected a number >= 0, got ${describe(resolved.tau)}`);
   }
   if (resolved.drw !== null && (!Number.isSafeInteger(resolved.drw) || resolved.drw < 0)) {
-    throw new Error(`drw: expected an epoch number >= 0, got ${resolved.drw}`);
+    throw invalidArgument(`drw: expected an epoch number >= 0, got ${describe(resolved.drw)}`);
   }
   return resolved;
+}
+
+/**
+ * Why the options compensate the imbalance twice, when they do: a class-aware sampler already
+ * evens the classes out, and a loss that re-weights (or re-balances) them on top over-corrects
+ * (a starved-six run with class-balanced sampling and α = 100 fell to 0.096 accuracy).
+ */
+export function doubleReweighting(o: ResolvedOptions): string | undefined {
+  if (o.sampler === 'instance') return undefined;
+  const uneven = Array.isArray(o.alpha) && o.alpha.length > 1 && new Set(o.alpha).size > 1;
+  const byLoss: Record<string, string> = {
+    'cb-ce': 'loss cb-ce re-weights them by effective numbers',
+    'cb-focal': 'loss cb-focal re-weights them by effective numbers',
+    'balanced-softmax': 'loss balanced-softmax re-balances them by the class prior',
+    'logit-adjust': 'loss logit-adjust re-balances them by the class prior',
+  };
+  const loss =
+    o.alpha === 'auto'
+      ? "alpha 'auto' re-weights them by inverse frequency"
+      : uneven
+        ? `alpha ${o.alpha.join(',')} re-weights them`
+        : byLoss[o.loss];
+  if (!loss) return undefined;
+  return `sampler '${o.sampler}' already evens the classes out and ${loss}: the imbalance is corrected twice, which can collapse a run; use one of the two`;
 }
 
 /** momentum, nesterov, weightDecay, clipGradNorm, warmupEpochs: values and combinations. */
 function checkOptimizer(r: ResolvedOptions): void {
   for (const key of ['momentum', 'weightDecay', 'clipGradNorm'] as const) {
     if (!Number.isFinite(r[key]) || r[key] < 0) {
-      throw new Error(`${key}: expected a number >= 0, got ${r[key]}`);
+      throw invalidArgument(`${key}: expected a number >= 0, got ${r[key]}`);
     }
   }
   if (r.momentum !== 0 && r.optimizer !== 'sgd') {
-    throw new Error(`momentum: applies to optimizer 'sgd' only, not '${r.optimizer}'`);
+    throw invalidArgument(`momentum: applies to optimizer 'sgd' only, not '${r.optimizer}'`);
   }
   if (typeof r.nesterov !== 'boolean') {
-    throw new Error(`nesterov: expected true or false, got ${String(r.nesterov)}`);
+    throw invalidArgument(`nesterov: expected true or false, got ${String(r.nesterov)}`);
   }
   if (r.nesterov && !(r.optimizer === 'sgd' && r.momentum > 0)) {
-    throw new Error(`nesterov: needs optimizer 'sgd' with momentum > 0 (as torch.optim.SGD)`);
+    throw invalidArgument(`nesterov: needs optimizer 'sgd' with momentum > 0 (as torch.optim.SGD)`);
   }
   if (!Number.isSafeInteger(r.warmupEpochs) || r.warmupEpochs < 0) {
-    throw new Error(`warmupEpochs: expected an integer >= 0, got ${r.warmupEpochs}`);
+    throw invalidArgument(`warmupEpochs: expected an integer >= 0, got ${r.warmupEpochs}`);
   }
   if (r.warmupEpochs > 0 && r.lrSchedule === 'onecycle') {
-    throw new Error(`warmupEpochs: lrSchedule 'onecycle' warms up by itself`);
+    throw invalidArgument(`warmupEpochs: lrSchedule 'onecycle' warms up by itself`);
   }
   if (r.warmupEpochs > 0 && r.lrSchedule !== 'constant' && r.warmupEpochs >= r.scheduleEpochs) {
-    throw new Error(
+    throw invalidArgument(
       `warmupEpochs: ${r.warmupEpochs} leaves none of the schedule's ${r.scheduleEpochs} epochs`,
     );
   }
@@ -344,5 +414,33 @@ function checkOptimizer(r: ResolvedOptions): void {
 
 export function positiveInt(name: string, v: number): void {
   if (!Number.isSafeInteger(v) || v < 1)
-    throw new Error(`${name}: expected an integer >= 1, got ${v}`);
+    throw invalidArgument(`${name}: expected an integer >= 1, got ${describe(v)}`);
+}
+
+/** A value as an error message names it: a string is called one ('0.01' is not 0.01). */
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return `the string '${v}'`;
+  if (typeof v === 'number' || typeof v === 'boolean' || v == null) return String(v);
+  return JSON.stringify(v) ?? typeof v;
+}
+
+// ' (did you mean 'gamma'?)' for a key one or two edits away from a known one
+function similar(key: string, known: string[]): string {
+  const distance = (a: string, b: string) => {
+    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      const next = [i];
+      for (let j = 1; j <= b.length; j++) {
+        next[j] = Math.min(
+          row[j] + 1,
+          next[j - 1] + 1,
+          row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+        );
+      }
+      row = next;
+    }
+    return row[b.length];
+  };
+  const best = known.map((k) => [k, distance(key, k)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= 2 ? ` (did you mean '${best[0]}'?)` : '';
 }

@@ -1,13 +1,22 @@
 // One training run from a plain description: data, imbalance, trainer, epochs, checkpoints.
 import path from 'node:path';
-import { loadDataset, imbalance, classCounts } from '../data/index';
-import type { DataSplit } from '../data/dataset';
+import { loadDataset, imbalance, classCounts, type LoadProgress } from '../data/index';
+import type { DataSplit, Dataset } from '../data/dataset';
 import type { Evaluation } from './evaluation';
-import type { TrainerOptions } from './options';
+import {
+  describe,
+  doubleReweighting,
+  positiveInt,
+  resolveOptions,
+  type TrainerOptions,
+} from './options';
 import { Trainer, type EpochResult, type InitFrom, type Progress } from './trainer';
-import { openCheckpoint } from './checkpoint';
-import { ERROR_CODES, hasErrorCode } from '../native';
+import { openCheckpoint, type OpenCheckpoint } from './checkpoint';
+import { ERROR_CODES, hasErrorCode, invalidArgument } from '../native';
+import { isDirectory } from '../data/dataset';
 import { writeReport, type ReportRun } from '../report/index';
+import { loadValidationSet, validationSplit } from '../data/validation';
+import { EpochSelector, type Monitor, type Selection } from './selection';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
@@ -29,6 +38,22 @@ export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   initFrom?: string;
   /** with initFrom: tensors whose shape differs keep their fresh initialisation */
   initFromPartial?: boolean;
+  /**
+   * hold this fraction of the training data out as a validation set: stratified by class,
+   * seeded, cut after `imbalance` (so it follows the training distribution), at least one
+   * image of each class that has two or more
+   */
+  valSplit?: number;
+  /** a validation set of its own: a folder of class folders, named as the training classes */
+  valDataset?: string;
+  /** the validation figure that picks the best epoch (default 'val-balanced-accuracy') */
+  monitor?: Monitor;
+  /** keep the best epoch's checkpoint as `best/` in `out`; the final EVAL is of its weights */
+  saveBest?: boolean;
+  /** stop after this many epochs without an improvement of `monitor` */
+  earlyStop?: number;
+  /** replace the checkpoint already in `out` (without it, a run refuses to) */
+  overwrite?: boolean;
 }
 
 export interface RunHooks {
@@ -41,10 +66,14 @@ export interface RunHooks {
   onWarning?: (message: string) => void;
   /** initFrom loaded: what was left initialised (spec.initFromPartial) */
   onInitFrom?: (initFrom: InitFrom) => void;
+  /** an image folder's decoding, file by file (`signal` stops it too) */
+  onLoadProgress?: (progress: LoadProgress) => void;
 }
 
 export interface RunResult {
   checkpoint?: string;
+  /** the epoch picked by the validation set (with `saveBest`: `eval` is of its weights) */
+  best?: Selection;
   history: EpochResult[];
   eval: Evaluation;
   trainCounts: number[];
@@ -111,26 +140,55 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
     throw new Error('--init-from-partial needs --init-from FILE');
   }
   const resumed = spec.resume ? await resumePoint(out) : undefined;
-  const datasetName = resumed?.dataset ?? spec.dataset ?? 'mnist';
+  if (resumed) checkResumeSpec(spec, resumed);
+  else if (out && !spec.overwrite && (await hasCheckpoint(out))) {
+    throw invalidArgument(
+      `${out} already holds a checkpoint: continue it with --resume, or replace it with --overwrite`,
+    );
+  }
+  const datasetName = resumed?.dataset ?? datasetSpec(spec.dataset ?? 'mnist');
   const imbalanceSpec = resumed ? resumed.imbalance : spec.imbalance;
-  const split = hooks.data ?? (await loadDataset(datasetName));
+  const loading = { signal: hooks.signal, onProgress: hooks.onLoadProgress };
+  const split = hooks.data ?? (await loadDataset(datasetName, loading).catch(stoppedLoading));
   const seed = resumed?.config.options.seed ?? spec.seed ?? 0;
   let train = split.train;
   if (imbalanceSpec) {
     train = imbalance(train, imbalanceSpec, seed);
   }
-  const epochs = spec.epochs ?? DEFAULT_EPOCHS;
+  // The validation set comes out of the cut training set, so it follows its distribution.
+  const validation = resumed ? resumed.validation : validationSpec(spec);
+  let val: Dataset | undefined;
+  if (validation?.split != null) {
+    ({ train, val } = validationSplit(train, validation.split, seed));
+  } else if (validation?.dataset != null) {
+    val = await loadValidationSet(validation.dataset, train.classNames, loading).catch(
+      stoppedLoading,
+    );
+  }
+  // A resume goes on to the epochs its run was started for, unless told another total.
+  const epochs = spec.epochs ?? resumed?.epochs ?? DEFAULT_EPOCHS;
   if (!Number.isSafeInteger(epochs) || epochs < 1) {
-    throw new Error(`epochs: expected an integer >= 1, got ${epochs}`);
+    throw invalidArgument(`epochs: expected an integer >= 1, got ${describe(epochs)}`);
   }
   // Image folders leave unreadable files out; the count goes into the checkpoint and report.
   const skipped = [...(split.train.skipped ?? []), ...(split.test.skipped ?? [])];
+  const warn = hooks.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
+  if (skipped.length > 0) {
+    warn(skippedSummary(datasetName, skipped, out && path.join(out, 'report.json')));
+  }
   const data = {
     dataset: datasetName,
+    // a folder also relative to the checkpoint: both may move together to another machine
+    ...(out && isFolder(datasetName) && { datasetFromCheckpoint: path.relative(out, datasetName) }),
     imbalance: imbalanceSpec ?? null,
+    epochs,
+    // the training split's common size: `eval` brings a test-only load to it
+    imageSize: { width: split.train.width, height: split.train.height },
     trainCounts: classCounts(train),
     testCounts: classCounts(split.test),
     skippedFiles: skipped.length,
+    validation,
+    ...(val && { valCounts: classCounts(val) }),
   };
   if (
     resumed &&
@@ -165,23 +223,46 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         hooks.onWarning,
       )
     : await Trainer.create({
-        ...spec,
+        ...trainerOptions(spec),
         seed,
         classNames: train.classNames,
         scheduleEpochs: scheduleSpan(spec),
       });
   try {
+    const twice = doubleReweighting(trainer.options);
+    if (twice) warn(twice);
     if (spec.initFrom !== undefined) await initFrom(trainer, spec, hooks);
     // The batch sizes may change on resume (to continue after running out of memory).
     if (resumed) {
       trainer.setBatchSizes({ batchSize: spec.batchSize, evalBatchSize: spec.evalBatchSize });
     }
-    await trainer.setData({ train, test: split.test });
+    // With a validation set the test set reaches the trainer only after training: it picks nothing.
+    await trainer.setData({ train, val, test: val ? undefined : split.test });
     const remaining = Math.max(0, epochs - trainer.epochsDone);
+    const selector = validation ? new EpochSelector(validation.monitor) : undefined;
+    for (const r of trainer.history) if (r.val) selector?.observe(r.epoch, r.val); // a resume's picks so far
+    const patience = validation?.earlyStop ?? Infinity;
+    if (resumed && (remaining === 0 || selector!?.sinceBest >= patience)) {
+      throw new Error(
+        `--resume: ${out} is finished: ${finishedReason(trainer.epochsDone, selector, patience)}`,
+      );
+    }
+    let bestWeights =
+      resumed && validation?.saveBest && selector?.best && out
+        ? await Trainer.readWeights(path.join(out, BEST_DIR))
+        : undefined;
     try {
       for await (const r of trainer.epochs(remaining, { ...hooks, evalEvery: spec.evalEvery })) {
+        const improved =
+          r.val !== undefined && selector !== undefined && selector.observe(r.epoch, r.val);
         if (writes) await trainer.save(out, data);
+        if (improved && validation?.saveBest) {
+          bestWeights = await trainer.stateDict();
+          if (writes)
+            await trainer.save(path.join(out, BEST_DIR), { ...data, best: selector!.best });
+        }
         hooks.onEpoch?.(r);
+        if (selector && selector.sinceBest >= patience) break; // early stop
       }
     } catch (err) {
       // Aborted between two steps, or out of memory: the checkpoint takes the interrupted
@@ -192,10 +273,18 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
       throw err;
     }
     const last = trainer.history[trainer.history.length - 1];
+    let evaluation = remaining > 0 ? last?.eval : undefined;
+    if (val) {
+      // The test set, evaluated once: with the picked epoch's weights under saveBest.
+      if (bestWeights) await trainer.loadStateDict(bestWeights);
+      await trainer.setData({ test: split.test });
+      evaluation = undefined;
+    }
     const result: RunResult = {
       checkpoint: out,
+      ...(selector?.best && { best: selector.best }),
       history: trainer.history,
-      eval: (remaining > 0 ? last?.eval : undefined) ?? (await trainer.evaluate()),
+      eval: evaluation ?? (await trainer.evaluate()),
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
@@ -208,12 +297,15 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
         dataset: datasetName,
         classNames: train.classNames,
         runs: [{ name, ...result, options: { ...trainer.options }, seed }],
-        ...(skipped.length > 0 && {
-          skipped,
-          findings: [
-            `${skipped.length} file(s) of the dataset were left out as unreadable (listed in report.json).`,
-          ],
-        }),
+        ...(skipped.length > 0 && { skipped }),
+        findings: [
+          ...(result.best ? [pickedSentence(result.best, validation!)] : []),
+          ...(skipped.length > 0
+            ? [
+                `${skipped.length} file(s) of the dataset were left out as unreadable (listed in report.json).`,
+              ]
+            : []),
+        ],
       });
     }
     return result;
@@ -234,6 +326,225 @@ async function initFrom(trainer: Trainer, spec: RunSpec, hooks: RunHooks): Promi
   hooks.onInitFrom?.(loaded);
 }
 
+/** What a RunSpec holds beyond TrainerOptions: the run's data, length, output and selection. */
+const RUN_KEYS = [
+  'dataset',
+  'imbalance',
+  'epochs',
+  'evalEvery',
+  'out',
+  'resume',
+  'valSplit',
+  'valDataset',
+  'monitor',
+  'saveBest',
+  'earlyStop',
+  'initFrom',
+  'initFromPartial',
+  'overwrite',
+] as const satisfies readonly Exclude<keyof RunSpec, keyof TrainerOptions>[];
+
+// Every RunSpec key that is not a trainer option is in RUN_KEYS (a compile error otherwise).
+true satisfies [
+  Exclude<Exclude<keyof RunSpec, keyof TrainerOptions>, (typeof RUN_KEYS)[number]>,
+] extends [never]
+  ? true
+  : false;
+
+/** The trainer's part of a spec; an unknown key is left in for resolveOptions to name. */
+export function trainerOptions(spec: RunSpec): Omit<TrainerOptions, 'classNames'> {
+  const options: Record<string, unknown> = { ...spec };
+  for (const key of RUN_KEYS) delete options[key];
+  return options;
+}
+
+/** One line: how many files were left out, the first few with why, where the rest are listed. */
+export function skippedSummary(
+  dataset: string,
+  skipped: { file: string; reason: string }[],
+  report?: string,
+): string {
+  const first = skipped.slice(0, 3).map((s) => `${path.basename(s.file)} (${s.reason})`);
+  const more = skipped.length > 3 ? `, and ${skipped.length - 3} more` : '';
+  const listed = report ? ` (all listed in ${report})` : '';
+  return `${skipped.length} file(s) of ${dataset} could not be read and were left out: ${first.join(', ')}${more}${listed}`;
+}
+
+/** Where `saveBest` keeps the best epoch's checkpoint, inside the run's directory. */
+export const BEST_DIR = 'best';
+
+/** How a run picks epochs by a validation set, as its checkpoint records it. */
+export interface ValidationSpec {
+  split: number | null;
+  /** an absolute path */
+  dataset: string | null;
+  monitor: Monitor;
+  saveBest: boolean;
+  earlyStop: number | null;
+}
+
+function validationSpec(spec: RunSpec): ValidationSpec | null {
+  const { valSplit, valDataset, monitor, saveBest, earlyStop } = spec;
+  if (valSplit !== undefined && valDataset !== undefined) {
+    throw new Error('--val-split and --val-dataset: give one of them');
+  }
+  if (valSplit === undefined && valDataset === undefined) {
+    if (saveBest || earlyStop !== undefined || monitor !== undefined) {
+      throw new Error(
+        '--save-best, --early-stop and --monitor pick epochs by a validation set: give --val-split F or --val-dataset PATH',
+      );
+    }
+    return null;
+  }
+  if (valSplit !== undefined && !(valSplit > 0 && valSplit < 1)) {
+    throw new Error(`valSplit: expected a fraction in (0, 1), got ${describe(valSplit)}`);
+  }
+  if (earlyStop !== undefined) positiveInt('earlyStop', earlyStop);
+  if (spec.evalEvery !== undefined) {
+    throw new Error(
+      '--eval-every evaluates the test set during training; with a validation set the test set is evaluated once, after training',
+    );
+  }
+  return {
+    split: valSplit ?? null,
+    dataset: valDataset === undefined ? null : path.resolve(valDataset),
+    monitor: new EpochSelector(monitor ?? 'val-balanced-accuracy').monitor,
+    saveBest: saveBest ?? false,
+    earlyStop: earlyStop ?? null,
+  };
+}
+
+function finishedReason(
+  done: number,
+  selector: EpochSelector | undefined,
+  patience: number,
+): string {
+  if (selector && selector.sinceBest >= patience) {
+    return `it stopped early after epoch ${done - 1}: ${patience} epochs without a better ${selector.monitor} than epoch ${selector.best?.epoch}`;
+  }
+  return `it has trained its ${done} epochs; ask for more with --epochs N (N > ${done})`;
+}
+
+function pickedSentence(best: Selection, validation: ValidationSpec): string {
+  const source =
+    validation.split !== null ? `a ${validation.split} validation split` : validation.dataset;
+  const kept = validation.saveBest
+    ? `; its weights are in ${BEST_DIR}/ and the test figures are theirs`
+    : '';
+  return `Epoch ${best.epoch} was picked by ${best.monitor} = ${best.value.toFixed(4)} on ${source}${kept}.`;
+}
+
+/** An abort during loading: marked, since no checkpoint was touched (the CLI says so). */
+function stoppedLoading(err: Error): never {
+  if (err.name === 'AbortError') Object.assign(err, { stage: 'loading' });
+  throw err;
+}
+
+/** What a resume may change: how and where the run executes, and how long it goes on. */
+const RESUME_MAY_CHANGE = new Set<string>([
+  'out',
+  'resume',
+  'epochs',
+  'evalEvery',
+  'threads',
+  'device',
+  'distributed',
+  'cudaGraph',
+  'batchSize',
+  'evalBatchSize',
+  'progressEvery',
+]);
+
+/**
+ * Refuses a resume whose spec asks for something else than the checkpoint's run: each option
+ * given (defined) is compared with what the run was started with.
+ */
+function checkResumeSpec(spec: RunSpec, resumed: Awaited<ReturnType<typeof resumePoint>>): void {
+  if (spec.initFrom !== undefined) {
+    throw invalidArgument(
+      '--init-from starts a run from weights; --resume continues one: give one',
+    );
+  }
+  const given = Object.entries(spec).filter(
+    ([key, value]) => value !== undefined && !RESUME_MAY_CHANGE.has(key),
+  );
+  const stored = resumed.config.options as unknown as Record<string, unknown>;
+  const asked = resolveOptions({
+    ...resumed.config.options,
+    distributed: undefined,
+    ...Object.fromEntries(given.filter(([key]) => !(RUN_KEYS as readonly string[]).includes(key))),
+  }) as unknown as Record<string, unknown>;
+  const was: Record<string, unknown> = {
+    dataset: resumed.dataset,
+    imbalance: resumed.imbalance,
+    valSplit: resumed.validation?.split ?? undefined,
+    valDataset: resumed.validation?.dataset ?? undefined,
+    monitor: resumed.validation?.monitor,
+    saveBest: resumed.validation?.saveBest ?? false,
+    earlyStop: resumed.validation?.earlyStop ?? undefined,
+  };
+  const now: Record<string, unknown> = {
+    ...spec,
+    ...(spec.dataset !== undefined && { dataset: datasetSpec(spec.dataset) }),
+    ...(spec.valDataset !== undefined && { valDataset: path.resolve(spec.valDataset) }),
+  };
+  const differs: string[] = [];
+  for (const [key] of given) {
+    const [before, after] = key in was ? [was[key], now[key]] : [stored[key], asked[key]];
+    if (JSON.stringify(before) !== JSON.stringify(after)) {
+      differs.push(`${flagName(key)} ${show(before)} (now ${show(after)})`);
+    }
+  }
+  if (differs.length > 0) {
+    throw invalidArgument(
+      `--resume: ${resumed.opened.dir} was started with ${differs.join(', ')}; a resume continues the same run (only threads, device, batch sizes, cuda-graph and epochs may change): start a new run with another --out`,
+    );
+  }
+}
+
+/** `learningRate` → `--learning-rate`, as the CLI spells an option. */
+function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function show(v: unknown): string {
+  if (v === undefined || v === null) return 'unset';
+  return Array.isArray(v) ? v.join(',') : String(v);
+}
+
+/** A dataset spec as a checkpoint records it: a name, or a folder's absolute path. */
+function datasetSpec(spec: string): string {
+  return isFolder(spec) ? path.resolve(spec) : spec;
+}
+
+function isFolder(spec: string): boolean {
+  return spec !== 'mnist' && spec !== 'fashion-mnist';
+}
+
+/**
+ * The dataset of a checkpoint: its name, or its folder — the recorded path when it exists, else
+ * the same place relative to the checkpoint (the two moved together), else the recorded path
+ * (whose load then names it).
+ */
+export async function checkpointDataset(opened: OpenCheckpoint): Promise<string | undefined> {
+  const { dataset, datasetFromCheckpoint } = opened.config.data ?? {};
+  if (typeof dataset !== 'string') return undefined;
+  if (!isFolder(dataset)) return dataset;
+  if (await isDirectory(path.resolve(dataset))) return path.resolve(dataset);
+  if (typeof datasetFromCheckpoint === 'string') {
+    const moved = path.resolve(opened.dir, datasetFromCheckpoint);
+    if (await isDirectory(moved)) return moved;
+  }
+  return path.resolve(dataset);
+}
+
+async function hasCheckpoint(dir: string): Promise<boolean> {
+  return openCheckpoint(dir).then(
+    () => true,
+    (err: Error) => !/not a torchfocal checkpoint/.test(err.message),
+  );
+}
+
 /** The checkpoint a `resume` continues, and the data it was trained on. */
 async function resumePoint(out: string | undefined) {
   if (!out) throw new Error('--resume needs --out DIR: the run to continue');
@@ -241,15 +552,18 @@ async function resumePoint(out: string | undefined) {
     throw new Error(`--resume: ${err.message}`);
   });
   const { config } = opened;
-  const dataset = config.data?.dataset;
+  const dataset = await checkpointDataset(opened);
   const imbalanceSpec = config.data?.imbalance;
-  if (typeof dataset !== 'string') {
+  if (dataset === undefined) {
     throw new Error(`--resume: ${out} does not record its dataset (not written by a training run)`);
   }
+  const epochs = config.data?.epochs;
   return {
     opened,
     config,
     dataset,
+    epochs: Number.isSafeInteger(epochs) ? (epochs as number) : undefined,
     imbalance: typeof imbalanceSpec === 'string' ? imbalanceSpec : undefined,
+    validation: (config.data?.validation ?? null) as ValidationSpec | null,
   };
 }

@@ -9,12 +9,14 @@ import {
   hasErrorCode,
   native,
   type NativeProgress,
+  type NativeTensor,
   type NativeTrainer,
   type PartialEpoch,
 } from '../native';
 import type { Dataset } from '../data/dataset';
 import { decodeSafetensors, readSafetensors, writeSafetensors } from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
+import type { ValidationFigures } from './selection';
 import { classCounts } from '../data/dataset';
 import { positiveInt, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import {
@@ -47,6 +49,8 @@ export interface EpochResult {
   /** steps skipped for a non-finite loss (onNan: 'skip'), when there were any */
   skippedSteps?: number;
   eval?: Evaluation;
+  /** the validation set's figures after this epoch, when one is set */
+  val?: ValidationFigures;
 }
 
 export type Progress = NativeProgress;
@@ -186,9 +190,12 @@ export class Trainer {
     this.#options = next;
   }
 
-  /** Copies the data to the training device once; batches are then cut there by index. */
-  async setData(data: { train?: Dataset; test?: Dataset }): Promise<void> {
-    for (const split of ['train', 'test'] as const) {
+  /**
+   * Copies the data to the training device once; batches are then cut there by index. A
+   * validation set is evaluated after every epoch (EpochResult.val), with the training loss.
+   */
+  async setData(data: { train?: Dataset; test?: Dataset; val?: Dataset }): Promise<void> {
+    for (const split of ['train', 'test', 'val'] as const) {
       const ds = data[split];
       if (!ds) continue;
       if (ds.classNames.length !== this.options.classNames.length) {
@@ -255,6 +262,7 @@ export class Trainer {
           result.testAcc = native.test.accuracy;
           result.eval = toEvaluation(native.test, this.options.classNames, this.trainCounts);
         }
+        if (native.val) result.val = validationFigures(native.val);
         this.history.push(result);
         yield result;
       }
@@ -277,6 +285,28 @@ export class Trainer {
   async evaluate(options: { topK?: number } = {}): Promise<Evaluation> {
     const m = await call(() => this.handle.evaluate());
     return toEvaluation(m, this.options.classNames, this.trainCounts, options.topK);
+  }
+
+  /** The weights and buffers with PyTorch's state_dict names, on the CPU (a copy). */
+  async stateDict(): Promise<NativeTensor[]> {
+    return call(() => this.handle.stateDict());
+  }
+
+  /** Replaces the weights by `state` (names, shapes and dtypes checked before any copy). */
+  async loadStateDict(state: NativeTensor[]): Promise<void> {
+    await call(() => this.handle.loadStateDict(state));
+  }
+
+  /** The weights of the checkpoint in `dir` (verified against its manifest). */
+  static async readWeights(dir: string): Promise<NativeTensor[]> {
+    const { paths } = await openCheckpoint(dir);
+    return (await readSafetensors(paths.weights)).tensors;
+  }
+
+  /** Evaluates the validation set: its EVAL and the training loss's mean over it. */
+  async evaluateValidation(): Promise<Evaluation & { loss: number }> {
+    const m = await call(() => this.handle.evaluate('val'));
+    return { ...toEvaluation(m, this.options.classNames, this.trainCounts), loss: m.loss };
   }
 
   /**
@@ -435,6 +465,11 @@ export class Trainer {
     this.#disposed = true;
     this.handle.dispose();
   }
+}
+
+function validationFigures(m: ValidationFigures): ValidationFigures {
+  const { loss, accuracy, balancedAccuracy, macroF1 } = m;
+  return { loss, accuracy, balancedAccuracy, macroF1 };
 }
 
 /** metrics.jsonl back into epoch results. */
