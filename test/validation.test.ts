@@ -90,6 +90,7 @@ test('starved-six MNIST: the pick uses validation only; the test set is read aft
     },
   });
   const epochs: { epoch: number; testAcc?: number; val?: unknown }[] = [];
+  const out = path.join(tempDir(), 'run');
   const result = await runTraining(
     {
       model: 'mlp',
@@ -99,6 +100,7 @@ test('starved-six MNIST: the pick uses validation only; the test set is read aft
       valSplit: 0.1,
       saveBest: true,
       earlyStop: 3,
+      out,
     },
     {
       data: { ...mnist, test: watched },
@@ -117,6 +119,15 @@ test('starved-six MNIST: the pick uses validation only; the test set is read aft
   t.is(best.value, Math.max(...values));
   t.is(best.epoch, values.indexOf(best.value));
   t.true(result.eval.accuracy > 0.8);
+  // best/ holds the picked epoch: evaluated again, it gives the reported test figures
+  const again = await runCli(['eval', '--checkpoint', path.join(out, 'best'), '--json']);
+  t.is(again.code, 0, again.stderr);
+  const figures = JSON.parse(again.stdout);
+  t.is(figures.accuracy, result.eval.accuracy);
+  t.is(figures.balancedAccuracy, result.eval.balancedAccuracy);
+  t.deepEqual(figures.confusion, result.eval.confusion);
+  const saved = JSON.parse(fs.readFileSync(path.join(out, 'best', 'config.json'), 'utf8'));
+  t.is(saved.epochsDone, best.epoch + 1);
 });
 
 test('CLI: --val-split, --save-best, --early-stop; eval of best/ gives the reported figures', async (t) => {
