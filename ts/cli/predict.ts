@@ -1,7 +1,14 @@
 // `torchfocal predict`: classify image files (or every image in folders), like test.py.
 import fs from 'node:fs/promises';
 import { Command } from 'commander';
-import { decodeGrayscale, listImageFiles, mapLimit } from '../data/imagefolder';
+import sharp from 'sharp';
+import {
+  DEFAULT_MAX_PIXELS,
+  decodeGrayscale,
+  fileKind,
+  listImageFiles,
+  mapLimit,
+} from '../data/imagefolder';
 import { Trainer, type Prediction } from '../train/trainer';
 import { intAtLeast } from './parse';
 import { ExitError, warnOnStderr, printJson } from './output';
@@ -13,6 +20,7 @@ interface PredictFlags {
   device: string;
   evalBatchSize?: number;
   top?: number;
+  maxPixels?: number;
 }
 
 // What one input became: a prediction, or why it has none.
@@ -20,6 +28,11 @@ type Outcome = { file: string; prediction: Prediction } | { file: string; error:
 
 // Files decoded at once (sharp decodes on libuv's threads).
 const IN_FLIGHT = 8;
+
+// Pixels decoded and held at once: files are taken in windows of at most this many pixels
+// (or one file, if larger), decoded, predicted and dropped before the next window, so eight
+// images of the largest allowed size are never in memory together.
+const WINDOW_PIXELS = 32 * 2 ** 20;
 
 export function predictCommand(): Command {
   return new Command('predict')
@@ -33,6 +46,11 @@ export function predictCommand(): Command {
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
+    .option(
+      '--max-pixels <n>',
+      `refuse images of more pixels (default ${DEFAULT_MAX_PIXELS} = 4096²)`,
+      intAtLeast(1),
+    )
     .action(async (inputs: string[], flags: PredictFlags) => {
       const entries = await expandInputs(inputs);
       const trainer = await Trainer.load(
@@ -46,7 +64,7 @@ export function predictCommand(): Command {
         if (flags.top !== undefined && flags.top > classes) {
           throw new Error(`--top: ${flags.top} is more than the checkpoint's ${classes} classes`);
         }
-        outcomes = await predictFiles(trainer, entries, flags.top);
+        outcomes = await predictFiles(trainer, entries, flags.top, flags.maxPixels);
       } finally {
         trainer.dispose();
       }
@@ -80,17 +98,47 @@ export function predictCommand(): Command {
     });
 }
 
-// Decodes every file (a few at a time), sends those of one size to the engine together, and
-// returns one outcome per entry, in the entries' order: an unreadable file costs only itself.
+// Decodes the files window by window (a few at a time), sends those of one size to the engine
+// together, and returns one outcome per entry, in the entries' order: an unreadable file
+// costs only itself.
 async function predictFiles(
   trainer: Trainer,
   entries: { file: string; error?: string }[],
   top?: number,
+  maxPixels?: number,
 ): Promise<Outcome[]> {
-  const decoded = await mapLimit(entries, IN_FLIGHT, async (e) => {
+  // Sizes from the headers alone (an unreadable one counts as small: its decode fails).
+  const pixels = await mapLimit(entries, IN_FLIGHT, async (e) => {
+    if (e.error) return 0;
+    const m = await sharp(e.file, { limitInputPixels: false })
+      .metadata()
+      .catch(() => undefined);
+    const n = (m?.width ?? 0) * (m?.height ?? 0);
+    return n > (maxPixels ?? DEFAULT_MAX_PIXELS) ? 0 : n; // refused from its header, not decoded
+  });
+  const outcomes: Outcome[] = [];
+  for (let start = 0; start < entries.length;) {
+    let end = start + 1;
+    let sum = pixels[start];
+    while (end < entries.length && sum + pixels[end] <= WINDOW_PIXELS) sum += pixels[end++];
+    outcomes.push(...(await predictWindow(trainer, entries.slice(start, end), top, maxPixels)));
+    start = end;
+  }
+  return outcomes;
+}
+
+async function predictWindow(
+  trainer: Trainer,
+  entries: { file: string; error?: string }[],
+  top?: number,
+  maxPixels?: number,
+): Promise<Outcome[]> {
+  // One at a time when a file is large: a window of many pixels is one file.
+  const inFlight = entries.length === 1 ? 1 : IN_FLIGHT;
+  const decoded = await mapLimit(entries, inFlight, async (e) => {
     if (e.error) return { file: e.file, error: e.error };
     try {
-      return { file: e.file, ...(await decodeGrayscale(e.file)) };
+      return { file: e.file, ...(await decodeGrayscale(e.file, undefined, { maxPixels })) };
     } catch (err) {
       // decodeGrayscale's message starts with the file name: keep the reason alone
       const message = (err as Error).message;
@@ -134,10 +182,19 @@ async function expandInputs(inputs: string[]): Promise<{ file: string; error?: s
     const stat = await fs.stat(input).catch(() => undefined);
     if (!stat) {
       entries.push({ file: input, error: 'no such file or folder' });
-    } else if (!stat.isDirectory()) {
+    } else if (stat.isFile()) {
       entries.push({ file: input });
+    } else if (!stat.isDirectory()) {
+      // a FIFO named x.png would block the decoder forever
+      entries.push({ file: input, error: `not a regular file (${fileKind(stat)})` });
     } else {
-      const files = await listImageFiles(input).catch((err: Error) => err);
+      const skipped: { file: string; reason: string }[] = [];
+      const files = await listImageFiles(input, skipped).catch((err: Error) => err);
+      // Links to folders and special files are left out, each said on stderr; other
+      // extensions are left out silently.
+      for (const s of skipped.filter((s) => !s.reason.startsWith('not an image extension'))) {
+        warnOnStderr(`${s.file}: skipped: ${s.reason}`);
+      }
       if (files instanceof Error) entries.push({ file: input, error: files.message });
       else if (files.length === 0)
         entries.push({ file: input, error: 'no image files in this folder' });

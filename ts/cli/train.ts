@@ -158,6 +158,7 @@ interface TrainFlags extends TrainingFlags {
   imbalance?: string;
   valSplit?: number;
   valDataset?: string;
+  maxPixels?: number;
   monitor?: Monitor;
   saveBest?: boolean;
   earlyStop?: number;
@@ -246,6 +247,11 @@ export function trainCommand(): Command {
       fraction,
     )
     .option('--val-dataset <path>', 'a validation set of its own: PATH/<class>/* images')
+    .option(
+      '--max-pixels <n>',
+      'image folders: skip images of more pixels (default 4096²)',
+      intAtLeast(1),
+    )
     .addOption(
       new Option(
         '--monitor <figure>',

@@ -17,6 +17,8 @@ export interface Dataset {
   skipped?: { file: string; reason: string }[];
   /** images an image-folder load resized to the common size */
   resized?: number;
+  /** the majority size an image-folder load scaled down to its common size (over 1024 a side) */
+  capped?: { width: number; height: number };
 }
 
 export interface DataSplit {

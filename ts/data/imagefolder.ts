@@ -19,6 +19,19 @@ export const IMG_EXTENSIONS = [
   '.webp',
 ];
 
+/**
+ * The most pixels (width × height) an image may have by default: 16.8 million (4096²), well
+ * under sharp's own limit (268 million), so that a 249 KB PNG of 16000×16000 is refused from
+ * its header instead of decoded to 256 MB. `LoadOptions.maxPixels` (`--max-pixels`) changes it.
+ */
+export const DEFAULT_MAX_PIXELS = 4096 * 4096;
+
+/**
+ * The largest common size a split is brought to, per side: a majority of huge images is
+ * scaled down (aspect kept) so that the longer side is this, rather than every image up to it.
+ */
+export const MAX_COMMON_SIDE = 1024;
+
 // Files opened at once: sharp decodes on libuv's 4 threads, so a few more keep them busy
 // without holding many files or buffers.
 const IN_FLIGHT = 8;
@@ -36,6 +49,8 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** called with 0 decoded once the files are listed, then after each file is decoded */
   onProgress?: (progress: LoadProgress) => void;
+  /** the most pixels an image may have; larger ones are skipped (default DEFAULT_MAX_PIXELS) */
+  maxPixels?: number;
 }
 
 export interface TestSplitOptions extends LoadOptions {
@@ -90,12 +105,45 @@ export async function looksLikeImageFolder(root: string): Promise<boolean> {
   return isDirectory(path.join(root, 'training'));
 }
 
-// What a directory entry is, following symbolic links (as os.walk(followlinks=True) does).
-async function kind(dir: string, entry: Dirent): Promise<'dir' | 'file' | 'other'> {
-  const st = entry.isSymbolicLink()
-    ? await fs.stat(path.join(dir, entry.name)).catch(() => undefined)
-    : entry;
-  return st?.isDirectory() ? 'dir' : st?.isFile() ? 'file' : 'other';
+// What a directory entry is. A link to a file is followed; a link to a folder is not (unlike
+// torchvision's os.walk(followlinks=True)): `ln -s .. training/a/up` would label every other
+// class's images as 'a', and two such links loop forever.
+async function kind(dir: string, entry: Dirent): Promise<'dir' | 'file' | 'dirlink' | 'other'> {
+  if (!entry.isSymbolicLink())
+    return entry.isDirectory() ? 'dir' : entry.isFile() ? 'file' : 'other';
+  const st = await fs.stat(path.join(dir, entry.name)).catch(() => undefined);
+  return st?.isDirectory() ? 'dirlink' : st?.isFile() ? 'file' : 'other';
+}
+
+/** @internal What a non-regular file is, for "not a regular file (a FIFO)". */
+export function fileKind(st: {
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a file';
+}
+
+const DIR_LINK = 'a link to a folder, not followed';
+
+// device:inode of `dir` and of every folder above it.
+async function ancestors(dir: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let d = await fs.realpath(dir).catch(() => path.resolve(dir));
+  for (;;) {
+    const st = await fs.stat(d).catch(() => undefined);
+    if (st) ids.add(`${st.dev}:${st.ino}`);
+    const up = path.dirname(d);
+    if (up === d) return ids;
+    d = up;
+  }
 }
 
 async function readDir(dir: string): Promise<Dirent[]> {
@@ -109,11 +157,29 @@ async function readDir(dir: string): Promise<Dirent[]> {
   return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodePoint(a.name, b.name));
 }
 
+// Class folders of a split. A class folder may be a link (followed once), unless it leads to
+// the split folder or above (a loop) or to a folder another class already is.
 async function listClasses(dir: string, skipped: Skipped): Promise<string[]> {
   const classes: string[] = [];
+  const above = await ancestors(dir);
+  const seen = new Map<string, string>();
   for (const entry of await readDir(dir)) {
-    if ((await kind(dir, entry)) === 'dir') classes.push(entry.name);
-    else skipped.push({ file: path.join(dir, entry.name), reason: 'not inside a class folder' });
+    const file = path.join(dir, entry.name);
+    const k = await kind(dir, entry);
+    if (k !== 'dir' && k !== 'dirlink') {
+      skipped.push({ file, reason: 'not inside a class folder' });
+      continue;
+    }
+    const st = await fs.stat(file);
+    const id = `${st.dev}:${st.ino}`;
+    if (above.has(id)) {
+      skipped.push({ file, reason: 'a link to a folder that holds it (a loop), not followed' });
+    } else if (seen.has(id)) {
+      skipped.push({ file, reason: `the same folder as class '${seen.get(id)}', not read twice` });
+    } else {
+      seen.set(id, entry.name);
+      classes.push(entry.name);
+    }
   }
   if (classes.length === 0) {
     throw new Error(`${dir}: no class folders found (expected ${dir}/<class>/*.png)`);
@@ -129,6 +195,7 @@ async function listImages(dir: string, skipped: Skipped, signal?: AbortSignal): 
     const file = path.join(dir, entry.name);
     const k = await kind(dir, entry);
     if (k === 'dir') files.push(...(await listImages(file, skipped, signal)));
+    else if (k === 'dirlink') skipped.push({ file, reason: DIR_LINK });
     else if (k !== 'file') skipped.push({ file, reason: 'not a regular file' });
     else if (isImageFile(file)) files.push(file);
     else skipped.push({ file, reason: `not an image extension (${IMG_EXTENSIONS.join(' ')})` });
@@ -138,10 +205,14 @@ async function listImages(dir: string, skipped: Skipped, signal?: AbortSignal): 
 
 /**
  * Image files under `dir`, sub-folders included, hidden entries left out, in code-point order
- * of their paths: what `predict` runs on a folder.
+ * of their paths: what `predict` runs on a folder. Links to folders are not followed; they,
+ * and anything else left out, are added to `skipped` with why.
  */
-export async function listImageFiles(dir: string): Promise<string[]> {
-  return listImages(dir, []);
+export async function listImageFiles(
+  dir: string,
+  skipped: { file: string; reason: string }[] = [],
+): Promise<string[]> {
+  return listImages(dir, skipped);
 }
 
 /**
@@ -167,10 +238,42 @@ export async function mapLimit<T, R>(
   return out;
 }
 
-// sharp says "unsupported image format" for empty files too; name that case plainly.
-async function whyUnreadable(file: string, err: unknown): Promise<string> {
-  const size = (await fs.stat(file).catch(() => undefined))?.size;
+/**
+ * @internal Why a file could not be decoded, in a few words: sharp says "unsupported image
+ * format" for empty and unreadable files too, so those are named plainly from `openError`
+ * (what opening the file for reading failed with, if it did) and `size`.
+ */
+export function unreadableReason(err: unknown, openError?: unknown, size?: number): string {
+  const code = (openError as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENOENT') return 'no such file';
+  if (openError) return String((openError as Error).message ?? openError).split('\n')[0];
   return size === 0 ? 'empty file' : String((err as Error).message ?? err).split('\n')[0];
+}
+
+async function whyUnreadable(file: string, err: unknown): Promise<string> {
+  let openError: unknown;
+  await fs.open(file, 'r').then(
+    (h) => h.close(),
+    (e) => (openError = e),
+  );
+  const size = (await fs.stat(file).catch(() => undefined))?.size;
+  return unreadableReason(err, openError, size);
+}
+
+// Why an image of this size is not decoded, or undefined when it may be.
+function overPixelLimit(width: number, height: number, maxPixels: number): string | undefined {
+  return width * height > maxPixels
+    ? `${width}×${height} is ${width * height} pixels, over the limit of ${maxPixels} (--max-pixels)`
+    : undefined;
+}
+
+function pixelLimit(options: { maxPixels?: number }): number {
+  const max = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!Number.isSafeInteger(max) || max < 1) {
+    throw new RangeError(`maxPixels: ${max} is not a positive integer`);
+  }
+  return max;
 }
 
 interface Scan {
@@ -179,6 +282,7 @@ interface Scan {
   labels: number[];
   sizes: { width: number; height: number }[];
   skipped: Skipped;
+  maxPixels: number;
 }
 
 // Lists a split's images and reads their sizes from the headers (no decoding yet).
@@ -186,6 +290,7 @@ async function scanSplit(
   dir: string,
   classes: string[],
   skipped: Skipped,
+  maxPixels: number,
   signal?: AbortSignal,
 ): Promise<Scan> {
   const listed: { file: string; label: number }[] = [];
@@ -200,6 +305,11 @@ async function scanSplit(
     async ({ file }) => {
       try {
         const { width, height } = await sharp(file).metadata();
+        const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
+        if (over) {
+          skipped.push({ file, reason: over });
+          return undefined;
+        }
         return { width, height };
       } catch (err) {
         skipped.push({ file, reason: await whyUnreadable(file, err) });
@@ -208,7 +318,7 @@ async function scanSplit(
     },
     signal,
   );
-  const scan: Scan = { dir, files: [], labels: [], sizes: [], skipped };
+  const scan: Scan = { dir, files: [], labels: [], sizes: [], skipped, maxPixels };
   listed.forEach(({ file, label }, i) => {
     const size = sizes[i];
     if (!size) return;
@@ -219,11 +329,26 @@ async function scanSplit(
   return scan;
 }
 
+type Size = { width: number; height: number };
+
+/**
+ * @internal The size a split's images are brought to: the most common one, scaled down (aspect
+ * kept) when a side is over MAX_COMMON_SIDE; `capped` is then the majority size it came from.
+ */
+export function commonSize(sizes: Size[]): Size & { capped?: Size } {
+  const best = majoritySize(sizes);
+  const longest = Math.max(best.width, best.height);
+  if (longest <= MAX_COMMON_SIDE) return best;
+  const scale = MAX_COMMON_SIDE / longest;
+  return {
+    width: Math.max(1, Math.round(best.width * scale)),
+    height: Math.max(1, Math.round(best.height * scale)),
+    capped: { width: best.width, height: best.height },
+  };
+}
+
 // The most common width×height; ties go to the size seen first.
-function majoritySize(sizes: { width: number; height: number }[]): {
-  width: number;
-  height: number;
-} {
+function majoritySize(sizes: Size[]): Size {
   const counts = new Map<string, number>();
   let best = sizes[0];
   let bestCount = 0;
@@ -257,25 +382,43 @@ export function isImageFile(name: string): boolean {
 
 async function decode(
   file: string,
-  size?: { width: number; height: number },
+  size: { width: number; height: number } | undefined,
+  maxPixels: number,
 ): Promise<{ pixels: Uint8Array; width: number; height: number }> {
   // Alpha is dropped, not blended, like PIL's convert('RGB') in torchvision's loader. The
   // output colourspace gives the same pixels as .grayscale() at about half the cost per image.
-  let image = sharp(file).removeAlpha().toColourspace('b-w');
+  // The pixel limit was checked from the header already; sharp checks it again as it decodes.
+  let image = sharp(file, { limitInputPixels: maxPixels }).removeAlpha().toColourspace('b-w');
   if (size) image = image.resize(size.width, size.height, { fit: 'fill', kernel: 'linear' });
   const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
   return { pixels: data, width: info.width, height: info.height };
 }
 
-/** One image file as a single grayscale channel (0..255), resized to `size` when given. */
+/**
+ * One image file as a single grayscale channel (0..255), resized to `size` when given. Only a
+ * regular file is opened (a FIFO named x.png would block); an image of more than
+ * `options.maxPixels` (default DEFAULT_MAX_PIXELS) is refused from its header.
+ */
 export async function decodeGrayscale(
   file: string,
   size?: { width: number; height: number },
+  options: { maxPixels?: number } = {},
 ): Promise<{ pixels: Uint8Array; width: number; height: number }> {
+  const maxPixels = pixelLimit(options);
+  const st = await fs.stat(file).catch((err) => {
+    throw new Error(`${file}: ${unreadableReason(err, err)}`);
+  });
+  if (!st.isFile()) throw new Error(`${file}: not a regular file (${fileKind(st)})`);
   try {
-    return await decode(file, size);
+    const { width, height } = await sharp(file, { limitInputPixels: false }).metadata();
+    const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
+    if (over) throw new Error(over);
+    return await decode(file, size, maxPixels);
   } catch (err) {
+    if ((err as Error).message.includes('--max-pixels')) {
+      throw new Error(`${file}: ${(err as Error).message}`);
+    }
     throw new Error(`${file}: ${await whyUnreadable(file, err)}`);
   }
 }
@@ -299,7 +442,7 @@ class DecodeCounter {
 async function decodeSplit(
   scan: Scan,
   classes: string[],
-  size: { width: number; height: number },
+  size: Size & { capped?: Size },
   counter: DecodeCounter,
   signal?: AbortSignal,
 ): Promise<Dataset> {
@@ -312,7 +455,7 @@ async function decodeSplit(
     async (i) => {
       const file = scan.files[i];
       try {
-        const { pixels } = await decode(file, needsResize(i) ? size : undefined);
+        const { pixels } = await decode(file, needsResize(i) ? size : undefined, scan.maxPixels);
         if (pixels.length !== width * height) {
           throw new Error(`decoded to ${pixels.length} pixels, the header said ${width}×${height}`);
         }
@@ -342,6 +485,7 @@ async function decodeSplit(
     // Skips are recorded as decodes finish; sorted so the list does not depend on timing.
     skipped: scan.skipped.sort((a, b) => byCodePoint(a.file, b.file)),
     resized: kept.filter(needsResize).length,
+    ...(size.capped && { capped: size.capped }),
   };
 }
 
@@ -371,9 +515,9 @@ async function loadTestSplit(root: string, options: TestSplitOptions): Promise<T
   const testDir = path.join(root, 'testing');
   const skipped: Skipped = [];
   const classes = await listClasses(testDir, skipped);
-  const scan = await scanSplit(testDir, classes, skipped, options.signal);
+  const scan = await scanSplit(testDir, classes, skipped, pixelLimit(options), options.signal);
   requireEveryClass(scan, classes, scan.labels);
-  const size = options.size ?? majoritySize(scan.sizes);
+  const size = options.size ?? commonSize(scan.sizes);
   const counter = new DecodeCounter(scan.files.length, options.onProgress);
   return { name: root, test: await decodeSplit(scan, classes, size, counter, options.signal) };
 }
@@ -388,12 +532,13 @@ async function loadBothSplits(root: string, options: LoadOptions): Promise<DataS
   const testClasses = await listClasses(testDir, testSkipped);
   const differs = classDifference(classes, testClasses, 'not in training');
   if (differs) throw new Error(`${testDir}: classes differ from ${trainDir}: testing ${differs}`);
-  const trainScan = await scanSplit(trainDir, classes, trainSkipped, signal);
-  const testScan = await scanSplit(testDir, classes, testSkipped, signal);
+  const maxPixels = pixelLimit(options);
+  const trainScan = await scanSplit(trainDir, classes, trainSkipped, maxPixels, signal);
+  const testScan = await scanSplit(testDir, classes, testSkipped, maxPixels, signal);
   // Checked before decoding so an empty class fails fast, and so a majority size exists.
   requireEveryClass(trainScan, classes, trainScan.labels);
   requireEveryClass(testScan, classes, testScan.labels);
-  const size = majoritySize(trainScan.sizes);
+  const size = commonSize(trainScan.sizes);
   const counter = new DecodeCounter(
     trainScan.files.length + testScan.files.length,
     options.onProgress,
@@ -429,10 +574,10 @@ async function loadOneSplit(
   if (differs) {
     throw new Error(`${dir}: its class folders are not the training classes: it ${differs}`);
   }
-  const scan = await scanSplit(dir, classNames, skipped, options.signal);
+  const scan = await scanSplit(dir, classNames, skipped, pixelLimit(options), options.signal);
   requireEveryClass(scan, classNames, scan.labels);
   const counter = new DecodeCounter(scan.files.length, options.onProgress);
-  return decodeSplit(scan, classNames, majoritySize(scan.sizes), counter, options.signal);
+  return decodeSplit(scan, classNames, commonSize(scan.sizes), counter, options.signal);
 }
 
 // How the class folders `found` differ from `expected` ("lacks 'a' and has 'b' <extra>"), or

@@ -15,8 +15,8 @@ import { loadFashionMnist, loadIdxFolder, loadMnist, looksLikeIdxFolder } from '
 
 export { classCounts, subset } from './dataset';
 export type { Dataset, DataSplit } from './dataset';
-export { readIdx, parseIdx, loadIdxPair } from './idx';
-export type { Idx } from './idx';
+export { readIdx, parseIdx, loadIdxPair, IDX_MAX_BYTES } from './idx';
+export type { Idx, IdxOptions } from './idx';
 export {
   loadMnist,
   loadFashionMnist,
@@ -34,6 +34,8 @@ export {
   decodeGrayscale,
   isImageFile,
   IMG_EXTENSIONS,
+  DEFAULT_MAX_PIXELS,
+  MAX_COMMON_SIDE,
 } from './imagefolder';
 export type { LoadOptions, LoadProgress, TestSplit, TestSplitOptions } from './imagefolder';
 export { validationSplit, validationCount, loadValidationSet } from './validation';

@@ -169,6 +169,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   amp: 'string',
   cudaGraph: 'string',
   onNan: 'string',
+  maxPixels: 'int>=1',
 };
 const LIST_KEYS = ['title', 'models', 'losses', 'imbalance', 'seeds'] as const;
 const LOSS_KEYS: Record<keyof SweepLoss, Kind | 'alpha' | 'drw'> = {

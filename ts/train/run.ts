@@ -54,6 +54,8 @@ export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
   earlyStop?: number;
   /** replace the checkpoint already in `out` (without it, a run refuses to) */
   overwrite?: boolean;
+  /** an image folder's images of more pixels than this are skipped (default 4096²) */
+  maxPixels?: number;
 }
 
 export interface RunHooks {
@@ -148,7 +150,11 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   }
   const datasetName = resumed?.dataset ?? datasetSpec(spec.dataset ?? 'mnist');
   const imbalanceSpec = resumed ? resumed.imbalance : spec.imbalance;
-  const loading = { signal: hooks.signal, onProgress: hooks.onLoadProgress };
+  const loading = {
+    signal: hooks.signal,
+    onProgress: hooks.onLoadProgress,
+    maxPixels: spec.maxPixels,
+  };
   const split = hooks.data ?? (await loadDataset(datasetName, loading).catch(stoppedLoading));
   const seed = resumed?.config.options.seed ?? spec.seed ?? 0;
   let train = split.train;
@@ -175,6 +181,12 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
   const warn = hooks.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
   if (skipped.length > 0) {
     warn(skippedSummary(datasetName, skipped, out && path.join(out, 'report.json')));
+  }
+  const { capped, width, height } = split.train;
+  if (capped) {
+    warn(
+      `${datasetName}: most images are ${capped.width}×${capped.height}; brought to ${width}×${height} (at most 1024 a side)`,
+    );
   }
   const data = {
     dataset: datasetName,
@@ -328,6 +340,7 @@ async function initFrom(trainer: Trainer, spec: RunSpec, hooks: RunHooks): Promi
 
 /** What a RunSpec holds beyond TrainerOptions: the run's data, length, output and selection. */
 const RUN_KEYS = [
+  'maxPixels',
   'dataset',
   'imbalance',
   'epochs',
@@ -453,6 +466,7 @@ const RESUME_MAY_CHANGE = new Set<string>([
   'batchSize',
   'evalBatchSize',
   'progressEvery',
+  'maxPixels',
 ]);
 
 /**
