@@ -4,14 +4,20 @@
 // A commit writes every file as `<name>.next`, then `config.json.next` holding the manifest
 // (size and SHA-256 of each file), then swaps: the current files become `<name>.prev`, the new
 // ones take the plain names, `config.json` last. Whatever moment a process dies at, one of the
-// three sets — plain, `.next` (rolled forward when found whole) or `.prev` — matches its
-// manifest, and `openCheckpoint` finds it; a truncated or altered file fails its checksum and
-// the previous checkpoint is used instead, with a warning.
+// three sets — plain, `.next` or `.prev` — matches its manifest, and `openCheckpoint` finds it;
+// a truncated or altered file fails its checksum and the previous checkpoint is used instead,
+// with a warning.
+//
+// Readers never change the folder: a run being trained is read while its writer commits, and
+// only the writer (the holder of the run's lock, ts/train/run-lock.ts) rolls an interrupted
+// commit forward (`recoverCheckpoint`). A reader that finds a commit under way reads the whole
+// set it can verify, and verifies again when the files changed while it read them.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
+import { makeDir } from './run-lock';
 import type { ResolvedOptions } from './options';
 import type { PartialEpoch } from '../native';
 
@@ -57,6 +63,11 @@ export interface OpenCheckpoint {
   paths: Record<DataFile, string>;
   /** set when the newest checkpoint was damaged and an older one is used: why */
   warning?: string;
+  /**
+   * the bytes of each data file as verified (when the manifest lists it): load these, not
+   * `paths`, which a live writer may have replaced since
+   */
+  contents?: Partial<Record<DataFile, Buffer>>;
 }
 
 /**
@@ -68,23 +79,61 @@ export async function commitCheckpoint(
   config: Omit<CheckpointConfig, 'files'>,
   write: (file: DataFile, to: string) => Promise<void>,
 ): Promise<void> {
-  await fs.mkdir(dir, { recursive: true });
+  await makeDir(dir);
   const at = (name: string, suffix = '') => path.join(dir, name + suffix);
   const files: ManifestEntry[] = [];
-  for (const f of DATA_FILES) {
-    const to = at(CHECKPOINT_FILES[f], '.next');
-    await write(f, to);
-    files.push({ file: CHECKPOINT_FILES[f], ...(await digest(to)) });
+  let writing = '';
+  try {
+    for (const f of DATA_FILES) {
+      const to = (writing = at(CHECKPOINT_FILES[f], '.next'));
+      await write(f, to);
+      files.push({ file: CHECKPOINT_FILES[f], ...(await digest(to)) });
+    }
+    writing = at(CHECKPOINT_FILES.config, '.next');
+    await writeFileAtomic(writing, JSON.stringify({ ...config, files }, null, 2) + '\n');
+    writing = dir;
+    await swapIn(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      // The partial file goes (its space with it); the last whole checkpoint stays.
+      if (writing !== dir) await fs.unlink(writing).catch(() => {});
+      throw Object.assign(
+        new Error(
+          `${writing}: no space left on the device (${code}); the last whole checkpoint in ${dir} is kept: free some space and continue the run with --resume`,
+        ),
+        { code },
+      );
+    }
+    throw err;
   }
-  await writeFileAtomic(
-    at(CHECKPOINT_FILES.config, '.next'),
-    JSON.stringify({ ...config, files }, null, 2) + '\n',
-  );
-  await swapIn(dir);
 }
 
-/** Opens the newest whole checkpoint of `dir` (rolling an interrupted commit forward). */
+/**
+ * Opens the newest whole checkpoint of `dir`, changing nothing in it (a commit under way is read
+ * as its `.next` set). Verifications that fail while the folder's files change (a writer's swap)
+ * are tried again, a bounded number of times.
+ */
 export async function openCheckpoint(dir: string): Promise<OpenCheckpoint> {
+  let last: { opened?: OpenCheckpoint; error?: Error } = {};
+  for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+    const before = await folderState(dir);
+    last = await readNewest(dir).then(
+      (opened) => ({ opened }),
+      (error: Error) => ({ error }),
+    );
+    // A set that verified is whole whatever happened since (its bytes are in `contents`).
+    if (last.opened && !last.opened.warning) return last.opened;
+    if ((await folderState(dir)) === before) break;
+    await new Promise((r) => setTimeout(r, 5 * (attempt + 1)));
+  }
+  if (last.opened) return last.opened;
+  throw last.error!;
+}
+
+const READ_ATTEMPTS = 10;
+
+async function readNewest(dir: string): Promise<OpenCheckpoint> {
   const config = path.join(dir, CHECKPOINT_FILES.config);
   if (
     !(await exists(config)) &&
@@ -96,21 +145,58 @@ export async function openCheckpoint(dir: string): Promise<OpenCheckpoint> {
   const problems: string[] = [];
   const current = await verifiedSet(dir, '', problems);
   if (current) return current;
-  // A commit died during its swap: finish it when the new set is whole.
-  if (await verifiedSet(dir, '.next', [])) {
-    await swapIn(dir);
-    const rolled = await verifiedSet(dir, '', problems);
-    if (rolled) return rolled;
-  }
+  // A commit under way, or one that died during its swap: its new set, when whole.
+  const next = await verifiedSet(dir, '.next', []);
+  if (next) return next;
   const previous = await verifiedSet(dir, '.prev', []);
   if (previous) {
     previous.warning =
-      `${dir}: the newest checkpoint is damaged (${problems.join('; ')}); ` +
+      `${dir}: the newest checkpoint is damaged (${problems.join('; ') || `no ${CHECKPOINT_FILES.config}`}); ` +
       `using the previous one (epoch ${previous.config.epochsDone})`;
     return previous;
   }
   throw new Error(`${dir}: no intact checkpoint (${problems.join('; ') || 'no manifest'})`);
 }
+
+// What the checkpoint's files are right now: names, inodes, sizes and times.
+async function folderState(dir: string): Promise<string> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const ours = names.filter((n) => CHECKPOINT_NAMES.some((c) => n.startsWith(c))).sort();
+  const stats = await Promise.all(
+    ours.map((n) =>
+      fs.stat(path.join(dir, n)).then(
+        (s) => `${n}:${s.ino}:${s.size}:${s.mtimeMs}`,
+        () => `${n}:gone`,
+      ),
+    ),
+  );
+  return stats.join('|');
+}
+
+const CHECKPOINT_NAMES: string[] = Object.values(CHECKPOINT_FILES);
+
+/**
+ * For the holder of the run's lock only, before it writes: finishes a commit that died during
+ * its swap (when its new set is whole), and removes the temporary files of writes that died
+ * (`<name>.next.<n>` of write-file-atomic).
+ */
+export async function recoverCheckpoint(dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (TEMP_FILE.test(name)) await fs.unlink(path.join(dir, name)).catch(() => {});
+  }
+  const configNext = path.join(dir, CHECKPOINT_FILES.config + '.next');
+  if (await exists(configNext)) {
+    if (await verifiedSet(dir, '.next', [])) await swapIn(dir);
+  }
+}
+
+// write-file-atomic's temporary names: `<target>.<uint32>`.
+const TEMP_FILE = new RegExp(
+  `^(${[...CHECKPOINT_NAMES, 'report.json', 'report.md', 'report.html']
+    .map((n) => n.replace(/\./g, '\\.'))
+    .join('|')})(\\.next|\\.prev)?\\.\\d+$`,
+);
 
 /** The config of the newest whole checkpoint of `dir`. */
 export async function readCheckpointConfig(dir: string): Promise<CheckpointConfig> {
@@ -156,12 +242,18 @@ async function verifiedSet(
   if (!(await exists(configFile))) return undefined;
   let config: CheckpointConfig;
   try {
+    if ((await fs.lstat(configFile)).isSymbolicLink()) {
+      throw new Error(
+        `${configFile}: is a symbolic link; a checkpoint's config is a file of its own`,
+      );
+    }
     config = parseConfig(await fs.readFile(configFile, 'utf8'), configFile);
   } catch (err) {
     problems.push((err as Error).message);
     return undefined;
   }
   const paths = {} as Record<DataFile, string>;
+  const contents: Partial<Record<DataFile, Buffer>> = {};
   for (const f of DATA_FILES) paths[f] = await pick(CHECKPOINT_FILES[f]);
   // Checkpoints written before manifests existed: taken as they are.
   for (const entry of config.files ?? []) {
@@ -170,11 +262,16 @@ async function verifiedSet(
       problems.push(`${configFile}: unknown file '${entry.file}' in the manifest`);
       return undefined;
     }
-    const actual = await digest(paths[f]).catch(() => undefined);
-    if (!actual) {
+    const bytes = await fs.readFile(paths[f]).catch(() => undefined);
+    if (!bytes) {
       problems.push(`${entry.file} is missing`);
       return undefined;
     }
+    const actual = {
+      bytes: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+    };
+    contents[f] = bytes;
     if (actual.bytes !== entry.bytes || actual.sha256 !== entry.sha256) {
       problems.push(
         actual.bytes !== entry.bytes
@@ -184,15 +281,16 @@ async function verifiedSet(
       return undefined;
     }
   }
-  return { dir, config, paths };
+  return { dir, config, paths, contents };
 }
 
 function parseConfig(text: string, file: string): CheckpointConfig {
   let config: CheckpointConfig;
   try {
     config = JSON.parse(text) as CheckpointConfig;
-  } catch (err) {
-    throw new Error(`${file}: not valid JSON (${(err as Error).message})`);
+  } catch {
+    // never the parser's message: it quotes the file's contents
+    throw new Error(`${file}: not valid JSON`);
   }
   if (config?.format !== 'torchfocal-checkpoint' || !config.options) {
     throw new Error(`${file}: not a torchfocal checkpoint config (format/version missing)`);

@@ -14,7 +14,12 @@ import {
   type PartialEpoch,
 } from '../native';
 import type { Dataset } from '../data/dataset';
-import { decodeSafetensors, readSafetensors, writeSafetensors } from '../io/safetensors';
+import {
+  decodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+  type SafetensorsFile,
+} from '../io/safetensors';
 import { toEvaluation, type Evaluation } from './evaluation';
 import type { ValidationFigures } from './selection';
 import { classCounts } from '../data/dataset';
@@ -299,8 +304,8 @@ export class Trainer {
 
   /** The weights of the checkpoint in `dir` (verified against its manifest). */
   static async readWeights(dir: string): Promise<NativeTensor[]> {
-    const { paths } = await openCheckpoint(dir);
-    return (await readSafetensors(paths.weights)).tensors;
+    const { paths, contents } = await openCheckpoint(dir);
+    return (await readVerified(paths.weights, contents?.weights)).tensors;
   }
 
   /** Evaluates the validation set: its EVAL and the training loss's mean over it. */
@@ -424,7 +429,7 @@ export class Trainer {
     onWarning: (message: string) => void = (m) => process.emitWarning(m, 'TorchfocalWarning'),
   ): Promise<Trainer> {
     const opened = typeof source === 'string' ? await openCheckpoint(source) : source;
-    const { dir, config, paths, warning } = opened;
+    const { dir, config, paths, warning, contents } = opened;
     if (warning) onWarning(warning);
     const trainer = await Trainer.create({
       ...config.options,
@@ -433,16 +438,18 @@ export class Trainer {
       distributed: overrides.distributed,
     });
     try {
-      const weights = await readSafetensors(paths.weights);
+      // the verified bytes: a live writer may have replaced the files since
+      const weights = await readVerified(paths.weights, contents?.weights);
       await call(() => trainer.handle.loadStateDict(weights.tensors));
-      if (await exists(paths.state)) {
-        const state = await readSafetensors(paths.state);
+      if (contents?.state || (await exists(paths.state))) {
+        const state = await readVerified(paths.state, contents?.state);
         await call(() => trainer.handle.loadTrainState(state.tensors));
       }
       trainer.handle.setEpochsDone(config.epochsDone);
       trainer.initFrom = (config as { initFrom?: InitFrom }).initFrom;
       if (config.partialEpoch) trainer.handle.setPartialEpoch(config.partialEpoch);
-      if (await exists(paths.metrics)) trainer.history.push(...(await readHistory(paths.metrics)));
+      if (contents?.metrics || (await exists(paths.metrics)))
+        trainer.history.push(...(await readHistory(paths.metrics, contents?.metrics)));
       // runTraining records the training counts: evaluations of the loaded model carry shots
       const counts = config.data?.trainCounts;
       if (
@@ -473,8 +480,9 @@ function validationFigures(m: ValidationFigures): ValidationFigures {
 }
 
 /** metrics.jsonl back into epoch results. */
-async function readHistory(file: string): Promise<EpochResult[]> {
-  const lines = (await fs.readFile(file, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+async function readHistory(file: string, bytes?: Buffer): Promise<EpochResult[]> {
+  const text = bytes ? bytes.toString('utf8') : await fs.readFile(file, 'utf8');
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
   return lines.map((line, i) => {
     let r: EpochResult & { event?: string };
     try {
@@ -488,6 +496,11 @@ async function readHistory(file: string): Promise<EpochResult[]> {
     delete r.event;
     return r;
   });
+}
+
+/** A safetensors file from the bytes a checkpoint was verified with, else from disk. */
+async function readVerified(file: string, bytes?: Buffer): Promise<SafetensorsFile> {
+  return bytes ? decodeSafetensors(bytes, file) : readSafetensors(file);
 }
 
 function abortError(signal: AbortSignal | undefined): Error {
