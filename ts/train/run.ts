@@ -11,7 +11,8 @@ import {
   type TrainerOptions,
 } from './options';
 import { Trainer, type EpochResult, type InitFrom, type Progress } from './trainer';
-import { openCheckpoint, type OpenCheckpoint } from './checkpoint';
+import { openCheckpoint, recoverCheckpoint, type OpenCheckpoint } from './checkpoint';
+import { acquireRunLock } from './run-lock';
 import { ERROR_CODES, hasErrorCode, invalidArgument } from '../native';
 import { isDirectory } from '../data/dataset';
 import { writeReport, type ReportRun } from '../report/index';
@@ -133,7 +134,27 @@ export function scheduleSpan(
   return scheduled ? (spec.epochs ?? DEFAULT_EPOCHS) : undefined;
 }
 
+/**
+ * Trains one run. Its `out` folder is created (or refused, in one line) before any work and
+ * locked for the run's life: a second writer is refused, readers are never disturbed.
+ */
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
+  const out = spec.out ? path.resolve(spec.out) : undefined;
+  // Ranks other than 0 write nothing (and only read a resumed checkpoint).
+  if (!out || (spec.distributed?.rank ?? 0) !== 0) return runLocked(spec, hooks);
+  const warn = hooks.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
+  const lock = await acquireRunLock(out, warn);
+  try {
+    // Only the lock's holder finishes an interrupted commit and cleans dead writes' files.
+    await recoverCheckpoint(out);
+    await recoverCheckpoint(path.join(out, BEST_DIR));
+    return await runLocked(spec, hooks);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   const out = spec.out ? path.resolve(spec.out) : undefined;
   if (spec.initFrom !== undefined && spec.resume) {
     throw new Error('--init-from starts a run from weights; --resume continues one: give one');
