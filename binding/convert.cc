@@ -114,6 +114,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
     c.distributed.timeout_s = GetNumber(dist, "timeoutSeconds", c.distributed.timeout_s);
     c.distributed.bucket_bytes =
         GetInt(dist, "bucketBytes", c.distributed.bucket_bytes, 1, int64_t{1} << 40);
+    c.distributed.run_description = GetString(dist, "runDescription", "");
   }
   return c;
 }
@@ -242,7 +243,12 @@ std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const 
                                            std::to_string(length) + " bytes, its shape needs " +
                                            std::to_string(static_cast<uint64_t>(needed)));
     }
-    auto t = torch::empty(shape, torch::TensorOptions().dtype(type->type));
+    torch::Tensor t;
+    try {  // on the JS thread: a LibTorch error here must become a JS one, never escape
+      t = torch::empty(shape, torch::TensorOptions().dtype(type->type));
+    } catch (const std::exception& e) {
+      throw Napi::RangeError::New(env, where + ": tensor '" + name + "': " + Describe(e));
+    }
     if (length) std::memcpy(t.data_ptr(), src, length);
     tensors->emplace_back(name, t);
   }

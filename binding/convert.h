@@ -48,6 +48,24 @@ Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r);
 // The message of an exception caught at the boundary, without LibTorch's C++ backtrace.
 std::string Describe(const std::exception& e);
 
+// Runs an N-API method's `body` on the JS thread so that no C++ exception escapes into N-API
+// (where one that is not a Napi::Error aborts the process: "terminate called ..."): a JS error
+// passes through; any other exception becomes Error("<op>: <message>").
+template <typename Body>
+Napi::Value Guarded(const Napi::Env& env, const char* op, Body&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Napi::Error::New(env, std::string(op) + ": out of memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string(op) + ": " + Describe(e));
+  } catch (...) {
+    throw Napi::Error::New(env, std::string(op) + ": unknown native error");
+  }
+}
+
 // The JS error code of the engine's exceptions that callers handle by kind, else nullptr:
 // ERR_TORCHFOCAL_OUT_OF_MEMORY, ERR_TORCHFOCAL_NON_FINITE_LOSS, ERR_TORCHFOCAL_CANCELLED.
 const char* ErrorCode(const std::exception& e);

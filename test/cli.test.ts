@@ -221,7 +221,7 @@ test('bad input: a checkpoint whose weights come from another model', async (t) 
     fs.copyFileSync(path.join(checkpoint, f), path.join(dir, f));
   const mlp = await Trainer.create({
     model: 'mlp',
-    classNames: Array.from({ length: 10 }, String),
+    classNames: Array.from({ length: 10 }, (_, c) => String(c)),
     threads: 1,
   });
   const other = tempDir();

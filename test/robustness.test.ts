@@ -30,7 +30,7 @@ test('fuzz: 1,000 mutated or random inputs per kind, no crash', async (t) => {
   }
   t.deepEqual(
     reports.map((k: { kind: string }) => k.kind),
-    ['idx', 'dataset', 'safetensors', 'image', 'args'],
+    ['idx', 'dataset', 'safetensors', 'image', 'args', 'ops'],
   );
   t.is(r.code, 0, r.stderr);
 });

@@ -224,7 +224,7 @@ test('every zoo network has the parameter names and shapes PyTorch gives the sam
   for (const ref of py) {
     const trainer = await Trainer.create({
       model: ref.name,
-      classNames: Array.from({ length: 10 }, String),
+      classNames: Array.from({ length: 10 }, (_, c) => String(c)),
       threads: 1,
     });
     const state = await trainer.handle.stateDict();

@@ -8,7 +8,7 @@ export interface FocalLossOptions {
   shape: number[];
   /** softmax: N class indices (ignoreIndex allowed); sigmoid: floats in [0, 1], input's shape */
   target: ArrayLike<number> | Int32Array | BigInt64Array | Float32Array | Float64Array;
-  /** softmax: one per class or one for all (may exceed 1); sigmoid: one number, < 0 disables */
+  /** softmax: one per class or one for all, each >= 0 (may exceed 1); sigmoid: one number in [0, 1], < 0 disables */
   alpha?: number | number[];
   /** focusing parameter, any real >= 0 (default 2) */
   gamma?: number;
@@ -50,6 +50,29 @@ export async function focalLoss(o: FocalLossOptions): Promise<FocalLossResult> {
     throw new RangeError(
       `focalLoss: input has ${o.input.length} values but shape [${o.shape}] needs ${count}`,
     );
+  }
+  if (mode === 'softmax') {
+    // C is bounded by the data (C <= values) when there are rows; an empty batch's by 2^24.
+    const [n, c] = o.shape;
+    if (c < 1 || (n === 0 && c > 2 ** 24)) {
+      throw new RangeError(
+        `focalLoss: C (shape[1]) must be >= 1, and at most 2^24 when N is 0, got ${c}`,
+      );
+    }
+  }
+  if (o.alpha !== undefined) {
+    const alpha = typeof o.alpha === 'number' ? [o.alpha] : o.alpha;
+    if (!Array.isArray(alpha) || !alpha.every((a) => typeof a === 'number' && Number.isFinite(a))) {
+      throw new TypeError('focalLoss: alpha must be a finite number or an array of finite numbers');
+    }
+    if (mode === 'softmax') {
+      if (!alpha.every((a) => a >= 0))
+        throw new RangeError(`focalLoss: alpha must hold numbers >= 0, got [${alpha}]`);
+      if (alpha.length !== 1 && alpha.length !== o.shape[1])
+        throw new RangeError(
+          `focalLoss: alpha has ${alpha.length} values, expected 1 or C = ${o.shape[1]}`,
+        );
+    }
   }
   if (o.gamma !== undefined && (!Number.isFinite(o.gamma) || o.gamma < 0)) {
     throw new RangeError(`focalLoss: gamma must be a finite number >= 0, got ${o.gamma}`);

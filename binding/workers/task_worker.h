@@ -56,6 +56,8 @@ class TaskWorker final : public Napi::AsyncWorker {
         deferred_.Resolve(convert_(Env(), result_));
       } catch (const Napi::Error& e) {
         deferred_.Reject(e.Value());
+      } catch (const std::exception& e) {  // a LibTorch call while converting: never escapes
+        deferred_.Reject(Napi::Error::New(Env(), op_ + ": " + Describe(e)).Value());
       }
     } catch (const Napi::Error&) {
     }

@@ -83,6 +83,10 @@ InitReport init_weights(torch::nn::Module& model, const NamedTensors& state, boo
   add_group(problems, dtypes.size() == 1 ? "dtype mismatch" : "dtype mismatches", dtypes);
   add_group(problems, "given twice", twice);
   if (!problems.empty()) throw std::invalid_argument(problems);
+  NamedTensors loading;  // only what is copied: a partial load may skip a tensor of the file
+  for (size_t i = 0; i < copies.size(); ++i)
+    loading.emplace_back(report.loaded[i], copies[i].second);
+  require_finite(loading, "weights are unusable");
   // Everything checked: only now copy, so a bad file never leaves a half-loaded model.
   torch::NoGradGuard no_grad;
   for (auto& [target, given] : copies) target.copy_(given);  // converts the dtype

@@ -39,4 +39,17 @@ void require_all(const TensorSpecs& expected, const std::map<std::string, torch:
   }
 }
 
+void require_finite(const NamedTensors& given, const std::string& where) {
+  for (const auto& [name, tensor] : given) {
+    if (!tensor.defined() || !tensor.is_floating_point() || tensor.numel() == 0) continue;
+    const auto finite = torch::isfinite(tensor);
+    if (finite.all().item<bool>()) continue;
+    const auto nan = torch::isnan(tensor).sum().item<int64_t>();
+    const auto inf = tensor.numel() - finite.sum().item<int64_t>() - nan;
+    throw std::invalid_argument(where + ": tensor '" + name + "' holds non-finite values (" +
+                                std::to_string(nan) + " NaN, " + std::to_string(inf) +
+                                " infinite)");
+  }
+}
+
 }  // namespace torchfocal::train

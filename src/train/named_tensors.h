@@ -32,4 +32,9 @@ std::map<std::string, torch::Tensor> match_tensors(const TensorSpecs& expected,
 void require_all(const TensorSpecs& expected, const std::map<std::string, torch::Tensor>& matched,
                  const std::string& where);
 
+// Throws std::invalid_argument "<where>: tensor '<name>' holds non-finite values (N NaN, M
+// infinite)" for the first floating-point tensor of `given` holding a NaN or an infinity: weights
+// like that predict nothing (every probability NaN), so no loader accepts them.
+void require_finite(const NamedTensors& given, const std::string& where);
+
 }  // namespace torchfocal::train

@@ -750,6 +750,7 @@ void Trainer::load_state_dict(const NamedTensors& state) {
   const std::string where = "checkpoint does not match model '" + config_.model + "'";
   const auto given = match_tensors(expected, state, where);
   require_all(expected, given, where);
+  require_finite(state, "checkpoint weights are unusable");
   // Everything checked: only now copy, so a bad file never leaves a half-loaded model.
   torch::NoGradGuard no_grad;
   for (auto& [name, target] : targets) target.copy_(given.at(name));

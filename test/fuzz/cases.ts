@@ -19,7 +19,7 @@ import { parseSweepConfig } from '../../ts/experiment/sweep';
 import { alphaList, intAtLeast, unitFraction } from '../../ts/cli/parse';
 import { ops, Trainer } from '../../ts/index';
 
-export const KINDS = ['idx', 'dataset', 'safetensors', 'image', 'args'] as const;
+export const KINDS = ['idx', 'dataset', 'safetensors', 'image', 'args', 'ops'] as const;
 export type Kind = (typeof KINDS)[number];
 export type Outcome = 'accepted' | 'refused';
 
@@ -200,6 +200,8 @@ export async function runCase(kind: Kind, rng: Rng): Promise<Outcome> {
     }
     case 'args':
       return argsCase(rng);
+    case 'ops':
+      return opsCase(rng);
   }
 }
 
@@ -345,5 +347,134 @@ async function argsCase(rng: Rng): Promise<Outcome> {
     }
     default:
       return settle(() => parseSweepConfig(randomValue(rng)));
+  }
+}
+
+// ---- The API's typed-array and shape arguments (issue 16) -----------------------------------------
+// ops.focalLoss and the native calls behind it and behind Trainer.predict, called with random
+// typed arrays, shapes (huge, zero, negative, non-integer), targets, alpha and gamma; half the
+// calls skip the TS checks, so that the addon's own checks are what stands between them and LibTorch.
+
+const DIMS = [
+  0,
+  0,
+  1,
+  2,
+  3,
+  7,
+  -1,
+  1.5,
+  NaN,
+  Infinity,
+  2 ** 31,
+  2 ** 32,
+  2 ** 33,
+  2 ** 53,
+  1e9,
+  1e300,
+];
+const SCALARS = [0, 0.5, 1, 100, -1, -0.5, NaN, Infinity, -Infinity, 1e300, 2 ** 33];
+
+function typedArray(rng: Rng, length: number): unknown {
+  const fill = (i: number) => (int(rng, 0, 7) === 0 ? pick(rng, SCALARS) : int(rng, -9, 9) + i * 0);
+  switch (int(rng, 0, 7)) {
+    case 0:
+      return Float64Array.from({ length }, (_, i) => fill(i));
+    case 1:
+      return Int32Array.from({ length }, () => int(rng, -3, 12));
+    case 2:
+      return BigInt64Array.from({ length }, () => BigInt(int(rng, -3, 12)));
+    case 3:
+      return new Uint8Array(length);
+    case 4:
+      return Array.from({ length }, () => int(rng, -3, 12));
+    case 5:
+      return pick(rng, [undefined, null, 3, 'x', {}]);
+    default:
+      return Float32Array.from({ length }, (_, i) => fill(i));
+  }
+}
+
+let opsTrainer: Promise<InstanceType<ReturnType<typeof native>['NativeTrainer']>> | undefined;
+function predictTrainer() {
+  opsTrainer ??= (async () => {
+    const t = new (native().NativeTrainer)({ model: 'mlp', numClasses: 3, threads: 1 } as never);
+    await t.init();
+    return t;
+  })();
+  return opsTrainer;
+}
+
+async function opsCase(rng: Rng): Promise<Outcome> {
+  // A valid call (softmax or sigmoid) with up to three of its arguments replaced by hostile ones.
+  const sigmoid = int(rng, 0, 3) === 0;
+  const rows = int(rng, 0, 6);
+  const classes = int(rng, 1, 6);
+  const length = rows * classes;
+  const logits = Array.from({ length }, () => int(rng, -50, 50) / 7);
+  const options: Record<string, unknown> = {
+    input: (int(rng, 0, 1) ? Float32Array.from(logits) : Float64Array.from(logits)) as unknown,
+    shape: [rows, classes],
+    target: sigmoid
+      ? Float32Array.from({ length }, () => int(rng, 0, 1))
+      : Int32Array.from({ length: rows }, () => int(rng, 0, classes - 1)),
+    alpha: sigmoid
+      ? 0.25
+      : pick(rng, [undefined, 0.5, Array.from({ length: classes }, () => int(rng, 0, 100))]),
+    gamma: 2,
+    mode: sigmoid ? 'sigmoid' : 'softmax',
+    reduction: pick(rng, ['mean', 'sum', 'none']),
+  };
+  for (let k = int(rng, 0, 3); k > 0; k--) {
+    switch (int(rng, 0, 7)) {
+      case 0:
+        options.input = typedArray(rng, int(rng, 0, 1) ? 0 : int(rng, 1, 48));
+        break;
+      case 1: // shapes that describe no data or far more than is given
+        options.shape = pick(rng, [
+          [0, pick(rng, DIMS)],
+          [pick(rng, DIMS), 0],
+          [pick(rng, DIMS), pick(rng, DIMS)],
+          Array.from({ length: int(rng, 0, 4) }, () => pick(rng, DIMS)),
+          [length],
+        ]);
+        break;
+      case 2:
+        options.target = typedArray(rng, pick(rng, [rows, length, int(rng, 0, 8)]));
+        break;
+      case 3:
+        options.alpha = pick(rng, [
+          pick(rng, SCALARS),
+          Array.from({ length: int(rng, 0, 8) }, () => pick(rng, SCALARS)),
+          'x',
+        ]);
+        break;
+      case 4:
+        options.gamma = pick(rng, SCALARS);
+        break;
+      case 5:
+        options.ignoreIndex = pick(rng, [-100, 0, classes, 2 ** 40, NaN]);
+        break;
+      case 6:
+        options.labelSmoothing = pick(rng, [0.1, -1, 1, NaN]);
+        break;
+      default:
+        options.withLogits = false;
+    }
+  }
+  switch (int(rng, 0, 4)) {
+    case 0:
+    case 1:
+      return settle(() => ops.focalLoss(options as never));
+    case 2:
+    case 3:
+      return settle(() => native().focalLoss(options as never));
+    default: {
+      // Trainer.predict's native call: an image stack and its claimed count × height × width
+      const images = int(rng, 0, 4) ? new Uint8Array(int(rng, 0, 48)) : typedArray(rng, length);
+      const dims = () => (int(rng, 0, 2) ? int(rng, 1, 8) : pick(rng, DIMS));
+      const t = await predictTrainer();
+      return settle(() => t.predict(images as never, dims(), dims(), dims()));
+    }
   }
 }

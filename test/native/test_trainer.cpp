@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include "src/train/trainer.h"
@@ -342,4 +343,34 @@ TEST(Trainer, BatchSizeChangeKeepsTheInterruptedEpochsSample) {
   t.set_batch_sizes(16, 100);
   EXPECT_EQ(t.partial_epoch().step, samples / 16);
   EXPECT_EQ(t.train_epoch({}, nullptr, false).steps, 16);
+}
+
+// Issue 16: a checkpoint whose weights are NaN or infinite is refused at load, naming the tensor,
+// and the model is left as it was.
+TEST(Trainer, RefusesNonFiniteWeights) {
+  tf::train::Trainer a(mlp_config()), b(mlp_config());
+  const auto state = a.state_dict();
+  for (const double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    auto poisoned = state;
+    poisoned[2].second = poisoned[2].second.clone();
+    poisoned[2].second.view(-1)[0] = bad;
+    try {
+      b.load_state_dict(poisoned);
+      FAIL() << "expected an error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + state[2].first + "'"), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
+    }
+    try {
+      b.load_weights(poisoned, false);
+      FAIL() << "expected an error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + state[2].first + "'"), std::string::npos)
+          << e.what();
+    }
+  }
+  auto after = b.state_dict();
+  for (size_t i = 0; i < state.size(); ++i)
+    EXPECT_TRUE(torch::equal(state[i].second, after[i].second));
 }

@@ -47,6 +47,8 @@ export interface DistributedOptions {
    * backward has produced it (DDP's bucket_cap_mb; default 25 MiB)
    */
   bucketBytes?: number;
+  /** run-level values every rank must share (`epochs=5\n`), checked at start with the rest */
+  runDescription?: string;
 }
 
 export interface TrainerOptions {
@@ -173,6 +175,14 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (!Array.isArray(o.classNames) || o.classNames.length < 2) {
     throw invalidArgument('classNames: at least two classes are needed');
   }
+  const badName = o.classNames.findIndex((n) => typeof n !== 'string' || n === '');
+  if (badName >= 0) {
+    throw invalidArgument(
+      `classNames[${badName}]: expected a non-empty string, got ${describe(o.classNames[badName])}`,
+    );
+  }
+  const twice = o.classNames.find((n, i) => o.classNames.indexOf(n) !== i);
+  if (twice !== undefined) throw invalidArgument(`classNames: '${twice}' is given twice`);
   const optimizer = o.optimizer ?? (model === 'mlp' ? 'sgd' : 'adam');
   if (!OPTIMIZERS.includes(optimizer)) {
     throw invalidArgument(
@@ -259,6 +269,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   if (typeof resolved.syncBn !== 'boolean') {
     throw invalidArgument(`syncBn: expected true or false, got ${describe(resolved.syncBn)}`);
   }
+  if (resolved.syncBn && !resolved.distributed) {
+    throw invalidArgument(
+      'syncBn: synchronises batch norm across ranks: it needs --nproc N (distributed)',
+    );
+  }
   if (resolved.onNan !== 'stop' && resolved.onNan !== 'skip') {
     throw invalidArgument(`onNan: expected 'stop' or 'skip', got '${String(resolved.onNan)}'`);
   }
@@ -337,6 +352,10 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
   }
   if (!Number.isFinite(resolved.lr) || resolved.lr <= 0) {
     throw invalidArgument(`lr: expected a number > 0, got ${describe(resolved.lr)}`);
+  }
+  // The engine computes in float32: a rate outside this under- or overflows it or the step.
+  if (resolved.lr < 1e-30 || resolved.lr > 1e15) {
+    throw invalidArgument(`lr: expected a number in [1e-30, 1e15], got ${describe(resolved.lr)}`);
   }
   checkOptimizer(resolved);
   if (!Number.isFinite(resolved.gamma) || resolved.gamma < 0) {

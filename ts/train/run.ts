@@ -1,4 +1,5 @@
 // One training run from a plain description: data, imbalance, trainer, epochs, checkpoints.
+import os from 'node:os';
 import path from 'node:path';
 import { loadDataset, imbalance, classCounts, type LoadProgress } from '../data/index';
 import type { DataSplit, Dataset } from '../data/dataset';
@@ -200,6 +201,12 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   // Image folders leave unreadable files out; the count goes into the checkpoint and report.
   const skipped = [...(split.train.skipped ?? []), ...(split.test.skipped ?? [])];
   const warn = hooks.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
+  // More threads than cores only oversubscribe them (1000 on 2 cores: an epoch 80× slower).
+  const cores = os.availableParallelism();
+  if (typeof spec.threads === 'number' && spec.threads > cores) {
+    warn(`--threads ${spec.threads}: this machine has ${cores} cores; using ${cores}`);
+    spec = { ...spec, threads: cores };
+  }
   if (skipped.length > 0) {
     warn(skippedSummary(datasetName, skipped, out && path.join(out, 'report.json')));
   }
@@ -506,7 +513,7 @@ function checkResumeSpec(spec: RunSpec, resumed: Awaited<ReturnType<typeof resum
   const stored = resumed.config.options as unknown as Record<string, unknown>;
   const asked = resolveOptions({
     ...resumed.config.options,
-    distributed: undefined,
+    distributed: spec.distributed ?? undefined, // syncBn needs it
     ...Object.fromEntries(given.filter(([key]) => !(RUN_KEYS as readonly string[]).includes(key))),
   }) as unknown as Record<string, unknown>;
   const was: Record<string, unknown> = {

@@ -331,6 +331,12 @@ export class Trainer {
     for (let i = 0; i < count; i++) {
       const p = Array.from(probs.subarray(i * c, (i + 1) * c));
       const best = p.indexOf(Math.max(...p));
+      // NaN probabilities (weights gone non-finite) have no most probable class: never print one.
+      if (best < 0 || !p.every(Number.isFinite)) {
+        throw new Error(
+          `predict: image ${i} has non-finite class probabilities (the model's weights are not finite)`,
+        );
+      }
       const names = this.options.classNames;
       out.push({
         class: best,
