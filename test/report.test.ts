@@ -362,7 +362,7 @@ test('writeReport writes json, md, html and png, and nothing else', async (t) =>
     'focus row in bold',
   );
   t.true(
-    md.includes('| ship & \\<boat> | 40 | 500 / 0 / 0 | 0.975 | 0.000 | 0.125 |'),
+    md.includes('| ship &amp; &lt;boat&gt; | 40 | 500 / 0 / 0 | 0.975 | 0.000 | 0.125 |'),
     'escaped class name',
   );
   t.true(md.includes('- Focal loss raised the recall of cat from 0.000 to 0.750.'));

@@ -15,6 +15,7 @@ export interface NativeTrainerOptions {
     masterPort: number;
     timeoutSeconds: number;
     bucketBytes?: number;
+    runDescription?: string;
   };
   widthDivisor?: number;
   batchSize?: number;

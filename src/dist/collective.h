@@ -22,6 +22,9 @@ struct DistributedConfig {
   // Gradients are summed in buckets of about this size, each as soon as backward has produced
   // it (DDP's bucket_cap_mb, 25 MB by default).
   int64_t bucket_bytes = 25 << 20;
+  // What the caller's run adds to the configuration every rank must share ("epochs=5\n"): the
+  // start-up check compares it with the rest.
+  std::string run_description;
   bool enabled() const { return master_port > 0; }
 };
 

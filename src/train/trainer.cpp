@@ -67,7 +67,8 @@ std::string describe(const TrainConfig& c) {
       << "\ntau=" << c.loss.tau << "\ndrw=" << c.loss.drw_epoch << "\nseed=" << c.seed
       << "\nsampler=" << c.sampler << "\namp=" << c.amp << "\non_nan=" << c.on_nan
       << "\nworld_size=" << c.distributed.world_size << "\nsync_bn=" << c.sync_bn
-      << "\nbucket_bytes=" << c.distributed.bucket_bytes << "\n";
+      << "\nbucket_bytes=" << c.distributed.bucket_bytes << "\n"
+      << c.distributed.run_description;
   return out.str();
 }
 
@@ -156,6 +157,16 @@ Trainer::Trainer(TrainConfig config)
     model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
   }
   model_->to(device_);
+  // Before the gradients are made views of one buffer: each view takes its parameter's strides
+  // (channels-last conv weights), the layout autograd expects of a gradient.
+  channels_last_ = config_.memory_format == "channels-last" ||
+                   (config_.memory_format == "auto" && device_.is_cpu());
+  if (channels_last_) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
   if (config_.distributed.enabled()) {
     collective_ = std::make_unique<dist::Collective>(config_.distributed, device_);
     check_same_on_all_ranks("configuration", describe(config_));
@@ -181,14 +192,6 @@ Trainer::Trainer(TrainConfig config)
     }
   }
   rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
-  channels_last_ = config_.memory_format == "channels-last" ||
-                   (config_.memory_format == "auto" && device_.is_cpu());
-  if (channels_last_) {
-    torch::NoGradGuard no_grad;
-    for (auto& p : model_->parameters()) {
-      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-    }
-  }
   optimizer_ = make_optimizer(
       {config_.optimizer, config_.lr, config_.momentum, config_.nesterov, config_.weight_decay},
       model_->parameters());

@@ -5,7 +5,16 @@ import { runStarve, type StarveRow } from '../experiment/starve';
 import { loadSweepConfig, runSweep, type MeanStd, type SweepGroup } from '../experiment/sweep';
 import { addTrainingOptions, defaultRunDir, type TrainingFlags } from './train';
 import { intAtLeast, unitFraction } from './parse';
-import { EpochProgress, epochEvent, epochLine, printJson, round } from './output';
+import {
+  EpochProgress,
+  epochEvent,
+  epochLine,
+  ExitError,
+  invokedAs,
+  printJson,
+  round,
+} from './output';
+import { ExperimentInterrupted } from '../experiment/interrupted';
 
 interface StarveFlags extends TrainingFlags {
   class: number;
@@ -13,11 +22,13 @@ interface StarveFlags extends TrainingFlags {
   ablation?: boolean;
   losses?: string[];
   out?: string;
+  resume?: boolean;
 }
 
 interface SweepFlags {
   config?: string;
   out?: string;
+  resume?: boolean;
   json?: boolean;
   threads?: number;
   device?: string;
@@ -37,6 +48,7 @@ export function experimentCommand(): Command {
     )
     .option('--device <name>', 'auto, cpu or cuda for every run, over the config')
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)')
+    .option(RESUME_FLAG, RESUME_HELP)
     .action(sweepAction);
   const starve = new Command('starve').description(
     'starve one class, then train balanced-ce, imbalanced-ce and imbalanced-focal',
@@ -55,25 +67,30 @@ export function experimentCommand(): Command {
           .filter(Boolean),
     )
     .option('--out <dir>', 'checkpoints in DIR/<run>, report in DIR (default runs/starve-<time>)')
+    .option(RESUME_FLAG, RESUME_HELP)
     .action(async (flags: StarveFlags) => {
       const progress = new EpochProgress();
+      if (flags.resume && !flags.out) throw new Error('--resume needs --out DIR: the experiment');
       const out = flags.out ?? defaultRunDir('starve', flags.model);
       const { json, class: starvedClass, ...options } = flags; // json, class: the CLI's words
       void json;
-      const { rows, findings, report } = await runStarve(
-        { ...options, out, starvedClass },
-        {
-          onProgress: progress.update,
-          onRunStart: (name) => {
-            if (!flags.json) console.log(`== ${name}`);
+      const { rows, findings, report } = await interruptible(out, flags.json, (signal) =>
+        runStarve(
+          { ...options, out, starvedClass },
+          {
+            signal,
+            onProgress: progress.update,
+            onRunStart: (name) => {
+              if (!flags.json) console.log(`== ${name}`);
+            },
+            onEpoch: (name, r) => {
+              progress.stop();
+              if (flags.json)
+                printJson({ ...epochEvent(r, flags.evalEvery !== undefined), run: name });
+              else console.log(epochLine(r));
+            },
           },
-          onEpoch: (name, r) => {
-            progress.stop();
-            if (flags.json)
-              printJson({ ...epochEvent(r, flags.evalEvery !== undefined), run: name });
-            else console.log(epochLine(r));
-          },
-        },
+        ),
       );
       if (flags.json) {
         printJson({
@@ -104,36 +121,102 @@ async function sweepAction(flags: SweepFlags): Promise<void> {
   const config = await loadSweepConfig(flags.config);
   if (flags.threads !== undefined) config.threads = flags.threads;
   if (flags.device !== undefined) config.device = flags.device;
+  if (flags.resume && !flags.out) throw new Error('--resume needs --out DIR: the sweep');
   const out = flags.out ?? defaultRunDir('sweep', config.models.join('+'));
   const progress = new EpochProgress();
-  const { groups } = await runSweep(config, {
-    out,
-    onProgress: (_, p) => progress.update(p),
-    onRunStart: (run, total) => {
-      if (!flags.json) console.log(`== [${run.index + 1}/${total}] ${run.name}`);
-    },
-    onEpoch: (run, r) => {
-      progress.stop();
-      if (flags.json) {
-        printJson({
-          ...epochEvent(r, config.evalEvery !== undefined),
-          run: run.name,
-          group: run.group,
-          seed: run.seed,
-        });
-      } else console.log(epochLine(r));
-    },
-    onRun: (row) => {
-      if (!flags.json) return;
-      const { history, trainCounts, index, dir, ...rest } = row;
-      void [trainCounts, index, dir];
-      printJson({ event: 'run', ...rest, epochs: history.length });
-    },
-  });
+  const { groups } = await interruptible(out, flags.json, (signal) =>
+    runSweep(config, {
+      out,
+      signal,
+      resume: flags.resume,
+      onProgress: (_, p) => progress.update(p),
+      onRunStart: (run, total) => {
+        if (!flags.json) console.log(`== [${run.index + 1}/${total}] ${run.name}`);
+      },
+      onEpoch: (run, r) => {
+        progress.stop();
+        if (flags.json) {
+          printJson({
+            ...epochEvent(r, config.evalEvery !== undefined),
+            run: run.name,
+            group: run.group,
+            seed: run.seed,
+          });
+        } else console.log(epochLine(r));
+      },
+      onRun: (row) => {
+        if (!flags.json) return;
+        const { history, trainCounts, index, dir, ...rest } = row;
+        void [trainCounts, index, dir];
+        printJson({ event: 'run', ...rest, epochs: history.length });
+      },
+    }),
+  );
   if (flags.json) printJson({ event: 'done', report: out, groups });
   else {
     console.log(sweepTable(groups));
     console.error(`report written to ${out}`);
+  }
+}
+
+const RESUME_FLAG = '--resume';
+const RESUME_HELP =
+  'continue an interrupted experiment in --out: finished runs are kept, the interrupted one resumes, the rest run';
+
+/**
+ * Runs an experiment under Ctrl-C / SIGTERM: the running run stops at its next step and
+ * checkpoints it; the runs that finished are reported; exit 130 (SIGINT) or 143 (SIGTERM) with
+ * the command that continues.
+ */
+async function interruptible<T>(
+  out: string,
+  json: boolean | undefined,
+  run: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const interrupt = new AbortController();
+  let code = 130;
+  const stop = (sig: NodeJS.Signals) => {
+    if (!interrupt.signal.aborted) code = sig === 'SIGTERM' ? 143 : 130;
+    interrupt.abort();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    return await run(interrupt.signal);
+  } catch (err) {
+    if (!(err instanceof ExperimentInterrupted)) {
+      // stopped while the shared dataset loaded: no run had started
+      if (interrupt.signal.aborted && (err as Error).name === 'AbortError') {
+        throw new ExitError('interrupted while loading the data: no run was started', code);
+      }
+      throw err;
+    }
+    const { finished, interrupted, checkpoint, report, pending } = err;
+    if (json) {
+      printJson({ event: 'interrupted', finished, interrupted, checkpoint, report, pending });
+    }
+    const done =
+      finished.length > 0
+        ? `${finished.length} run(s) finished (${finished.join(', ')})${report ? `, reported in ${report}` : ''}`
+        : 'no run finished';
+    const stopped = interrupted
+      ? checkpoint
+        ? `; ${interrupted} was stopped, ${checkpoint} holds it up to its last finished step`
+        : `; ${interrupted} was stopped before its first checkpoint`
+      : '';
+    const args = process.argv.slice(process.argv.indexOf('experiment'));
+    const more = [
+      ...(args.includes(RESUME_FLAG) ? [] : [RESUME_FLAG]),
+      ...(args.includes('--out') || args.some((a) => a.startsWith('--out=')) ? [] : ['--out', out]),
+    ];
+    const resume =
+      finished.length > 0 || checkpoint
+        ? `; continue with ${invokedAs()} ${[...args, ...more].join(' ')}`
+        : '; nothing was kept';
+    throw new ExitError(`interrupted: ${done}${stopped}${resume}`, code);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   }
 }
 

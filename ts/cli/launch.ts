@@ -89,12 +89,16 @@ export async function launch(
     child.stderr?.on('data', (d) => (entry.stderr += d));
     children.push(entry);
   }
-  // Ctrl-C reaches every rank through the terminal; a SIGTERM (a scheduler's) is passed on. The
-  // ranks then stop together at one step and rank 0 checkpoints it.
-  const ignore = () => {};
-  const forward = () =>
+  // Ctrl-C reaches every rank through the terminal, but a SIGINT sent to this pid alone (`timeout
+  // -s INT`, a scheduler) does not: both signals are passed on as SIGTERM (a rank that already
+  // has the terminal's SIGINT stops once). The ranks stop together at one step, rank 0
+  // checkpoints it, and this process exits as its own signal says (130 SIGINT, 143 SIGTERM).
+  let signalled: number | undefined;
+  const forward = (sig: NodeJS.Signals) => {
+    signalled ??= sig === 'SIGTERM' ? 143 : 130;
     children.forEach((c) => c.child.exitCode === null && c.child.kill('SIGTERM'));
-  process.on('SIGINT', ignore);
+  };
+  process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
   try {
     const exits = children.map(
@@ -120,9 +124,9 @@ export async function launch(
         deadline.unref();
       }
     }
-    if (failure?.code === 130) {
+    if (failure?.code === 130 || failure?.code === 143) {
       // rank 0 has printed how to resume; nothing to add
-      throw new ExitError('interrupted', 130);
+      throw new ExitError('interrupted', signalled ?? failure.code);
     }
     if (failure) {
       const own = children.find((c) => c.rank === failure!.rank)!;
@@ -140,7 +144,7 @@ export async function launch(
       );
     }
   } finally {
-    process.off('SIGINT', ignore);
+    process.off('SIGINT', forward);
     process.off('SIGTERM', forward);
   }
 }

@@ -368,7 +368,11 @@ export function trainCommand(): Command {
       const progress = new EpochProgress();
       // Ctrl-C / SIGTERM: stop at the next step and checkpoint there (runTraining does).
       const interrupt = new AbortController();
-      const stop = () => interrupt.abort();
+      let code = 130; // 130 for SIGINT, 143 for SIGTERM, as a shell reports them
+      const stop = (sig: NodeJS.Signals) => {
+        if (!interrupt.signal.aborted) code = sig === 'SIGTERM' ? 143 : 130;
+        interrupt.abort();
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       let result;
@@ -414,17 +418,32 @@ export function trainCommand(): Command {
         }
         // Our Ctrl-C, or (distributed) another rank's: both leave a checkpoint at that step.
         if (!interrupt.signal.aborted && (err as Error).name !== 'AbortError') throw err;
-        if ((err as { stage?: string }).stage === 'loading') {
+        const { stage, epochsDone } = err as { stage?: string; epochsDone?: number };
+        if (stage === 'loading') {
           const kept = flags.resume ? `; ${spec.out} is as it was` : '';
           throw new ExitError(
             `interrupted while loading the data: nothing was written${kept}`,
-            130,
+            code,
           );
         }
-        throw new ExitError(`interrupted; ${resume('')}`, 130);
+        if (stage === 'finished') {
+          throw new ExitError(
+            `interrupted during the final evaluation: ${spec.out} holds all ${epochsDone} epochs ` +
+              `(epoch ${epochsDone! - 1} finished and checkpointed) but no report; evaluate it with ` +
+              `${invokedAs()} eval --checkpoint ${spec.out}, or train on with ${invokedAs()} train ` +
+              `--out ${spec.out} --resume --epochs ${epochsDone! + 1}` +
+              `${distributed && ranks ? ` --nproc ${ranks}` : ''}`,
+            code,
+          );
+        }
+        throw new ExitError(`interrupted; ${resume('')}`, code);
       } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
+        // A rank stopped by another's interruption still gets the launcher's SIGTERM: it must
+        // not die of it on the way out (the launcher would report a killed rank).
+        if (!distributed) {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+        }
       }
       if (quiet) return;
       if (flags.json) {

@@ -1,16 +1,18 @@
 // The original experiment: one class starved, trained several ways, judged on that class.
 import path from 'node:path';
-import { loadDataset } from '../data/index';
+import { classCounts, imbalanceCounts, loadDataset } from '../data/index';
 import {
   reportRun,
-  runTraining,
-  summarizeRun,
+  scheduleSpan,
+  trainerOptions,
   type RunHooks,
   type RunSpec,
   type RunSummary,
 } from '../train/run';
 import type { EpochResult } from '../train/trainer';
 import { writeReport, type Report } from '../report/index';
+import { resolveOptions } from '../train/options';
+import { ExperimentInterrupted, experimentRun, holdsCheckpoint, isAbort } from './interrupted';
 
 export interface StarveOptions extends Omit<
   RunSpec,
@@ -29,6 +31,11 @@ export interface StarveOptions extends Omit<
   losses?: string[];
   /** each run's checkpoint goes to OUT/<run name>; the report to OUT */
   out?: string;
+  /**
+   * continue an interrupted experiment in `out`: finished runs are taken from their folders,
+   * the interrupted one resumes from its checkpoint, the others run
+   */
+  resume?: boolean;
 }
 
 export interface StarveRow extends RunSummary {
@@ -114,7 +121,7 @@ export async function runStarve(
   } = {},
 ): Promise<StarveResult> {
   const datasetName = o.dataset ?? 'mnist';
-  const data = await loadDataset(datasetName);
+  const data = await loadDataset(datasetName, { signal: hooks.signal });
   const classNames = data.train.classNames;
   const c = o.starvedClass ?? 6;
   if (!Number.isSafeInteger(c) || c < 0 || c >= classNames.length) {
@@ -122,27 +129,37 @@ export async function runStarve(
       `--class: ${c} is out of range (the dataset has ${classNames.length} classes: 0..${classNames.length - 1})`,
     );
   }
-  const { starvedClass, keep, ablation, losses, ...base } = o;
+  const { starvedClass, keep, ablation, losses, resume, ...base } = o;
   void [starvedClass, keep, ablation, losses];
-  const rows: StarveRow[] = [];
-  for (const v of starveVariants(o, classNames.length)) {
-    hooks.onRunStart?.(v.name);
-    const result = await runTraining(
-      // an experiment's folder is the experiment's: a re-run replaces its runs
-      { ...base, ...v.spec, out: o.out ? path.join(o.out, v.name) : undefined, overwrite: true },
-      { ...hooks, data, onEpoch: (r) => hooks.onEpoch?.(v.name, r) },
-    );
-    rows.push({
-      name: v.name,
-      loss: v.spec.loss ?? 'ce',
-      classAcc: result.eval.perClass[c].recall,
-      ...summarizeRun(result),
-    });
+  if (resume && !o.out) throw new Error('--resume needs --out DIR: the experiment to continue');
+  const variants = starveVariants(o, classNames.length);
+  // Every run is checked before the first starts: its options, and its cut against the data.
+  const counts = classCounts(data.train);
+  for (const v of variants) {
+    const spec = { ...base, ...v.spec };
+    try {
+      resolveOptions({
+        ...trainerOptions(spec),
+        scheduleEpochs: scheduleSpan(spec),
+        classNames,
+      });
+      if (v.spec.imbalance) {
+        const kept = imbalanceCounts(v.spec.imbalance, counts, classNames);
+        const empty = kept.findIndex((k, i) => k === 0 && counts[i] > 0);
+        if (empty >= 0) {
+          throw new Error(
+            `--keep ${o.keep ?? 0.01} leaves class ${classNames[empty]} no training image (of ${counts[empty]})`,
+          );
+        }
+      }
+    } catch (err) {
+      throw Object.assign(new Error(`run ${v.name}: ${(err as Error).message}`), {
+        code: (err as { code?: string }).code,
+      });
+    }
   }
-  const finding = ablationFinding(rows, classNames[c]);
-  const findings = finding ? [finding] : [];
-  let report: string | undefined;
-  if (o.out) {
+  const rows: StarveRow[] = [];
+  const report = async (doneRows: StarveRow[], findings: string[]) => {
     const doc: Report = {
       title: `Class ${classNames[c]} starved to ${(o.keep ?? 0.01) * 100}% — ${o.model ?? 'lenet'} on ${datasetName}`,
       kind: 'experiment',
@@ -150,10 +167,51 @@ export async function runStarve(
       dataset: datasetName,
       classNames,
       focusClass: c,
-      runs: rows.map((r) => reportRun(r.name, r, o.seed ?? 0)),
+      runs: doneRows.map((r) => reportRun(r.name, r, o.seed ?? 0)),
       findings,
     };
-    report = (await writeReport(path.resolve(o.out), doc)).html;
+    return (await writeReport(path.resolve(o.out!), doc)).html;
+  };
+  for (const [i, v] of variants.entries()) {
+    const dir = o.out ? path.join(o.out, v.name) : undefined;
+    const row = (s: RunSummary): StarveRow => ({
+      name: v.name,
+      loss: v.spec.loss ?? 'ce',
+      classAcc: s.eval.perClass[c].recall,
+      ...s,
+    });
+    try {
+      const summary = await experimentRun(
+        { ...base, ...v.spec },
+        dir,
+        resume === true,
+        { ...hooks, data, onEpoch: (r) => hooks.onEpoch?.(v.name, r) },
+        () => hooks.onRunStart?.(v.name),
+      );
+      rows.push(row(summary));
+    } catch (err) {
+      if (!isAbort(err)) throw err;
+      const stage = (err as { stage?: string }).stage;
+      const started = stage !== 'loading' && stage !== 'not-started';
+      const kept = started && (await holdsCheckpoint(dir)) ? path.resolve(dir!) : undefined;
+      const partial =
+        o.out && rows.length > 0
+          ? await report(rows, [
+              `Interrupted: ${rows.length} of ${variants.length} runs finished; ${v.name} was stopped.`,
+            ])
+          : undefined;
+      throw new ExperimentInterrupted(
+        rows.map((r) => r.name),
+        stage === 'not-started' ? undefined : v.name,
+        kept,
+        partial,
+        variants.length - i - (stage === 'not-started' ? 0 : 1),
+        err,
+      );
+    }
   }
-  return { rows, findings, report };
+  const finding = ablationFinding(rows, classNames[c]);
+  const findings = finding ? [finding] : [];
+  const written = o.out ? await report(rows, findings) : undefined;
+  return { rows, findings, report: written };
 }

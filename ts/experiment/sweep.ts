@@ -7,9 +7,7 @@ import { classCounts, imbalanceCounts, loadDataset } from '../data/index';
 import type { DataSplit } from '../data/dataset';
 import {
   reportRun,
-  runTraining,
   scheduleSpan,
-  summarizeRun,
   trainerOptions,
   type RunSpec,
   type RunSummary,
@@ -20,6 +18,7 @@ import type { EpochResult, Progress } from '../train/trainer';
 import { classLabels } from '../report/charts';
 import { writeReport, type Report, type ReportGroup, type ReportPaths } from '../report/index';
 import { native } from '../native';
+import { ExperimentInterrupted, experimentRun, holdsCheckpoint, isAbort } from './interrupted';
 
 /** Loss options a loss entry may set (the rest of a run's options are shared by the sweep). */
 type LossKey = 'alpha' | 'alphaNormalize' | 'gamma' | 'labelSmoothing' | 'beta' | 'tau' | 'drw';
@@ -137,6 +136,11 @@ export interface SweepHooks {
   onEpoch?: (run: SweepRun, result: EpochResult) => void;
   onProgress?: (run: SweepRun, progress: Progress) => void;
   signal?: AbortSignal;
+  /**
+   * continue an interrupted sweep in `out`: finished runs are taken from their folders, the
+   * interrupted one resumes from its checkpoint, the others run
+   */
+  resume?: boolean;
 }
 
 /** The imbalance entry that means "train on the whole set". */
@@ -267,6 +271,12 @@ function parseLoss(v: unknown, at: string, known: string[]): SweepLoss & { name:
       if (x !== null) checkKind(`${at}.drw`, x, 'int>=0');
     } else {
       checkKind(`${at}.${key}`, x, kind);
+    }
+  }
+  for (const key of ['loss', 'name'] as const) {
+    const text = entry[key];
+    if (typeof text === 'string' && /[\u0000-\u001f\u007f]/.test(text)) {
+      throw new Error(`${at}.${key}: ${show(text)} holds a control character`);
     }
   }
   const loss = entry.loss as string;
@@ -507,7 +517,7 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
   const c = parseSweepConfig(config);
   const runs = sweepRuns(c);
   const datasetName = c.dataset ?? 'mnist';
-  const data = hooks.data ?? (await loadDataset(datasetName));
+  const data = hooks.data ?? (await loadDataset(datasetName, { signal: hooks.signal }));
   const classNames = data.train.classNames;
   const counts = classCounts(data.train);
   c.imbalance.forEach((spec, i) => {
@@ -539,35 +549,72 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
   }
   const rows: SweepRow[] = [];
   for (const run of runs) {
-    hooks.signal?.throwIfAborted();
-    hooks.onRunStart?.(run, runs.length);
-    const result = await runTraining(
-      // a sweep's folder is the sweep's: a re-run replaces its runs
-      {
-        ...run.spec,
-        dataset: datasetName,
-        out: out ? path.join(out, run.dir) : undefined,
-        overwrite: true,
-      },
-      {
-        data,
-        signal: hooks.signal,
-        onEpoch: (r) => hooks.onEpoch?.(run, r),
-        onProgress: (p) => hooks.onProgress?.(run, p),
-      },
-    );
+    const dir = out ? path.join(out, run.dir) : undefined;
+    let summary: RunSummary;
+    try {
+      summary = await experimentRun(
+        // a sweep's folder is the sweep's: a re-run replaces its runs
+        { ...run.spec, dataset: datasetName },
+        dir,
+        hooks.resume === true,
+        {
+          data,
+          signal: hooks.signal,
+          onEpoch: (r) => hooks.onEpoch?.(run, r),
+          onProgress: (p) => hooks.onProgress?.(run, p),
+        },
+        () => hooks.onRunStart?.(run, runs.length),
+      );
+    } catch (err) {
+      if (!isAbort(err)) throw err;
+      const stage = (err as { stage?: string }).stage;
+      const started = stage !== 'loading' && stage !== 'not-started';
+      const kept = started && (await holdsCheckpoint(dir)) ? dir : undefined;
+      const partial =
+        out && rows.length > 0
+          ? (
+              await writeReport(
+                out,
+                sweepReport(c, runs, rows, datasetName, classNames, [
+                  `Interrupted: ${rows.length} of ${runs.length} runs finished; ${run.name} was stopped.`,
+                ]),
+              )
+            ).html
+          : undefined;
+      throw new ExperimentInterrupted(
+        rows.map((r) => r.name),
+        stage === 'not-started' ? undefined : run.name,
+        kept,
+        partial,
+        runs.length - run.index - (stage === 'not-started' ? 0 : 1),
+        err,
+      );
+    }
     const { spec, ...meta } = run;
     void spec;
-    const row: SweepRow = { ...meta, ...summarizeRun(result) };
+    const row: SweepRow = { ...meta, ...summary };
     rows.push(row);
     hooks.onRun?.(row, runs.length);
   }
   const groups = aggregateSweep(rows);
   if (!out) return { runs: rows, groups };
+  const report = await writeReport(out, sweepReport(c, runs, rows, datasetName, classNames, []));
+  return { runs: rows, groups, out, report };
+}
 
+/** The sweep's report of `rows` (all runs, or those finished before an interruption). */
+function sweepReport(
+  c: ParsedSweepConfig,
+  runs: SweepRun[],
+  rows: SweepRow[],
+  datasetName: string,
+  classNames: string[],
+  extra: string[],
+): Report {
+  const groups = aggregateSweep(rows);
   const best = groups.reduce((a, g) => (g.balancedAccuracy.mean > a.balancedAccuracy.mean ? g : a));
   const f = (s: MeanStd) => `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}`;
-  const doc: Report = {
+  return {
     title:
       c.title ??
       `Sweep of ${runs.length} runs on ${datasetName}: ${c.models.join(', ')} × ` +
@@ -577,14 +624,14 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
     dataset: datasetName,
     classNames,
     runs: rows.map((r) => reportRun(r.name, r, r.seed, { ...runs[r.index].spec })),
-    findings:
-      groups.length > 1
+    findings: [
+      ...extra,
+      ...(groups.length > 1
         ? [
             `Highest mean balanced accuracy: ${best.name} (${f(best.balancedAccuracy)}, n = ${best.n}).`,
           ]
-        : [],
+        : []),
+    ],
     groups: sweepReportGroups(groups, classNames),
   };
-  const report = await writeReport(out, doc);
-  return { runs: rows, groups, out, report };
 }

@@ -173,11 +173,16 @@ export async function svgToPng(svg: string, width = 1000): Promise<Buffer> {
 // ---------------------------------------------------------------------------------------------
 // Markdown
 
-/** Escapes text for a Markdown paragraph or table cell: no markup, no HTML, no column breaks. */
+/**
+ * Escapes text for a Markdown paragraph or table cell: no markup, no column breaks, and no HTML
+ * (`&`, `<` and `>` as entities, which every renderer shows as text; a backslash before `<` is
+ * not honoured by all of them).
+ */
 export function escapeMarkdown(text: string): string {
   return text
-    .replace(/[\\`*_[\]<|]/g, (ch) => `\\${ch}`)
-    .replace(/^([#>])/, '\\$1')
+    .replace(/[&<>]/g, (ch) => (ch === '&' ? '&amp;' : ch === '<' ? '&lt;' : '&gt;'))
+    .replace(/[\\`*_[\]|]/g, (ch) => `\\${ch}`)
+    .replace(/^#/, '\\#')
     .replace(/\r?\n/g, ' ');
 }
 

@@ -250,6 +250,12 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
     }
   }
   const writes = out !== undefined && rank === 0;
+  // The ranks' start-up check compares the run's length too (a rank with other --epochs would
+  // wait alone in a collective once the others are done).
+  const distributed = spec.distributed && {
+    ...spec.distributed,
+    runDescription: `epochs=${epochs}\n`,
+  };
   const trainer = resumed
     ? await Trainer.load(
         resumed.opened,
@@ -257,13 +263,14 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
         {
           threads: spec.threads,
           device: spec.device,
-          distributed: spec.distributed,
+          distributed,
           cudaGraph: spec.cudaGraph,
         },
         hooks.onWarning,
       )
     : await Trainer.create({
         ...trainerOptions(spec),
+        distributed,
         seed,
         classNames: train.classNames,
         scheduleEpochs: scheduleSpan(spec),
@@ -328,6 +335,8 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
+    // Stopped during the final evaluation (not cancellable): every epoch is checkpointed, no report.
+    if (hooks.signal?.aborted) throw finishedAbort(trainer.epochsDone);
     if (writes) {
       const name = `${trainer.options.model}-${trainer.options.loss}`;
       await writeReport(out, {
@@ -473,6 +482,12 @@ function pickedSentence(best: Selection, validation: ValidationSpec): string {
     ? `; its weights are in ${BEST_DIR}/ and the test figures are theirs`
     : '';
   return `Epoch ${best.epoch} was picked by ${best.monitor} = ${best.value.toFixed(4)} on ${source}${kept}.`;
+}
+
+/** An abort once every epoch is done (stage 'finished': the checkpoint holds them all). */
+function finishedAbort(epochsDone: number): Error {
+  const err = new Error('training was aborted after its last epoch');
+  return Object.assign(err, { name: 'AbortError', stage: 'finished', epochsDone });
 }
 
 /** An abort during loading: marked, since no checkpoint was touched (the CLI says so). */

@@ -130,6 +130,7 @@ export class Trainer {
           masterPort: o.distributed.store.port,
           timeoutSeconds: o.distributed.timeoutSeconds ?? 60,
           bucketBytes: o.distributed.bucketBytes,
+          runDescription: o.distributed.runDescription,
         },
       }),
       optimizer: o.optimizer,
