@@ -3,7 +3,7 @@
 import test from 'ava';
 import { Trainer, type TrainerOptions } from '../ts/index';
 import { smallMnist } from './helpers/mnist';
-import { runCli } from './helpers/cli';
+import { runCli, tempDir } from './helpers/cli';
 
 async function run(options: Omit<TrainerOptions, 'classNames'>, epochs: number) {
   const data = await smallMnist(3000, 1000);
@@ -42,7 +42,17 @@ test('fp16 needs CUDA: a clear error from the API and the CLI', async (t) => {
   await t.throwsAsync(Trainer.create({ model: 'mlp', classNames: ['a', 'b'], amp: 'fp16' }), {
     message: /amp fp16 needs a CUDA device \(use bf16 on the CPU\)/,
   });
-  const r = await runCli(['train', '--model', 'mlp', '--amp', 'fp16', '--epochs', '1']);
+  const r = await runCli([
+    'train',
+    '--model',
+    'mlp',
+    '--amp',
+    'fp16',
+    '--epochs',
+    '1',
+    '--out',
+    tempDir(),
+  ]);
   t.not(r.code, 0);
   t.regex(r.stderr, /amp fp16 needs a CUDA device/);
   t.is(r.stderr.trim().split('\n').length, 1);
@@ -57,7 +67,17 @@ test('CUDA graphs forced on need CUDA: a clear error from the API and the CLI; o
     Trainer.create({ model: 'mlp', classNames: ['a', 'b'], cudaGraph: 'always' }),
     { message: /cudaGraph: unknown mode 'always' \(known: auto, on, off\)/ },
   );
-  const r = await runCli(['train', '--model', 'mlp', '--cuda-graph', 'on', '--epochs', '1']);
+  const r = await runCli([
+    'train',
+    '--model',
+    'mlp',
+    '--cuda-graph',
+    'on',
+    '--epochs',
+    '1',
+    '--out',
+    tempDir(),
+  ]);
   t.not(r.code, 0);
   t.regex(r.stderr, /need a CUDA device and one process: use --cuda-graph auto or off/);
   t.is(r.stderr.trim().split('\n').length, 1);

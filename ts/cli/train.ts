@@ -1,4 +1,5 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
+import fs from 'node:fs';
 import { Command, Help, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode, native } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
@@ -461,7 +462,14 @@ export function trainCommand(): Command {
   return cmd;
 }
 
+/**
+ * `runs/<model>-<loss>-<YYYYMMDD-HHMMSS>`, with `-2`, `-3`, … when a run started in the same
+ * second already took the name (a second writer would be refused by the run lock).
+ */
 export function defaultRunDir(model: string, loss: string): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  return `runs/${model}-${loss}-${stamp}`;
+  const base = `runs/${model}-${loss}-${stamp}`;
+  let dir = base;
+  for (let n = 2; fs.existsSync(dir); n++) dir = `${base}-${n}`;
+  return dir;
 }

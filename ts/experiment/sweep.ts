@@ -19,6 +19,7 @@ import { classLabels } from '../report/charts';
 import { writeReport, type Report, type ReportGroup, type ReportPaths } from '../report/index';
 import { native } from '../native';
 import { ExperimentInterrupted, experimentRun, holdsCheckpoint, isAbort } from './interrupted';
+import { makeDir } from '../train/run-lock';
 
 /** Loss options a loss entry may set (the rest of a run's options are shared by the sweep). */
 type LossKey = 'alpha' | 'alphaNormalize' | 'gamma' | 'labelSmoothing' | 'beta' | 'tau' | 'drw';
@@ -543,7 +544,7 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
 
   const out = hooks.out ? path.resolve(hooks.out) : undefined;
   if (out) {
-    await fs.mkdir(out, { recursive: true });
+    await makeDir(out); // bounded: Node's recursive mkdir spins on /proc/x/y
     // what was asked, next to what it gave
     await writeFileAtomic(path.join(out, 'sweep.json'), `${JSON.stringify(c, null, 2)}\n`);
   }

@@ -24,6 +24,7 @@ import {
   type Table,
 } from './tables';
 import type { Report } from './types';
+import { makeDir } from '../train/run-lock';
 
 export const REPORT_FILES = Object.freeze({
   json: 'report.json',
@@ -396,7 +397,7 @@ export async function writeReport(
   const html = reportHtml(report, figures, sections);
   const png = await svgToPng(figures[0].svg, options.pngWidth ?? 1000);
 
-  await fs.mkdir(dir, { recursive: true });
+  await makeDir(dir); // bounded: Node's recursive mkdir spins on /proc/x/y
   const paths: ReportPaths = {
     json: path.join(dir, REPORT_FILES.json),
     md: path.join(dir, REPORT_FILES.md),
