@@ -128,35 +128,36 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Rank `r` of 2, started by hand as torchrun would, training `dir` with `extra` options. */
+function handStartedRank(r: number, port: number, dir: string, extra: string[]) {
+  return runCli(
+    [
+      'train',
+      '--dataset',
+      dir,
+      '--threads',
+      '1',
+      '--out',
+      tempDir(),
+      '--dist-timeout',
+      '20',
+    ].concat(extra),
+    {
+      env: {
+        WORLD_SIZE: '2',
+        RANK: String(r),
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: String(port),
+      },
+    },
+  );
+}
+
 test('ranks configured differently refuse to start, naming the rank and the setting', async (t) => {
   const { dir } = await smallIdxFolder();
   const port = await freePort();
   const rank = (r: number, batch: number) =>
-    runCli(
-      [
-        'train',
-        '--dataset',
-        dir,
-        '--epochs',
-        '1',
-        '--threads',
-        '1',
-        '--batch-size',
-        String(batch),
-        '--out',
-        tempDir(),
-        '--dist-timeout',
-        '20',
-      ],
-      {
-        env: {
-          WORLD_SIZE: '2',
-          RANK: String(r),
-          MASTER_ADDR: '127.0.0.1',
-          MASTER_PORT: String(port),
-        },
-      },
-    );
+    handStartedRank(r, port, dir, ['--epochs', '1', '--batch-size', String(batch)]);
   const [r0, r1] = await Promise.all([rank(0, 64), rank(1, 32)]);
   const expected =
     "rank 1's configuration differs from rank 0's: batch_size=32 against batch_size=64";
@@ -171,22 +172,7 @@ test('ranks started with different --epochs refuse to start, naming the setting'
   const { dir } = await smallIdxFolder();
   const port = await freePort();
   const rank = (r: number, epochs: number) =>
-    runCli(
-      ['train', '--dataset', dir, '--epochs', String(epochs), '--threads', '1'].concat([
-        '--out',
-        tempDir(),
-        '--dist-timeout',
-        '20',
-      ]),
-      {
-        env: {
-          WORLD_SIZE: '2',
-          RANK: String(r),
-          MASTER_ADDR: '127.0.0.1',
-          MASTER_PORT: String(port),
-        },
-      },
-    );
+    handStartedRank(r, port, dir, ['--epochs', String(epochs)]);
   const [r0, r1] = await Promise.all([rank(0, 1), rank(1, 2)]);
   const expected = "rank 1's configuration differs from rank 0's: epochs=2 against epochs=1";
   for (const r of [r0, r1]) {

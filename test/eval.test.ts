@@ -61,16 +61,9 @@ test('eval: top-k accuracy from the logits, checked against the ranking of predi
   // train's final EVAL carries top-5 (10 classes > 5)
   t.is(done.eval.topK.k, 5);
   t.true(done.eval.topK.accuracy >= done.eval.accuracy);
-  const k3 = await runCli([
-    'eval',
-    '--checkpoint',
-    out,
-    '--threads',
-    '1',
-    '--json',
-    '--top-k',
-    '3',
-  ]);
+  const evalTopK = (k: number) =>
+    runCli(['eval', '--checkpoint', out, '--threads', '1', '--json', '--top-k', String(k)]);
+  const k3 = await evalTopK(3);
   t.is(k3.code, 0, k3.stderr);
   const evaluation = jsonLines(k3.stdout)[0];
   t.is(evaluation.topK.k, 3);
@@ -90,16 +83,7 @@ test('eval: top-k accuracy from the logits, checked against the ranking of predi
     trainer.dispose();
   }
   // Only reported when the dataset has more classes than K.
-  const k10 = await runCli([
-    'eval',
-    '--checkpoint',
-    out,
-    '--threads',
-    '1',
-    '--json',
-    '--top-k',
-    '10',
-  ]);
+  const k10 = await evalTopK(10);
   t.is(k10.code, 0, k10.stderr);
   t.false('topK' in jsonLines(k10.stdout)[0]);
   const plain = await runCli(['eval', '--checkpoint', out, '--threads', '1']);
