@@ -158,10 +158,12 @@ export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<
 async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   const out = spec.out ? path.resolve(spec.out) : undefined;
   if (spec.initFrom !== undefined && spec.resume) {
-    throw new Error('--init-from starts a run from weights; --resume continues one: give one');
+    throw invalidArgument(
+      '--init-from starts a run from weights; --resume continues one: give one',
+    );
   }
   if (spec.initFromPartial && spec.initFrom === undefined) {
-    throw new Error('--init-from-partial needs --init-from FILE');
+    throw invalidArgument('--init-from-partial needs --init-from FILE');
   }
   const resumed = spec.resume ? await resumePoint(out) : undefined;
   if (resumed) checkResumeSpec(spec, resumed);
@@ -289,7 +291,7 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
     const selector = validation ? new EpochSelector(validation.monitor) : undefined;
     for (const r of trainer.history) if (r.val) selector?.observe(r.epoch, r.val); // a resume's picks so far
     const patience = validation?.earlyStop ?? Infinity;
-    if (resumed && (remaining === 0 || selector!?.sinceBest >= patience)) {
+    if (resumed && (remaining === 0 || (selector?.sinceBest ?? 0) >= patience)) {
       throw new Error(
         `--resume: ${out} is finished: ${finishedReason(trainer.epochsDone, selector, patience)}`,
       );
@@ -517,11 +519,6 @@ const RESUME_MAY_CHANGE = new Set<string>([
  * given (defined) is compared with what the run was started with.
  */
 function checkResumeSpec(spec: RunSpec, resumed: Awaited<ReturnType<typeof resumePoint>>): void {
-  if (spec.initFrom !== undefined) {
-    throw invalidArgument(
-      '--init-from starts a run from weights; --resume continues one: give one',
-    );
-  }
   const given = Object.entries(spec).filter(
     ([key, value]) => value !== undefined && !RESUME_MAY_CHANGE.has(key),
   );
