@@ -92,6 +92,48 @@ test('a lock of another host is refused with its holder named, never taken over'
   t.true(fs.existsSync(path.join(dir, LOCK_FILE)));
 });
 
+test('a live pid that started after the lock was taken is a reused pid: its lock is stale', async (t) => {
+  // A process alive now, started just now: it cannot have taken a lock dated an hour ago.
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)']);
+  t.teardown(() => child.kill());
+  await sleep(200);
+  const dir = tempDir();
+  const host = os.hostname();
+  writeLockFile(dir, {
+    pid: child.pid!,
+    host,
+    started: new Date(Date.now() - 3_600_000).toISOString(),
+  });
+  const warnings: string[] = [];
+  const lock = await acquireRunLock(dir, (m) => warnings.push(m));
+  t.regex(warnings.join('\n'), new RegExp(`took over the lock of process ${child.pid} `));
+  lock.release();
+  // The same pid with a lock taken after it started is the holder: refused.
+  writeLockFile(dir, { pid: child.pid!, host, started: new Date().toISOString() });
+  await t.throwsAsync(acquireRunLock(dir), {
+    message: new RegExp(`is being written by process ${child.pid} on this host`),
+  });
+});
+
+test('processes started in the same second get distinct default run folders; unused ones are removed at exit', async (t) => {
+  const base = path.join(tempDir(), 'runs', 'mlp-ce-20261205-120000');
+  // Each child claims a folder, writes into it (so it stays), and prints its name; the last
+  // claims one and writes nothing.
+  const script = (write: boolean) => `
+    const fs = require('node:fs');
+    require(${JSON.stringify(LOCK_MODULE)}).claimFreshDir(process.argv[1]).then((dir) => {
+      ${write ? "fs.writeFileSync(dir + '/x', '');" : ''}
+      console.log(dir);
+    });`;
+  const runs = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => runProcess(process.execPath, ['-e', script(i < 7), base])),
+  );
+  const dirs = runs.map((r) => r.stdout.trim());
+  t.is(new Set(dirs).size, 8, dirs.join(' '));
+  for (const d of dirs) t.regex(d, /mlp-ce-20261205-120000(-[2-8])?$/);
+  t.is(dirs.filter((d) => fs.existsSync(d)).length, 7, 'the empty one is gone');
+});
+
 test.serial(
   'two `train --out D` at once: the second is refused in one line, the first finishes (3 trials)',
   async (t) => {

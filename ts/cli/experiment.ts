@@ -71,7 +71,7 @@ export function experimentCommand(): Command {
     .action(async (flags: StarveFlags) => {
       const progress = new EpochProgress();
       if (flags.resume && !flags.out) throw new Error('--resume needs --out DIR: the experiment');
-      const out = flags.out ?? defaultRunDir('starve', flags.model);
+      const out = flags.out ?? (await defaultRunDir('starve', flags.model));
       const { json, class: starvedClass, ...options } = flags; // json, class: the CLI's words
       void json;
       const { rows, findings, report } = await interruptible(out, flags.json, (signal) =>
@@ -122,7 +122,7 @@ async function sweepAction(flags: SweepFlags): Promise<void> {
   if (flags.threads !== undefined) config.threads = flags.threads;
   if (flags.device !== undefined) config.device = flags.device;
   if (flags.resume && !flags.out) throw new Error('--resume needs --out DIR: the sweep');
-  const out = flags.out ?? defaultRunDir('sweep', config.models.join('+'));
+  const out = flags.out ?? (await defaultRunDir('sweep', config.models.join('+')));
   const progress = new EpochProgress();
   const { groups } = await interruptible(out, flags.json, (signal) =>
     runSweep(config, {

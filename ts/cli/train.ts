@@ -1,9 +1,9 @@
 // `torchfocal train`: one run, the original script's lines or JSON lines.
-import fs from 'node:fs';
 import { Command, Help, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode, native } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
+import { claimFreshDir } from '../train/run-lock';
 import { MONITORS, type Monitor } from '../train/selection';
 import {
   ALPHA_NORMALIZE,
@@ -320,7 +320,7 @@ export function trainCommand(): Command {
         const args = process.argv.slice(process.argv.indexOf('train') + 1);
         const own = ['--nproc', '--nnodes', '--node-rank', '--master-addr', '--master-port'];
         // All ranks must write to the same run directory: fix the default name once, here.
-        const out = flags.out ? [] : ['--out', defaultRunDir(flags.model, flags.loss)];
+        const out = flags.out ? [] : ['--out', await defaultRunDir(flags.model, flags.loss)];
         await launch(
           {
             nproc: flags.nproc ?? 1,
@@ -355,7 +355,7 @@ export function trainCommand(): Command {
       const spec: RunSpec = {
         ...options,
         device,
-        out: flags.out ?? defaultRunDir(flags.model, flags.loss),
+        out: flags.out ?? (await defaultRunDir(flags.model, flags.loss)),
         distributed,
       };
       if (flags.resume) {
@@ -463,13 +463,10 @@ export function trainCommand(): Command {
 }
 
 /**
- * `runs/<model>-<loss>-<YYYYMMDD-HHMMSS>`, with `-2`, `-3`, … when a run started in the same
- * second already took the name (a second writer would be refused by the run lock).
+ * Makes `runs/<model>-<loss>-<YYYYMMDD-HHMMSS>`, with `-2`, `-3`, … when a run started in the
+ * same second already took the name, and returns it.
  */
-export function defaultRunDir(model: string, loss: string): string {
+export async function defaultRunDir(model: string, loss: string): Promise<string> {
   const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
-  const base = `runs/${model}-${loss}-${stamp}`;
-  let dir = base;
-  for (let n = 2; fs.existsSync(dir); n++) dir = `${base}-${n}`;
-  return dir;
+  return claimFreshDir(`runs/${model}-${loss}-${stamp}`);
 }

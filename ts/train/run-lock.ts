@@ -1,8 +1,8 @@
 // One writer per run folder: a training process holds `<out>/.torchfocal.lock` (its pid, host and
 // start time, created with O_EXCL) from before its first write to its end. A second writer is
 // refused in one line naming the holder; a lock left by a dead process of this host (SIGKILL,
-// power loss) is taken over with a warning; a lock of another host is never taken over, since
-// its pid cannot be checked from here.
+// power loss; its pid maybe reused since by a younger process) is taken over with a warning; a
+// lock of another host is never taken over, since its pid cannot be checked from here.
 import { closeSync, openSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -31,7 +31,25 @@ export interface RunLock {
 
 // Locks this process holds: removed on exit too (process.exit from a signal handler, say).
 const held = new Set<{ file: string; token: string }>();
+// Folders claimed by `claimFreshDir` in this process: removed at exit when still empty (a run
+// that failed before its first write leaves no empty run folder behind).
+const claimed = new Set<string>();
 let exitHook = false;
+
+function cleanUpAtExit(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.on('exit', () => {
+    for (const e of held) releaseSync(e.file, e.token);
+    for (const d of claimed) {
+      try {
+        rmdirSync(d); // only an empty one
+      } catch {
+        // written to: the run's
+      }
+    }
+  });
+}
 
 /**
  * Takes the run folder `dir` for this process, creating it (and its parents) first. Throws one
@@ -54,12 +72,7 @@ export async function acquireRunLock(
     if (await createExclusive(file, token, dir)) {
       const entry = { file, token };
       held.add(entry);
-      if (!exitHook) {
-        exitHook = true;
-        process.on('exit', () => {
-          for (const e of held) releaseSync(e.file, e.token);
-        });
-      }
+      cleanUpAtExit();
       return {
         dir,
         file,
@@ -93,7 +106,7 @@ export async function acquireRunLock(
         `${dir} is locked by process ${holder.pid} on host ${holder.host} (since ${holder.started}): ` +
           `one training run writes a folder at a time; if that run is gone, remove ${file}`,
       );
-    } else if (alive(holder.pid)) {
+    } else if (alive(holder.pid) && !startedAfter(holder.pid, holder.started)) {
       throw busy(dir, file, holder);
     }
     // Stale: move it aside under a name of our own, then check it was still the stale one.
@@ -177,6 +190,51 @@ function alive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Creates `base`, or `base-2`, `base-3`, … when that name is taken, and returns the one it made.
+ * mkdir is atomic, so two processes started in the same second never get the same folder (a
+ * check-then-create would hand both the same name, and one of them the other's run lock).
+ */
+export async function claimFreshDir(base: string): Promise<string> {
+  await makeDir(path.dirname(path.resolve(base)));
+  for (let n = 1; ; n++) {
+    const dir = n === 1 ? base : `${base}-${n}`;
+    try {
+      await fs.mkdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST' && n < 10_000) continue;
+      throw new Error(
+        `${dir}: cannot create this folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
+    }
+    cleanUpAtExit();
+    claimed.add(path.resolve(dir));
+    return dir;
+  }
+}
+
+/**
+ * True when process `pid` started after `iso` (the time its lock says it was taken): then it is
+ * not the lock's holder but a later process that got the dead holder's pid. Linux only (its
+ * /proc); elsewhere a live pid is taken as the holder.
+ */
+function startedAfter(pid: number, iso: string): boolean {
+  const taken = Date.parse(iso);
+  if (!Number.isFinite(taken)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces and parentheses): state is the
+    // first, starttime (clock ticks after boot, in USER_HZ = 100) the 20th.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    if (!Number.isFinite(ticks) || !Number.isFinite(boot)) return false;
+    // A second of slack: btime is whole seconds, and a holder writes its lock after it starts.
+    return boot * 1000 + ticks * 10 > taken + 1000;
+  } catch {
+    return false;
   }
 }
 
