@@ -193,12 +193,13 @@ Napi::Value TrainerWrap::Evaluate(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "evaluate: split must be 'test' or 'val'");
   }
   auto trainer = Claim(env, "evaluate");
+  cancel_ = false;
   using Result = std::pair<metrics::Metrics, double>;
   return TaskWorker<Result>::Start(
       env, "evaluate", Value(), {},
-      [trainer, val]() -> Result {
-        if (val) return trainer->evaluate_val();
-        return {trainer->evaluate_test(), std::nan("")};
+      [trainer, val, this]() -> Result {
+        if (val) return trainer->evaluate_val(&cancel_);
+        return {trainer->evaluate_test(&cancel_), std::nan("")};
       },
       [val](Napi::Env e, Result& r) -> Napi::Value {
         auto out = ToJs(e, r.first);
@@ -396,7 +397,7 @@ Napi::Value TrainerWrap::SetPartialEpoch(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TrainerWrap::Cancel(const Napi::CallbackInfo& info) {
-  cancel_ = true;  // polled by the engine between two steps
+  cancel_ = true;  // polled by the engine between two steps and between evaluation batches
   return info.Env().Undefined();
 }
 

@@ -549,29 +549,37 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   result.train_acc = static_cast<double>(correct_total) / static_cast<double>(n * world);
   result.seconds = elapsed();
   ++epoch_;
-  if (with_test && !test_.empty()) {
-    result.has_test = true;
-    result.test = evaluate(test_);
-  }
-  if (!val_.empty()) {
-    result.has_val = true;
-    result.val = evaluate(val_, &result.val_loss);
+  try {
+    if (with_test && !test_.empty()) {
+      result.has_test = true;
+      result.test = evaluate(test_, nullptr, cancel);
+    }
+    if (!val_.empty()) {
+      result.has_val = true;
+      result.val = evaluate(val_, &result.val_loss, cancel);
+    }
+  } catch (const Cancelled&) {
+    // The epoch has trained: it becomes an epoch interrupted after its last step, which a resume
+    // finishes by evaluating it (its figures would be lost if it counted as done).
+    --epoch_;
+    partial_ = {epoch_, steps, loss_total, correct_total, skipped, result.seconds};
+    throw;
   }
   return result;
 }
 
-std::pair<metrics::Metrics, double> Trainer::evaluate_val() {
+std::pair<metrics::Metrics, double> Trainer::evaluate_val(const std::atomic<bool>* cancel) {
   if (val_.empty()) throw std::logic_error("no validation data has been set");
   configure_threads(config_.threads);
   double loss = 0;
-  auto m = evaluate(val_, &loss);
+  auto m = evaluate(val_, &loss, cancel);
   return {std::move(m), loss};
 }
 
-metrics::Metrics Trainer::evaluate_test() {
+metrics::Metrics Trainer::evaluate_test(const std::atomic<bool>* cancel) {
   if (test_.empty()) throw std::logic_error("no test data has been set");
   configure_threads(config_.threads);
-  return evaluate(test_);
+  return evaluate(test_, nullptr, cancel);
 }
 
 void Trainer::device_step(const torch::Tensor& indices) {
@@ -666,7 +674,8 @@ torch::Tensor Trainer::laid_out(torch::Tensor images) const {
                                              : std::move(images);
 }
 
-metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* loss_mean) {
+metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* loss_mean,
+                                   const std::atomic<bool>* cancel) {
   if (loss_mean != nullptr && !loss_) throw std::logic_error("no training data has been set");
   torch::NoGradGuard no_grad;
   model_->eval();
@@ -682,6 +691,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
   const int64_t to = dataset.size() * (rank + 1) / world;
   try {
     for (int64_t begin = from; begin < to; begin += config_.eval_batch_size) {
+      if (!collective_ && cancel != nullptr && cancel->load()) throw Cancelled();
       auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), input_size_);
       AutocastScope autocast(amp_, device_);
       auto logits = model_->forward(laid_out(batch.images));

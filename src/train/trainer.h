@@ -159,12 +159,15 @@ class Trainer {
 
   // One epoch: a seeded draw of the sampler (a shuffle by default), batches by index on the
   // device, optimizer steps; then the test set's evaluation if one is set and `with_test` asks
-  // for it. `cancel` is polled between steps.
+  // for it. `cancel` is polled between steps and between evaluation batches; cancelled during
+  // the evaluation, the epoch is kept as one interrupted after its last step (partial_epoch), so
+  // that the next train_epoch evaluates it without training again.
   EpochResult train_epoch(const ProgressFn& progress = {},
                           const std::atomic<bool>* cancel = nullptr, bool with_test = true);
-  metrics::Metrics evaluate_test();
+  // `cancel` is polled between batches (Cancelled).
+  metrics::Metrics evaluate_test(const std::atomic<bool>* cancel = nullptr);
   // The validation set's metrics and its mean loss under the training loss.
-  std::pair<metrics::Metrics, double> evaluate_val();
+  std::pair<metrics::Metrics, double> evaluate_val(const std::atomic<bool>* cancel = nullptr);
   // Class probabilities [N, C] (float, CPU) for [N, H, W] uint8 images.
   torch::Tensor predict(const torch::Tensor& images);
 
@@ -184,7 +187,10 @@ class Trainer {
 
  private:
   // `loss_mean`, when given, receives the training loss's mean over the dataset's images.
-  metrics::Metrics evaluate(const data::DeviceDataset& dataset, double* loss_mean = nullptr);
+  // `cancel` is polled between batches, except distributed (every rank must take part in the
+  // sum at the end).
+  metrics::Metrics evaluate(const data::DeviceDataset& dataset, double* loss_mean = nullptr,
+                            const std::atomic<bool>* cancel = nullptr);
   // Distributed: backward of `scaled`, with the gradients summed over ranks in buckets while it
   // runs (the loss and this rank's stop flag ride along), then divided by the world size;
   // returns the mean loss and whether any rank asked to stop.

@@ -333,11 +333,11 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
       checkpoint: out,
       ...(selector?.best && { best: selector.best }),
       history: trainer.history,
-      eval: evaluation ?? (await trainer.evaluate()),
+      eval: evaluation ?? (await finalEvaluation(trainer, hooks.signal)),
       trainCounts: data.trainCounts,
       trainSeconds: trainer.history.reduce((s, r) => s + r.seconds, 0),
     };
-    // Stopped during the final evaluation (not cancellable): every epoch is checkpointed, no report.
+    // Stopped during or after the final evaluation: every epoch is checkpointed, no report.
     if (hooks.signal?.aborted) throw finishedAbort(trainer.epochsDone);
     if (writes) {
       const name = `${trainer.options.model}-${trainer.options.loss}`;
@@ -487,6 +487,15 @@ function pickedSentence(best: Selection, validation: ValidationSpec): string {
 }
 
 /** An abort once every epoch is done (stage 'finished': the checkpoint holds them all). */
+/** The test set's evaluation after the last epoch; an abort there is a finished run's. */
+async function finalEvaluation(trainer: Trainer, signal?: AbortSignal): Promise<Evaluation> {
+  try {
+    return await trainer.evaluate({ signal });
+  } catch (err) {
+    throw (err as Error).name === 'AbortError' ? finishedAbort(trainer.epochsDone) : err;
+  }
+}
+
 function finishedAbort(epochsDone: number): Error {
   const err = new Error('training was aborted after its last epoch');
   return Object.assign(err, { name: 'AbortError', stage: 'finished', epochsDone });

@@ -287,10 +287,35 @@ export class Trainer {
     return results;
   }
 
-  /** Evaluates the test set: accuracy, balanced accuracy, macro-F1, per class, confusion. */
-  async evaluate(options: { topK?: number } = {}): Promise<Evaluation> {
-    const m = await call(() => this.handle.evaluate());
+  /**
+   * Evaluates the test set: accuracy, balanced accuracy, macro-F1, per class, confusion.
+   * Aborting `signal` stops it before its next batch and rejects with an AbortError.
+   */
+  async evaluate(options: { topK?: number; signal?: AbortSignal } = {}): Promise<Evaluation> {
+    const m = await this.cancellable(options.signal, () => this.handle.evaluate());
     return toEvaluation(m, this.options.classNames, this.trainCounts, options.topK);
+  }
+
+  /** A native evaluation that polls the cancel flag, cancelled when `signal` aborts. */
+  private async cancellable<T>(
+    signal: AbortSignal | undefined,
+    start: () => Promise<T>,
+  ): Promise<T> {
+    if (signal?.aborted) throw abortError(signal, 'evaluation');
+    const abort = () => this.handle.cancel();
+    signal?.addEventListener('abort', abort);
+    try {
+      return await call(() => {
+        const running = start();
+        if (signal?.aborted) this.handle.cancel(); // aborted while it started: it cleared the flag
+        return running;
+      });
+    } catch (err) {
+      if (hasErrorCode(err, ERROR_CODES.cancelled)) throw abortError(signal, 'evaluation');
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+    }
   }
 
   /** The weights and buffers with PyTorch's state_dict names, on the CPU (a copy). */
@@ -310,8 +335,10 @@ export class Trainer {
   }
 
   /** Evaluates the validation set: its EVAL and the training loss's mean over it. */
-  async evaluateValidation(): Promise<Evaluation & { loss: number }> {
-    const m = await call(() => this.handle.evaluate('val'));
+  async evaluateValidation(
+    options: { signal?: AbortSignal } = {},
+  ): Promise<Evaluation & { loss: number }> {
+    const m = await this.cancellable(options.signal, () => this.handle.evaluate('val'));
     return { ...toEvaluation(m, this.options.classNames, this.trainCounts), loss: m.loss };
   }
 
@@ -510,8 +537,8 @@ async function readVerified(file: string, bytes?: Buffer): Promise<SafetensorsFi
   return bytes ? decodeSafetensors(bytes, file) : readSafetensors(file);
 }
 
-function abortError(signal: AbortSignal | undefined): Error {
-  const err = new Error('training was aborted', { cause: signal?.reason });
+function abortError(signal: AbortSignal | undefined, what = 'training'): Error {
+  const err = new Error(`${what} was aborted`, { cause: signal?.reason });
   err.name = 'AbortError';
   return err;
 }
