@@ -123,6 +123,43 @@ TEST(Trainer, CancelStopsBetweenSteps) {
   EXPECT_THROW(t.train_epoch({}, &cancel), tf::train::Cancelled);
 }
 
+// Cancelled during the epoch's evaluation (the flag set by the last step's progress): the epoch
+// becomes one interrupted after its last step, and the next train_epoch only evaluates it, giving
+// what an uninterrupted trainer gives.
+TEST(Trainer, CancelInEvaluationKeepsTheTrainedEpoch) {
+  auto config = mlp_config();
+  config.progress_every = 1;
+  config.eval_batch_size = 16;
+  auto [x, y] = halves(256, 5);
+  auto [tx, ty] = halves(64, 7);
+  tf::train::Trainer reference(config), t(config);
+  for (auto* tr : {&reference, &t}) {
+    tr->set_train_data(x, y);
+    tr->set_test_data(tx, ty);
+  }
+  const auto want = reference.train_epoch();
+  std::atomic<bool> cancel{false};
+  EXPECT_THROW(t.train_epoch(
+                   [&](const tf::train::Progress& p) {
+                     if (p.step == p.steps) cancel = true;
+                   },
+                   &cancel),
+               tf::train::Cancelled);
+  EXPECT_EQ(t.epochs_done(), 0);
+  EXPECT_EQ(t.partial_epoch().epoch, 0);
+  EXPECT_EQ(t.partial_epoch().step, want.steps);
+  cancel = false;
+  const auto got = t.train_epoch({}, &cancel);
+  EXPECT_EQ(t.epochs_done(), 1);
+  EXPECT_EQ(got.loss, want.loss);
+  EXPECT_EQ(got.train_acc, want.train_acc);
+  ASSERT_TRUE(got.has_test);
+  EXPECT_EQ(got.test.confusion, want.test.confusion);
+  // and a bare evaluation stops too
+  cancel = true;
+  EXPECT_THROW(t.evaluate_test(&cancel), tf::train::Cancelled);
+}
+
 namespace {
 
 // Dropout draws on: the state a resume needs is the optimizer's and the dropout stream's.
