@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CLI, ROOT, runCli, runProcess, tempDir } from '../helpers/cli';
 import { commitCheckpoint, openCheckpoint } from '../../ts/train/checkpoint';
+import { Trainer } from '../../ts/train/trainer';
 import { acquireRunLock, LOCK_FILE, writeLockFile } from '../../ts/train/run-lock';
 
 const LOCK_MODULE = path.join(__dirname, '..', '..', 'ts', 'train', 'run-lock.js');
@@ -113,6 +114,38 @@ test('a live pid that started after the lock was taken is a reused pid: its lock
   await t.throwsAsync(acquireRunLock(dir), {
     message: new RegExp(`is being written by process ${child.pid} on this host`),
   });
+});
+
+test('Trainer.save (the API) takes the run lock: refused while another process trains there', async (t) => {
+  const dir = path.join(tempDir(), 'run');
+  // A child holds the folder's lock as a training run would, until told to go.
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require(${JSON.stringify(LOCK_MODULE)}).acquireRunLock(process.argv[1]).then((lock) => {
+        console.log('held');
+        process.stdin.once('data', () => { lock.release(); process.exit(0); });
+      });`,
+      dir,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  await new Promise((r) => holder.stdout.once('data', r));
+  const trainer = await Trainer.create({ model: 'mlp', classNames: ['a', 'b'], threads: 1 });
+  try {
+    await t.throwsAsync(trainer.save(dir), {
+      message: new RegExp(`is being written by process ${holder.pid} on this host`),
+    });
+    t.false(fs.existsSync(path.join(dir, 'config.json')), 'nothing written');
+    holder.stdin.write('go\n');
+    await new Promise((r) => holder.on('close', r));
+    await trainer.save(dir);
+    t.is((await openCheckpoint(dir)).config.epochsDone, 0);
+    t.false(fs.existsSync(path.join(dir, LOCK_FILE)), 'its own lock is released after the write');
+  } finally {
+    trainer.dispose();
+  }
 });
 
 test('processes started in the same second get distinct default run folders; unused ones are removed at exit', async (t) => {

@@ -132,6 +132,26 @@ export async function acquireRunLock(
   throw busy(dir, file, undefined);
 }
 
+/**
+ * Runs `write` holding `dir`'s run lock: this process's own when it holds that of `dir` or of a
+ * folder above it already (a training run saving its epoch, or its best/), else one taken for
+ * the write alone (an API caller's `Trainer.save`).
+ */
+export async function withRunLock<T>(dir: string, write: () => Promise<T>): Promise<T> {
+  const target = path.resolve(dir);
+  const covers = (lockFile: string) => {
+    const rel = path.relative(path.dirname(path.resolve(lockFile)), target);
+    return !rel.startsWith('..') && !path.isAbsolute(rel);
+  };
+  if ([...held].some((e) => covers(e.file))) return write();
+  const lock = await acquireRunLock(dir);
+  try {
+    return await write();
+  } finally {
+    lock.release();
+  }
+}
+
 function busy(dir: string, file: string, holder: LockHolder | undefined): Error {
   const who = holder
     ? `process ${holder.pid} on this host (since ${holder.started})`

@@ -33,6 +33,7 @@ import {
   type CheckpointConfig,
   type OpenCheckpoint,
 } from './checkpoint';
+import { withRunLock } from './run-lock';
 
 export {
   CHECKPOINT_FILES,
@@ -418,6 +419,7 @@ export class Trainer {
    * Writes a checkpoint directory: weights (safetensors, PyTorch's names), optimizer state,
    * metrics.jsonl and config.json with their sizes and checksums; the previous checkpoint stays
    * beside it until the next one (ts/train/checkpoint.ts says how a commit survives a crash).
+   * The write holds the folder's run lock: a folder another process trains into is refused.
    */
   async save(dir: string, data?: Record<string, unknown>): Promise<void> {
     const state = await call(() => this.handle.stateDict());
@@ -437,15 +439,17 @@ export class Trainer {
       ...(this.initFrom && { initFrom: this.initFrom }),
       data,
     };
-    await commitCheckpoint(dir, config, async (file, to) => {
-      if (file === 'weights') {
-        await writeSafetensors(to, state, { format: 'pt', model: this.options.model });
-      } else if (file === 'state') {
-        await writeSafetensors(to, trainState, { format: 'torchfocal-train-state' });
-      } else {
-        await writeFileAtomic(to, metrics);
-      }
-    });
+    await withRunLock(dir, () =>
+      commitCheckpoint(dir, config, async (file, to) => {
+        if (file === 'weights') {
+          await writeSafetensors(to, state, { format: 'pt', model: this.options.model });
+        } else if (file === 'state') {
+          await writeSafetensors(to, trainState, { format: 'torchfocal-train-state' });
+        } else {
+          await writeFileAtomic(to, metrics);
+        }
+      }),
+    );
   }
 
   /**
