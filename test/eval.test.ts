@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadIdxFolder, Trainer } from '../ts/index';
 import { jsonLines, quickTrainArgs, runCli, tempDir } from './helpers/cli';
-import { mnistImageFolder } from './helpers/imagefolder';
+import { mnistImageFolder, writePng } from './helpers/imagefolder';
 import { smallIdxFolder } from './helpers/mnist';
 
 async function train(dataset: string): Promise<{ out: string; done: Record<string, any> }> {
@@ -88,4 +88,22 @@ test('eval: top-k accuracy from the logits, checked against the ranking of predi
   t.false('topK' in jsonLines(k10.stdout)[0]);
   const plain = await runCli(['eval', '--checkpoint', out, '--threads', '1']);
   t.regex(plain.stdout.split('\n')[0], /top-5 accuracy 0\.\d{4}/);
+});
+
+test("eval decodes the test split with the run's --max-pixels, or its own", async (t) => {
+  const root = await mnistImageFolder(10, 5);
+  // One test image of class 0 at 64×64 = 4,096 pixels: over the run's limit of 1,000.
+  await writePng(path.join(root, 'testing', '0', 'big.png'), new Uint8Array(64 * 64).fill(90), 64);
+  const out = path.join(tempDir(), 'run');
+  const r = await runCli(quickTrainArgs(root, out, '--max-pixels', '1000'));
+  t.is(r.code, 0, r.stderr);
+  const trained = jsonLines(r.stdout).at(-1)!.eval;
+  t.is(trained.perClass[0].support, 5, 'the big image was skipped in training');
+  const evaluate = async (...extra: string[]) => {
+    const e = await runCli(['eval', '--checkpoint', out, '--threads', '1', '--json', ...extra]);
+    t.is(e.code, 0, e.stderr);
+    return jsonLines(e.stdout)[0];
+  };
+  t.deepEqual((await evaluate()).confusion, trained.confusion, "the run's limit by default");
+  t.is((await evaluate('--max-pixels', '5000')).perClass[0].support, 6);
 });

@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { loadTestSet } from '../data/index';
 import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer';
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
-import { intAtLeast } from './parse';
+import { intAtLeast, maxPixelsOption } from './parse';
 import { warnOnStderr, printJson } from './output';
 import { checkpointDataset } from '../train/run';
 
@@ -17,6 +17,7 @@ interface EvalFlags {
   device: string;
   evalBatchSize?: number;
   topK: number;
+  maxPixels?: number;
 }
 
 export function evalCommand(): Command {
@@ -35,13 +36,21 @@ export function evalCommand(): Command {
       intAtLeast(1),
       DEFAULT_TOP_K,
     )
+    .addOption(
+      maxPixelsOption(
+        'image folders: skip test images of more pixels (default: as trained, 4096²)',
+      ),
+    )
     .action(async (flags: EvalFlags) => {
       const opened = await openCheckpoint(flags.checkpoint); // verified once, loaded below
       const { config } = opened;
       // The recorded folder, or the same place beside the checkpoint when both have moved.
       const spec = flags.dataset ?? (await checkpointDataset(opened)) ?? 'mnist';
       // The test split alone: an image folder's training/ is neither listed nor decoded.
-      const data = await loadTestSet(spec, { size: recordedImageSize(config) });
+      const data = await loadTestSet(spec, {
+        size: recordedImageSize(config),
+        maxPixels: flags.maxPixels ?? (config.data?.maxPixels as number | undefined),
+      });
       const names = config.options.classNames;
       if (data.test.classNames.length !== names.length) {
         throw new Error(

@@ -1,5 +1,5 @@
 // Option parsers for commander: each names the option and what was expected.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 export function intAtLeast(min: number) {
   return (value: string): number => {
@@ -73,4 +73,9 @@ export function fraction(value: string): number {
     throw new InvalidArgumentError(`expected a fraction in (0, 1), got '${value}'`);
   }
   return n;
+}
+
+/** `--max-pixels N` of the commands that decode image files (train, eval, predict). */
+export function maxPixelsOption(description: string): Option {
+  return new Option('--max-pixels <n>', description).argParser(intAtLeast(1));
 }

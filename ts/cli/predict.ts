@@ -10,7 +10,7 @@ import {
   mapLimit,
 } from '../data/imagefolder';
 import { Trainer, type Prediction } from '../train/trainer';
-import { intAtLeast } from './parse';
+import { intAtLeast, maxPixelsOption } from './parse';
 import { ExitError, warnOnStderr, printJson } from './output';
 
 interface PredictFlags {
@@ -46,10 +46,8 @@ export function predictCommand(): Command {
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--eval-batch-size <n>', 'images per batch (default: as trained)', intAtLeast(1))
-    .option(
-      '--max-pixels <n>',
-      `refuse images of more pixels (default ${DEFAULT_MAX_PIXELS} = 4096²)`,
-      intAtLeast(1),
+    .addOption(
+      maxPixelsOption(`refuse images of more pixels (default ${DEFAULT_MAX_PIXELS} = 4096²)`),
     )
     .action(async (inputs: string[], flags: PredictFlags) => {
       const entries = await expandInputs(inputs);

@@ -21,6 +21,7 @@ import {
   alphaList,
   fraction,
   intAtLeast,
+  maxPixelsOption,
   nonNegativeNumber,
   oneOf,
   positiveNumber,
@@ -247,11 +248,7 @@ export function trainCommand(): Command {
       fraction,
     )
     .option('--val-dataset <path>', 'a validation set of its own: PATH/<class>/* images')
-    .option(
-      '--max-pixels <n>',
-      'image folders: skip images of more pixels (default 4096²)',
-      intAtLeast(1),
-    )
+    .addOption(maxPixelsOption('image folders: skip images of more pixels (default 4096²)'))
     .addOption(
       new Option(
         '--monitor <figure>',

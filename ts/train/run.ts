@@ -229,6 +229,8 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
     trainCounts: classCounts(train),
     testCounts: classCounts(split.test),
     skippedFiles: skipped.length,
+    // what `eval` decodes the test split with, when the run was given one
+    ...(spec.maxPixels !== undefined && { maxPixels: spec.maxPixels }),
     validation,
     ...(val && { valCounts: classCounts(val) }),
   };
