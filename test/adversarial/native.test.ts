@@ -7,7 +7,11 @@ import os from 'node:os';
 import { ops, runTraining, Trainer } from '../../ts/index';
 import { smallIdxFolder } from '../helpers/mnist';
 import { native, type NativeTensor } from '../../ts/native';
-import { runProcess } from '../helpers/cli';
+import fs from 'node:fs';
+import { runCli, runProcess, tempDir } from '../helpers/cli';
+import { writePng } from '../helpers/imagefolder';
+import { CHECKPOINT_FILES, commitCheckpoint, openCheckpoint } from '../../ts/train/checkpoint';
+import { readSafetensors, writeSafetensors } from '../../ts/io/safetensors';
 
 const DIST = path.join(__dirname, '..', '..');
 
@@ -90,7 +94,8 @@ test('focalLoss refuses a negative alpha (TS and native)', async (t) => {
 function poisoned(state: NativeTensor[], name: string, value: number): NativeTensor[] {
   return state.map((s) => {
     if (s.name !== name) return s;
-    const data = new Float32Array((s.data as ArrayBuffer).slice(0));
+    // a copy of its own buffer, whether the tensor holds an ArrayBuffer or a view into a file's
+    const data = new Float32Array(new Uint8Array(s.data).slice().buffer);
     data[0] = value;
     return { ...s, data: data.buffer };
   });
@@ -114,6 +119,42 @@ test('loadStateDict and loadWeights refuse NaN or infinite weights, naming the t
     new Uint8Array(state[0].data as ArrayBuffer),
   );
   trainer.dispose();
+});
+
+test('predict and eval of a checkpoint whose weights are NaN: one line naming the tensor, exit 1, no class printed', async (t) => {
+  const good = path.join(tempDir(), 'good');
+  const digits = Array.from({ length: 10 }, (_, i) => String(i)); // eval's MNIST fits it
+  const trainer = await Trainer.create({ model: 'mlp', classNames: digits, threads: 1 });
+  await trainer.save(good);
+  trainer.dispose();
+  // The same checkpoint with one NaN weight, committed with matching checksums (a diverged run's).
+  const opened = await openCheckpoint(good);
+  const weights = (await readSafetensors(opened.paths.weights)).tensors;
+  const name = weights.find((w) => w.dtype === 'F32')!.name;
+  const bad = path.join(tempDir(), 'nan');
+  const { files, ...config } = opened.config;
+  void files;
+  await commitCheckpoint(bad, config, async (file, to) => {
+    if (file === 'weights') {
+      await writeSafetensors(to, poisoned(weights, name, NaN), { format: 'pt', model: 'mlp' });
+    } else {
+      await fs.promises.copyFile(path.join(good, CHECKPOINT_FILES[file]), to);
+    }
+  });
+  const image = path.join(tempDir(), 'x.png');
+  await writePng(image, new Uint8Array(784).fill(128));
+  const nonFinite = new RegExp(`tensor '${name.replace('.', '\\.')}' holds non-finite values`);
+  for (const args of [
+    ['predict', '--checkpoint', bad, image],
+    ['predict', '--checkpoint', bad, image, '--json'],
+    ['eval', '--checkpoint', bad, '--json'],
+  ]) {
+    const r = await runCli([...args, '--threads', '1']);
+    t.is(r.code, 1, args.join(' '));
+    t.is(r.stdout, '', 'no class, no figures');
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+    t.regex(r.stderr, nonFinite);
+  }
 });
 
 test('resolveOptions: lr out of range, syncBn alone and bad class names are refused in one line', async (t) => {
