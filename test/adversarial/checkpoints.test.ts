@@ -148,23 +148,26 @@ test('Trainer.save (the API) takes the run lock: refused while another process t
   }
 });
 
-test('processes started in the same second get distinct default run folders; unused ones are removed at exit', async (t) => {
+test('processes started in the same second get distinct default run folders; an unused one is removed at exit', async (t) => {
   const base = path.join(tempDir(), 'runs', 'mlp-ce-20261205-120000');
-  // Each child claims a folder, writes into it (so it stays), and prints its name; the last
-  // claims one and writes nothing.
-  const script = (write: boolean) => `
+  // Each child claims a folder, writes into it when told to (so that it stays), prints its name.
+  const script = `
     const fs = require('node:fs');
     require(${JSON.stringify(LOCK_MODULE)}).claimFreshDir(process.argv[1]).then((dir) => {
-      ${write ? "fs.writeFileSync(dir + '/x', '');" : ''}
+      if (process.argv[2] === 'write') fs.writeFileSync(dir + '/x', '');
       console.log(dir);
     });`;
-  const runs = await Promise.all(
-    Array.from({ length: 8 }, (_, i) => runProcess(process.execPath, ['-e', script(i < 7), base])),
+  const claim = (write: boolean) =>
+    runProcess(process.execPath, ['-e', script, base, write ? 'write' : 'none']);
+  const dirs = (await Promise.all(Array.from({ length: 8 }, () => claim(true)))).map((r) =>
+    r.stdout.trim(),
   );
-  const dirs = runs.map((r) => r.stdout.trim());
   t.is(new Set(dirs).size, 8, dirs.join(' '));
   for (const d of dirs) t.regex(d, /mlp-ce-20261205-120000(-[2-8])?$/);
-  t.is(dirs.filter((d) => fs.existsSync(d)).length, 7, 'the empty one is gone');
+  const unused = (await claim(false)).stdout.trim();
+  t.regex(unused, /-9$/);
+  t.false(fs.existsSync(unused), 'the empty one is gone');
+  t.true(dirs.every((d) => fs.existsSync(d)));
 });
 
 test.serial(
