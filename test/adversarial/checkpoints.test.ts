@@ -3,7 +3,8 @@
 // temporary files of killed writes cleaned, disk-full and symlinked-config messages.
 //
 // The full form of the reader case (a reader every 5 ms for 30 s, 5 trials) is this file run
-// with TORCHFOCAL_READER_EPOCHS=60 TORCHFOCAL_READER_TRIALS=5.
+// with TORCHFOCAL_READER_EPOCHS=60 TORCHFOCAL_READER_TRIALS=5, of the two writers with
+// TORCHFOCAL_WRITER_TRIALS=20.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -170,13 +171,15 @@ test('processes started in the same second get distinct default run folders; an 
   t.true(dirs.every((d) => fs.existsSync(d)));
 });
 
+const WRITER_TRIALS = Number(process.env.TORCHFOCAL_WRITER_TRIALS ?? 3);
+
 test.serial(
-  'two `train --out D` at once: the second is refused in one line, the first finishes (3 trials)',
+  `two \`train --out D\` at once: the second is refused in one line, the first finishes (${WRITER_TRIALS} trials)`,
   async (t) => {
-    for (let trial = 0; trial < 3; trial++) {
+    for (let trial = 0; trial < WRITER_TRIALS; trial++) {
       const out = path.join(tempDir(), 'run');
       const first = train(out, 3);
-      await sleep(trial * 150); // at once, and a little apart
+      await sleep((trial % 4) * 150); // at once, and a little apart
       const second = await train(out, 3);
       const done = await first;
       const [winner, loser] = done.code === 0 ? [done, second] : [second, done];
