@@ -102,6 +102,7 @@ Napi::Value LearningRates(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  train::configure_blas();
   exports.Set("NativeTrainer", TrainerWrap::Init(env));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("modelInfos", Napi::Function::New<ModelInfos>(env, "modelInfos"));

@@ -35,6 +35,23 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
   );
 });
 
+test('OpenBLAS is single-threaded even when a worker thread loads the addon first', async (t) => {
+  // A worker's process.env is a copy: the OPENBLAS_NUM_THREADS it sets never reaches OpenBLAS.
+  const index = JSON.stringify(path.join(ROOT, 'dist', 'ts', 'index.js'));
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const w = new Worker('const { parentPort } = require("node:worker_threads");' +
+      'const { runtimeInfo } = require(${index.replace(/"/g, '\\"')});' +
+      'const r = runtimeInfo(); parentPort.postMessage([r.blasLibrary, r.blasThreads]);', { eval: true });
+    w.on('message', (m) => { console.log(JSON.stringify(m)); process.exit(0); });`;
+  const env = { ...process.env };
+  delete env.OPENBLAS_NUM_THREADS;
+  const out = execFileSync(process.execPath, ['-e', script], { env, encoding: 'utf8' });
+  const [library, threads] = JSON.parse(out) as [string, number];
+  if (library.includes('openblas')) t.is(threads, 1);
+  else t.is(threads, 0, `${library}: no OpenBLAS, no thread count`);
+});
+
 test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch results)', async (t) => {
   const data = await smallMnist(4000, 1000);
   const trainer = await Trainer.create({

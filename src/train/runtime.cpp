@@ -49,6 +49,10 @@ void configure_threads(int threads) {
   // Only on a change: set_num_threads also rebuilds LibTorch's pthreadpool (thread creation,
   // milliseconds), and every engine call passes through here.
   if (at::get_num_threads() != n) torch::set_num_threads(n);
+  configure_blas();
+}
+
+void configure_blas() {
   // OpenBLAS exports this setter; the reference BLAS has none and is single-threaded anyway.
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {

@@ -16,6 +16,11 @@ torch::Device resolve_device(const std::string& name);
 // a multi-threaded OpenBLAS inside LibTorch's own threads oversubscribes the cores (3x slower).
 void configure_threads(int threads);
 
+// Keeps BLAS single-threaded (configure_threads does too). Called when the addon loads: the
+// OPENBLAS_NUM_THREADS that the JS side sets never reaches OpenBLAS when the addon is first
+// loaded from a worker thread, whose process.env is a copy.
+void configure_blas();
+
 // Keeps freed tensor memory in the process instead of returning it to the kernel after every
 // step. Training runs on a worker thread, whose glibc arena trims and unmaps freed blocks
 // eagerly: each step then faults its activations in again (a third of a LeNet epoch went to
