@@ -33,6 +33,39 @@ export class ExperimentInterrupted extends Error {
   }
 }
 
+/**
+ * What to throw when run `run` (`index` of `total`, in `dir`) of an experiment was stopped by
+ * `err`: its folder when it holds a checkpoint, and `reportFinished`'s report (given a finding
+ * line) when any run finished.
+ */
+export async function interruption(
+  err: unknown,
+  run: { name: string; index: number; dir: string | undefined },
+  finished: string[],
+  total: number,
+  reportFinished: ((finding: string) => Promise<string>) | undefined,
+): Promise<ExperimentInterrupted> {
+  const stage = (err as { stage?: string }).stage;
+  const notStarted = stage === 'not-started';
+  const started = stage !== 'loading' && !notStarted;
+  const kept = started && (await holdsCheckpoint(run.dir)) ? path.resolve(run.dir!) : undefined;
+  const report =
+    reportFinished && finished.length > 0
+      ? await reportFinished(
+          `Interrupted: ${finished.length} of ${total} runs finished; ${run.name} was stopped.`,
+        )
+      : undefined;
+  const pending = total - run.index - (notStarted ? 0 : 1);
+  return new ExperimentInterrupted(
+    finished,
+    notStarted ? undefined : run.name,
+    kept,
+    report,
+    pending,
+    err,
+  );
+}
+
 export function isAbort(err: unknown): boolean {
   return err instanceof Error && err.name === 'AbortError';
 }

@@ -12,7 +12,7 @@ import {
 import type { EpochResult } from '../train/trainer';
 import { writeReport, type Report } from '../report/index';
 import { resolveOptions } from '../train/options';
-import { ExperimentInterrupted, experimentRun, holdsCheckpoint, isAbort } from './interrupted';
+import { experimentRun, interruption, isAbort } from './interrupted';
 
 export interface StarveOptions extends Omit<
   RunSpec,
@@ -191,22 +191,12 @@ export async function runStarve(
       rows.push(row(summary));
     } catch (err) {
       if (!isAbort(err)) throw err;
-      const stage = (err as { stage?: string }).stage;
-      const started = stage !== 'loading' && stage !== 'not-started';
-      const kept = started && (await holdsCheckpoint(dir)) ? path.resolve(dir!) : undefined;
-      const partial =
-        o.out && rows.length > 0
-          ? await report(rows, [
-              `Interrupted: ${rows.length} of ${variants.length} runs finished; ${v.name} was stopped.`,
-            ])
-          : undefined;
-      throw new ExperimentInterrupted(
-        rows.map((r) => r.name),
-        stage === 'not-started' ? undefined : v.name,
-        kept,
-        partial,
-        variants.length - i - (stage === 'not-started' ? 0 : 1),
+      throw await interruption(
         err,
+        { name: v.name, index: i, dir },
+        rows.map((r) => r.name),
+        variants.length,
+        o.out ? (finding) => report(rows, [finding]) : undefined,
       );
     }
   }

@@ -18,7 +18,7 @@ import type { EpochResult, Progress } from '../train/trainer';
 import { classLabels } from '../report/charts';
 import { writeReport, type Report, type ReportGroup, type ReportPaths } from '../report/index';
 import { native } from '../native';
-import { ExperimentInterrupted, experimentRun, holdsCheckpoint, isAbort } from './interrupted';
+import { experimentRun, interruption, isAbort } from './interrupted';
 import { makeDir } from '../train/run-lock';
 
 /** Loss options a loss entry may set (the rest of a run's options are shared by the sweep). */
@@ -568,27 +568,20 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
       );
     } catch (err) {
       if (!isAbort(err)) throw err;
-      const stage = (err as { stage?: string }).stage;
-      const started = stage !== 'loading' && stage !== 'not-started';
-      const kept = started && (await holdsCheckpoint(dir)) ? dir : undefined;
-      const partial =
-        out && rows.length > 0
-          ? (
-              await writeReport(
-                out,
-                sweepReport(c, runs, rows, datasetName, classNames, [
-                  `Interrupted: ${rows.length} of ${runs.length} runs finished; ${run.name} was stopped.`,
-                ]),
-              )
-            ).html
-          : undefined;
-      throw new ExperimentInterrupted(
-        rows.map((r) => r.name),
-        stage === 'not-started' ? undefined : run.name,
-        kept,
-        partial,
-        runs.length - run.index - (stage === 'not-started' ? 0 : 1),
+      throw await interruption(
         err,
+        { name: run.name, index: run.index, dir },
+        rows.map((r) => r.name),
+        runs.length,
+        out
+          ? async (finding) =>
+              (
+                await writeReport(
+                  out,
+                  sweepReport(c, runs, rows, datasetName, classNames, [finding]),
+                )
+              ).html
+          : undefined,
       );
     }
     const { spec, ...meta } = run;
