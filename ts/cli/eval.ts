@@ -6,7 +6,7 @@ import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
 import { intAtLeast, maxPixelsOption } from './parse';
 import { warnOnStderr, printJson } from './output';
-import { checkpointDataset } from '../train/run';
+import { checkpointDataset } from '../train/resume';
 
 interface EvalFlags {
   checkpoint: string;
