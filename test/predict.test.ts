@@ -6,6 +6,7 @@ import { loadMnist } from '../ts/index';
 import { jsonLines, quickTrainArgs, runCli, tempDir } from './helpers/cli';
 import { writePng } from './helpers/imagefolder';
 import { smallIdxFolder } from './helpers/mnist';
+import sharp from 'sharp';
 
 // One quick MLP checkpoint for every test of this file.
 const checkpoint = (async () => {
@@ -134,4 +135,31 @@ test('predict --top K: the K most probable classes with names and probabilities,
   const tooMany = await runCli(['predict', '--checkpoint', ckpt, '--top', '11', good[0]]);
   t.not(tooMany.code, 0);
   t.regex(tooMany.stderr, /--top/);
+});
+
+test("predict brings a large image to the run's image size as training did (sharp's resize), not in the engine", async (t) => {
+  const out = await checkpoint;
+  const mnist = await loadMnist();
+  const dir = tempDir();
+  // A digit at 4x (112x112) with some texture, and what the training loader would make of it.
+  const big = path.join(dir, 'big.png');
+  const digit = mnist.test.images.subarray(7 * 784, 8 * 784);
+  await sharp(Buffer.from(digit), { raw: { width: 28, height: 28, channels: 1 } })
+    .resize(112, 112, { kernel: 'cubic' })
+    .toColourspace('b-w')
+    .png()
+    .toFile(big);
+  const small = path.join(dir, 'small.png');
+  await sharp(big)
+    .toColourspace('b-w')
+    .resize(28, 28, { fit: 'fill', kernel: 'linear' })
+    .png()
+    .toFile(small);
+  const r = await runCli([
+    ...['predict', '--checkpoint', out, big, small],
+    ...['--json', '--top', '10', '--threads', '1'],
+  ]);
+  t.is(r.code, 0, r.stderr);
+  const [a, b] = jsonLines(r.stdout);
+  t.deepEqual(a.top, b.top, 'every class probability');
 });

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { loadTestSet } from '../data/index';
 import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer';
+import { recordedImageSize } from '../train/checkpoint';
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
 import { intAtLeast, maxPixelsOption } from './parse';
 import { warnOnStderr, printJson } from './output';
@@ -94,15 +95,6 @@ export function resolveClass(value: string, names: string[]): number {
 }
 
 // The training split's common image size, where the checkpoint records it.
-function recordedImageSize(
-  config: CheckpointConfig,
-): { width: number; height: number } | undefined {
-  const size = config.data?.imageSize as { width?: unknown; height?: unknown } | undefined;
-  return Number.isInteger(size?.width) && Number.isInteger(size?.height)
-    ? { width: size!.width as number, height: size!.height as number }
-    : undefined;
-}
-
 /**
  * Why `spec` may not be what the checkpoint was trained on (another dataset name, or other
  * class names), in one line; undefined when it is.

@@ -9,7 +9,8 @@ import {
   listImageFiles,
   mapLimit,
 } from '../data/imagefolder';
-import { Trainer, type Prediction } from '../train/trainer';
+import { openCheckpoint, Trainer, type Prediction } from '../train/trainer';
+import { recordedImageSize } from '../train/checkpoint';
 import { intAtLeast, maxPixelsOption } from './parse';
 import { ExitError, warnOnStderr, printJson } from './output';
 
@@ -51,18 +52,25 @@ export function predictCommand(): Command {
     )
     .action(async (inputs: string[], flags: PredictFlags) => {
       const entries = await expandInputs(inputs);
+      const opened = await openCheckpoint(flags.checkpoint);
       const trainer = await Trainer.load(
-        flags.checkpoint,
+        opened,
         { threads: flags.threads, device: flags.device, evalBatchSize: flags.evalBatchSize },
         warnOnStderr,
       );
+      // An image is brought to the run's common size as its training images were (a checkpoint
+      // of the API alone: to the network's input), so the engine never gets a whole photo.
+      const size = recordedImageSize(opened.config) ?? {
+        width: trainer.inputSize,
+        height: trainer.inputSize,
+      };
       let outcomes: Outcome[];
       try {
         const classes = trainer.options.classNames.length;
         if (flags.top !== undefined && flags.top > classes) {
           throw new Error(`--top: ${flags.top} is more than the checkpoint's ${classes} classes`);
         }
-        outcomes = await predictFiles(trainer, entries, flags.top, flags.maxPixels);
+        outcomes = await predictFiles(trainer, entries, size, flags.top, flags.maxPixels);
       } finally {
         trainer.dispose();
       }
@@ -102,6 +110,7 @@ export function predictCommand(): Command {
 async function predictFiles(
   trainer: Trainer,
   entries: { file: string; error?: string }[],
+  size: { width: number; height: number },
   top?: number,
   maxPixels?: number,
 ): Promise<Outcome[]> {
@@ -119,7 +128,9 @@ async function predictFiles(
     let end = start + 1;
     let sum = pixels[start];
     while (end < entries.length && sum + pixels[end] <= WINDOW_PIXELS) sum += pixels[end++];
-    outcomes.push(...(await predictWindow(trainer, entries.slice(start, end), top, maxPixels)));
+    outcomes.push(
+      ...(await predictWindow(trainer, entries.slice(start, end), size, top, maxPixels)),
+    );
     start = end;
   }
   return outcomes;
@@ -128,6 +139,7 @@ async function predictFiles(
 async function predictWindow(
   trainer: Trainer,
   entries: { file: string; error?: string }[],
+  size: { width: number; height: number },
   top?: number,
   maxPixels?: number,
 ): Promise<Outcome[]> {
@@ -136,7 +148,7 @@ async function predictWindow(
   const decoded = await mapLimit(entries, inFlight, async (e) => {
     if (e.error) return { file: e.file, error: e.error };
     try {
-      return { file: e.file, ...(await decodeGrayscale(e.file, undefined, { maxPixels })) };
+      return { file: e.file, ...(await decodeGrayscale(e.file, size, { maxPixels })) };
     } catch (err) {
       // decodeGrayscale's message starts with the file name: keep the reason alone
       const message = (err as Error).message;
@@ -146,22 +158,17 @@ async function predictWindow(
       };
     }
   });
-  const bySize = new Map<string, number[]>();
-  decoded.forEach((d, i) => {
-    if ('error' in d) return;
-    const key = `${d.width}x${d.height}`;
-    bySize.set(key, [...(bySize.get(key) ?? []), i]);
-  });
+  // Every decoded image has `size`: one stack, one native call.
+  const good = decoded.flatMap((d, i) => ('error' in d ? [] : [i]));
   const predictions = new Map<number, Prediction>();
-  for (const group of bySize.values()) {
-    const first = decoded[group[0]] as { width: number; height: number };
-    const { width, height } = first;
-    const stack = new Uint8Array(group.length * width * height);
-    group.forEach((i, k) =>
+  if (good.length > 0) {
+    const { width, height } = size;
+    const stack = new Uint8Array(good.length * width * height);
+    good.forEach((i, k) =>
       stack.set((decoded[i] as { pixels: Uint8Array }).pixels, k * width * height),
     );
-    const preds = await trainer.predict(stack, group.length, height, width, { top });
-    group.forEach((i, k) => predictions.set(i, preds[k]));
+    const preds = await trainer.predict(stack, good.length, height, width, { top });
+    good.forEach((i, k) => predictions.set(i, preds[k]));
   }
   return decoded.map((d, i) =>
     'error' in d

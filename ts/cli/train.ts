@@ -370,8 +370,12 @@ export function trainCommand(): Command {
         if (!interrupt.signal.aborted) code = sig === 'SIGTERM' ? 143 : 130;
         interrupt.abort();
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // Alone, a second Ctrl-C ends the process at once (the default action). A rank keeps its
+      // handlers for good: only the launcher signals it, and a rank killed by a signal would be
+      // reported as a failed rank instead of an interrupted run.
+      const listen = distributed ? process.on.bind(process) : process.once.bind(process);
+      listen('SIGINT', stop);
+      listen('SIGTERM', stop);
       let result;
       try {
         result = await runTraining(spec, {

@@ -334,3 +334,13 @@ async function exists(file: string): Promise<boolean> {
     () => false,
   );
 }
+
+/** The training split's common size, as a training run records it (`data.imageSize`). */
+export function recordedImageSize(
+  config: CheckpointConfig,
+): { width: number; height: number } | undefined {
+  const size = config.data?.imageSize as { width?: unknown; height?: unknown } | undefined;
+  return Number.isInteger(size?.width) && Number.isInteger(size?.height)
+    ? { width: size!.width as number, height: size!.height as number }
+    : undefined;
+}
