@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
+import { execFileSync } from 'node:child_process';
+import { PYTHON } from './helpers/cli';
 import {
   applyImbalance,
   classCounts,
@@ -21,6 +23,7 @@ import {
   readIdx,
   subset,
   type Dataset,
+  decodeGrayscale,
 } from '../ts/data/index';
 
 const MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
@@ -612,4 +615,27 @@ test('imbalance: bad profiles name what is wrong', (t) => {
   for (const [spec, message] of errors) {
     t.throws(() => imbalanceCounts(spec, counts), { message }, spec);
   }
+});
+
+test("grey from colour equals PIL's convert('L') on 10,000 random colours, alpha dropped", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'torchfocal-luma-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // 100 × 100 random RGBA pixels (fresh each run), and pure red, green, blue and white first.
+  const rgba = new Uint8Array(100 * 100 * 4).map(() => Math.floor(Math.random() * 256));
+  const pure = [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255];
+  for (let k = 0; k < 4; k++) rgba.set([...pure.slice(k * 3, k * 3 + 3), 255], k * 4);
+  const file = path.join(dir, 'colours.png');
+  await sharp(Buffer.from(rgba), { raw: { width: 100, height: 100, channels: 4 } })
+    .png()
+    .toFile(file);
+  const ours = (await decodeGrayscale(file)).pixels;
+  const pil = execFileSync(PYTHON, [
+    '-c',
+    "import sys; from PIL import Image; sys.stdout.buffer.write(Image.open(sys.argv[1]).convert('RGB').convert('L').tobytes())",
+    file,
+  ]);
+  t.is(pil.length, 10_000);
+  t.deepEqual([...ours.subarray(0, 4)], [76, 150, 29, 255], "PIL's red, green, blue, white");
+  const differ = ours.reduce((n, v, i) => n + (v === pil[i] ? 0 : 1), 0);
+  t.is(differ, 0, `${differ} of 10,000 pixels differ from PIL`);
 });

@@ -385,14 +385,28 @@ async function decode(
   size: { width: number; height: number } | undefined,
   maxPixels: number,
 ): Promise<{ pixels: Uint8Array; width: number; height: number }> {
-  // Alpha is dropped, not blended, like PIL's convert('RGB') in torchvision's loader. The
-  // output colourspace gives the same pixels as .grayscale() at about half the cost per image.
-  // The pixel limit was checked from the header already; sharp checks it again as it decodes.
-  let image = sharp(file, { limitInputPixels: maxPixels }).removeAlpha().toColourspace('b-w');
+  // Alpha is dropped, not blended, like PIL's convert('RGB') in torchvision's loader; grey is
+  // made from sRGB as PIL's convert('L') makes it (pilLuma). The pixel limit was checked from
+  // the header already; sharp checks it again as it decodes.
+  let image = sharp(file, { limitInputPixels: maxPixels }).removeAlpha().toColourspace('srgb');
   if (size) image = image.resize(size.width, size.height, { fit: 'fill', kernel: 'linear' });
   const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
-  return { pixels: data, width: info.width, height: info.height };
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  return { pixels: pilLuma(data), width: info.width, height: info.height };
+}
+
+/**
+ * Grey from interleaved RGB as PIL's convert('L') computes it: ITU-R 601-2 luma in 16-bit fixed
+ * point, L = (19595 R + 38470 G + 7471 B + 2^15) >> 16, so that a model trained by the original
+ * PyTorch script sees the same pixels. (libvips's 'b-w' weighs linear light: pure blue gives 76
+ * there, 29 in PIL.) A grey pixel (R = G = B) stays itself.
+ */
+export function pilLuma(rgb: Uint8Array): Uint8Array {
+  const out = new Uint8Array(rgb.length / 3);
+  for (let i = 0, j = 0; i < out.length; i++, j += 3) {
+    out[i] = (19595 * rgb[j] + 38470 * rgb[j + 1] + 7471 * rgb[j + 2] + 0x8000) >> 16;
+  }
+  return out;
 }
 
 /**
