@@ -9,6 +9,7 @@
 #include "models/lenet.h"
 #include "models/mlp.h"
 #include "models/resnet.h"
+#include "models/resnet32.h"
 #include "models/vgg.h"
 
 namespace torchfocal::models {
@@ -31,6 +32,8 @@ const std::vector<Entry>& entries() {
       {{"vgg", 224, "VGG-11, widths divided by width_divisor (d2l 7.2)"}, make_vgg},
       {{"googlenet", 96, "GoogLeNet with Inception blocks (d2l 7.4)"}, make_googlenet},
       {{"resnet", 96, "ResNet-18, widths divided by width_divisor (d2l 7.6)"}, make_resnet},
+      {{"resnet32", 32, "ResNet-32 of the CIFAR long-tail papers (option-A shortcuts)"},
+       make_resnet32},
   };
   return table;
 }

@@ -11,7 +11,7 @@ namespace torchfocal::models {
 
 struct ModelOptions {
   int64_t num_classes = 10;
-  // VGG only: conv channel widths are divided by this (Dive into Deep Learning's `ratio`).
+  // VGG and the ResNets: conv channel widths are divided by this (d2l's `ratio` for VGG).
   int64_t width_divisor = 1;
 };
 
@@ -28,12 +28,13 @@ const std::vector<ModelInfo>& model_infos();
 const ModelInfo& model_info(const std::string& name);
 
 // Builds a freshly initialised network. Every zoo network is a Sequential whose child and
-// parameter names equal those PyTorch gives the same Dive-into-Deep-Learning definition
-// (`0.weight`, `1.0.conv1.weight`, ...), so state dicts are interchangeable by name.
+// parameter names equal those PyTorch gives the same definition: Dive into Deep Learning's
+// (`0.weight`, `1.0.conv1.weight`, ...), the CIFAR papers' code for resnet32
+// (`layer1.0.conv1.weight`, `linear.weight`), so state dicts are interchangeable by name.
 // Input: [N, 1, input_size, input_size] float; output: [N, num_classes] logits.
 // Throws std::invalid_argument for an unknown name (as model_info does), num_classes < 2,
 // width_divisor < 1, or, for vgg and resnet, a width_divisor that does not divide 64 (their
-// narrowest width); the other networks ignore width_divisor.
+// narrowest width), for resnet32 one that is not 1, 2, 4 or 8; the other networks ignore it.
 torch::nn::Sequential make_model(const std::string& name, const ModelOptions& options);
 
 }  // namespace torchfocal::models

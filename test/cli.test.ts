@@ -138,7 +138,7 @@ test('bad input: unknown model', async (t) => {
   assertOneLineError(
     t,
     await runCli(['train', '--model', 'resnet50']),
-    /unknown model 'resnet50' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet\)/,
+    /unknown model 'resnet50' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32\)/,
   );
 });
 

@@ -31,6 +31,7 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
       ['vgg', 224],
       ['googlenet', 96],
       ['resnet', 96],
+      ['resnet32', 32],
     ],
   );
 });

@@ -13,6 +13,7 @@
 
 #include "models/registry.h"
 #include "models/resnet.h"
+#include "models/resnet32.h"
 
 namespace {
 
@@ -23,7 +24,7 @@ using torchfocal::models::ModelOptions;
 
 using NamedShape = std::pair<std::string, std::vector<int64_t>>;
 
-constexpr const char* kKnown = "known: mlp, lenet, alexnet, vgg, googlenet, resnet";
+constexpr const char* kKnown = "known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32";
 
 struct Reference {
   std::string name;
@@ -37,6 +38,7 @@ const std::vector<Reference> kReferences = {
     {"mlp", 28, 203530, 201731},          {"lenet", 28, 61706, 61111},
     {"alexnet", 224, 46764746, 46736067}, {"vgg", 224, 128806154, 128777475},
     {"googlenet", 96, 5977530, 5970355},  {"resnet", 96, 11178378, 11174787},
+    {"resnet32", 32, 463866, 463411},
 };
 
 // `d2l_models.py --width-divisor 8 vgg`: the narrow VGG the forward test runs.
@@ -211,6 +213,198 @@ const std::vector<NamedShape> kResnetState = {
     {"7.weight", {10, 512}},
     {"7.bias", {10}},
 };
+
+// resnet32: 188 entries, 463866 parameters
+const std::vector<NamedShape> kResnet32State = {
+    {"conv1.weight", {16, 1, 3, 3}},
+    {"bn1.weight", {16}},
+    {"bn1.bias", {16}},
+    {"bn1.running_mean", {16}},
+    {"bn1.running_var", {16}},
+    {"bn1.num_batches_tracked", {}},
+    {"layer1.0.conv1.weight", {16, 16, 3, 3}},
+    {"layer1.0.bn1.weight", {16}},
+    {"layer1.0.bn1.bias", {16}},
+    {"layer1.0.bn1.running_mean", {16}},
+    {"layer1.0.bn1.running_var", {16}},
+    {"layer1.0.bn1.num_batches_tracked", {}},
+    {"layer1.0.conv2.weight", {16, 16, 3, 3}},
+    {"layer1.0.bn2.weight", {16}},
+    {"layer1.0.bn2.bias", {16}},
+    {"layer1.0.bn2.running_mean", {16}},
+    {"layer1.0.bn2.running_var", {16}},
+    {"layer1.0.bn2.num_batches_tracked", {}},
+    {"layer1.1.conv1.weight", {16, 16, 3, 3}},
+    {"layer1.1.bn1.weight", {16}},
+    {"layer1.1.bn1.bias", {16}},
+    {"layer1.1.bn1.running_mean", {16}},
+    {"layer1.1.bn1.running_var", {16}},
+    {"layer1.1.bn1.num_batches_tracked", {}},
+    {"layer1.1.conv2.weight", {16, 16, 3, 3}},
+    {"layer1.1.bn2.weight", {16}},
+    {"layer1.1.bn2.bias", {16}},
+    {"layer1.1.bn2.running_mean", {16}},
+    {"layer1.1.bn2.running_var", {16}},
+    {"layer1.1.bn2.num_batches_tracked", {}},
+    {"layer1.2.conv1.weight", {16, 16, 3, 3}},
+    {"layer1.2.bn1.weight", {16}},
+    {"layer1.2.bn1.bias", {16}},
+    {"layer1.2.bn1.running_mean", {16}},
+    {"layer1.2.bn1.running_var", {16}},
+    {"layer1.2.bn1.num_batches_tracked", {}},
+    {"layer1.2.conv2.weight", {16, 16, 3, 3}},
+    {"layer1.2.bn2.weight", {16}},
+    {"layer1.2.bn2.bias", {16}},
+    {"layer1.2.bn2.running_mean", {16}},
+    {"layer1.2.bn2.running_var", {16}},
+    {"layer1.2.bn2.num_batches_tracked", {}},
+    {"layer1.3.conv1.weight", {16, 16, 3, 3}},
+    {"layer1.3.bn1.weight", {16}},
+    {"layer1.3.bn1.bias", {16}},
+    {"layer1.3.bn1.running_mean", {16}},
+    {"layer1.3.bn1.running_var", {16}},
+    {"layer1.3.bn1.num_batches_tracked", {}},
+    {"layer1.3.conv2.weight", {16, 16, 3, 3}},
+    {"layer1.3.bn2.weight", {16}},
+    {"layer1.3.bn2.bias", {16}},
+    {"layer1.3.bn2.running_mean", {16}},
+    {"layer1.3.bn2.running_var", {16}},
+    {"layer1.3.bn2.num_batches_tracked", {}},
+    {"layer1.4.conv1.weight", {16, 16, 3, 3}},
+    {"layer1.4.bn1.weight", {16}},
+    {"layer1.4.bn1.bias", {16}},
+    {"layer1.4.bn1.running_mean", {16}},
+    {"layer1.4.bn1.running_var", {16}},
+    {"layer1.4.bn1.num_batches_tracked", {}},
+    {"layer1.4.conv2.weight", {16, 16, 3, 3}},
+    {"layer1.4.bn2.weight", {16}},
+    {"layer1.4.bn2.bias", {16}},
+    {"layer1.4.bn2.running_mean", {16}},
+    {"layer1.4.bn2.running_var", {16}},
+    {"layer1.4.bn2.num_batches_tracked", {}},
+    {"layer2.0.conv1.weight", {32, 16, 3, 3}},
+    {"layer2.0.bn1.weight", {32}},
+    {"layer2.0.bn1.bias", {32}},
+    {"layer2.0.bn1.running_mean", {32}},
+    {"layer2.0.bn1.running_var", {32}},
+    {"layer2.0.bn1.num_batches_tracked", {}},
+    {"layer2.0.conv2.weight", {32, 32, 3, 3}},
+    {"layer2.0.bn2.weight", {32}},
+    {"layer2.0.bn2.bias", {32}},
+    {"layer2.0.bn2.running_mean", {32}},
+    {"layer2.0.bn2.running_var", {32}},
+    {"layer2.0.bn2.num_batches_tracked", {}},
+    {"layer2.1.conv1.weight", {32, 32, 3, 3}},
+    {"layer2.1.bn1.weight", {32}},
+    {"layer2.1.bn1.bias", {32}},
+    {"layer2.1.bn1.running_mean", {32}},
+    {"layer2.1.bn1.running_var", {32}},
+    {"layer2.1.bn1.num_batches_tracked", {}},
+    {"layer2.1.conv2.weight", {32, 32, 3, 3}},
+    {"layer2.1.bn2.weight", {32}},
+    {"layer2.1.bn2.bias", {32}},
+    {"layer2.1.bn2.running_mean", {32}},
+    {"layer2.1.bn2.running_var", {32}},
+    {"layer2.1.bn2.num_batches_tracked", {}},
+    {"layer2.2.conv1.weight", {32, 32, 3, 3}},
+    {"layer2.2.bn1.weight", {32}},
+    {"layer2.2.bn1.bias", {32}},
+    {"layer2.2.bn1.running_mean", {32}},
+    {"layer2.2.bn1.running_var", {32}},
+    {"layer2.2.bn1.num_batches_tracked", {}},
+    {"layer2.2.conv2.weight", {32, 32, 3, 3}},
+    {"layer2.2.bn2.weight", {32}},
+    {"layer2.2.bn2.bias", {32}},
+    {"layer2.2.bn2.running_mean", {32}},
+    {"layer2.2.bn2.running_var", {32}},
+    {"layer2.2.bn2.num_batches_tracked", {}},
+    {"layer2.3.conv1.weight", {32, 32, 3, 3}},
+    {"layer2.3.bn1.weight", {32}},
+    {"layer2.3.bn1.bias", {32}},
+    {"layer2.3.bn1.running_mean", {32}},
+    {"layer2.3.bn1.running_var", {32}},
+    {"layer2.3.bn1.num_batches_tracked", {}},
+    {"layer2.3.conv2.weight", {32, 32, 3, 3}},
+    {"layer2.3.bn2.weight", {32}},
+    {"layer2.3.bn2.bias", {32}},
+    {"layer2.3.bn2.running_mean", {32}},
+    {"layer2.3.bn2.running_var", {32}},
+    {"layer2.3.bn2.num_batches_tracked", {}},
+    {"layer2.4.conv1.weight", {32, 32, 3, 3}},
+    {"layer2.4.bn1.weight", {32}},
+    {"layer2.4.bn1.bias", {32}},
+    {"layer2.4.bn1.running_mean", {32}},
+    {"layer2.4.bn1.running_var", {32}},
+    {"layer2.4.bn1.num_batches_tracked", {}},
+    {"layer2.4.conv2.weight", {32, 32, 3, 3}},
+    {"layer2.4.bn2.weight", {32}},
+    {"layer2.4.bn2.bias", {32}},
+    {"layer2.4.bn2.running_mean", {32}},
+    {"layer2.4.bn2.running_var", {32}},
+    {"layer2.4.bn2.num_batches_tracked", {}},
+    {"layer3.0.conv1.weight", {64, 32, 3, 3}},
+    {"layer3.0.bn1.weight", {64}},
+    {"layer3.0.bn1.bias", {64}},
+    {"layer3.0.bn1.running_mean", {64}},
+    {"layer3.0.bn1.running_var", {64}},
+    {"layer3.0.bn1.num_batches_tracked", {}},
+    {"layer3.0.conv2.weight", {64, 64, 3, 3}},
+    {"layer3.0.bn2.weight", {64}},
+    {"layer3.0.bn2.bias", {64}},
+    {"layer3.0.bn2.running_mean", {64}},
+    {"layer3.0.bn2.running_var", {64}},
+    {"layer3.0.bn2.num_batches_tracked", {}},
+    {"layer3.1.conv1.weight", {64, 64, 3, 3}},
+    {"layer3.1.bn1.weight", {64}},
+    {"layer3.1.bn1.bias", {64}},
+    {"layer3.1.bn1.running_mean", {64}},
+    {"layer3.1.bn1.running_var", {64}},
+    {"layer3.1.bn1.num_batches_tracked", {}},
+    {"layer3.1.conv2.weight", {64, 64, 3, 3}},
+    {"layer3.1.bn2.weight", {64}},
+    {"layer3.1.bn2.bias", {64}},
+    {"layer3.1.bn2.running_mean", {64}},
+    {"layer3.1.bn2.running_var", {64}},
+    {"layer3.1.bn2.num_batches_tracked", {}},
+    {"layer3.2.conv1.weight", {64, 64, 3, 3}},
+    {"layer3.2.bn1.weight", {64}},
+    {"layer3.2.bn1.bias", {64}},
+    {"layer3.2.bn1.running_mean", {64}},
+    {"layer3.2.bn1.running_var", {64}},
+    {"layer3.2.bn1.num_batches_tracked", {}},
+    {"layer3.2.conv2.weight", {64, 64, 3, 3}},
+    {"layer3.2.bn2.weight", {64}},
+    {"layer3.2.bn2.bias", {64}},
+    {"layer3.2.bn2.running_mean", {64}},
+    {"layer3.2.bn2.running_var", {64}},
+    {"layer3.2.bn2.num_batches_tracked", {}},
+    {"layer3.3.conv1.weight", {64, 64, 3, 3}},
+    {"layer3.3.bn1.weight", {64}},
+    {"layer3.3.bn1.bias", {64}},
+    {"layer3.3.bn1.running_mean", {64}},
+    {"layer3.3.bn1.running_var", {64}},
+    {"layer3.3.bn1.num_batches_tracked", {}},
+    {"layer3.3.conv2.weight", {64, 64, 3, 3}},
+    {"layer3.3.bn2.weight", {64}},
+    {"layer3.3.bn2.bias", {64}},
+    {"layer3.3.bn2.running_mean", {64}},
+    {"layer3.3.bn2.running_var", {64}},
+    {"layer3.3.bn2.num_batches_tracked", {}},
+    {"layer3.4.conv1.weight", {64, 64, 3, 3}},
+    {"layer3.4.bn1.weight", {64}},
+    {"layer3.4.bn1.bias", {64}},
+    {"layer3.4.bn1.running_mean", {64}},
+    {"layer3.4.bn1.running_var", {64}},
+    {"layer3.4.bn1.num_batches_tracked", {}},
+    {"layer3.4.conv2.weight", {64, 64, 3, 3}},
+    {"layer3.4.bn2.weight", {64}},
+    {"layer3.4.bn2.bias", {64}},
+    {"layer3.4.bn2.running_mean", {64}},
+    {"layer3.4.bn2.running_var", {64}},
+    {"layer3.4.bn2.num_batches_tracked", {}},
+    {"linear.weight", {10, 64}},
+    {"linear.bias", {10}},
+};
 // googlenet: 116 entries, 5977530 parameters
 const std::vector<NamedShape> kGooglenetState = {
     {"0.0.weight", {64, 1, 7, 7}},
@@ -337,6 +531,7 @@ const std::vector<NamedShape>& reference_state(const std::string& name) {
   if (name == "alexnet") return kAlexnetState;
   if (name == "vgg") return kVggState;
   if (name == "googlenet") return kGooglenetState;
+  if (name == "resnet32") return kResnet32State;
   return kResnetState;
 }
 
@@ -408,7 +603,7 @@ TEST_P(ZooModel, ForwardGivesOneRowOfLogitsPerImage) {
 INSTANTIATE_TEST_SUITE_P(PyTorchReference, ZooModel, ::testing::ValuesIn(kReferences),
                          [](const auto& info) { return info.param.name; });
 
-TEST(ModelRegistry, ListsTheSixNetworksInAStableOrder) {
+TEST(ModelRegistry, ListsTheNetworksInAStableOrder) {
   ASSERT_EQ(model_infos().size(), kReferences.size());
   for (size_t i = 0; i < kReferences.size(); ++i) {
     EXPECT_EQ(model_infos()[i].name, kReferences[i].name);
@@ -491,6 +686,53 @@ TEST(ResNet, StridedShortcutIsTheStridedOneByOneConvolution) {
     EXPECT_TRUE(torch::allclose(ours, reference, 1e-12, 1e-12)) << "side " << side;
     EXPECT_TRUE(torch::allclose(grads[0], ref_grads[0], 1e-12, 1e-12)) << "side " << side;
     EXPECT_TRUE(torch::allclose(grads[1], ref_grads[1], 1e-12, 1e-12)) << "side " << side;
+  }
+}
+
+TEST(ResNet32, OptionAShortcutSubsamplesAndPadsChannelsWithZeros) {
+  // With both convolutions' weights zero and batch norm's shift zero, a block is its shortcut:
+  // x[:, :, ::2, ::2] with planes/4 zero channels on each side, through a ReLU.
+  torch::manual_seed(3);
+  torchfocal::models::BasicBlockA block(/*in_planes=*/8, /*planes=*/16, /*stride=*/2);
+  torch::NoGradGuard no_grad;
+  block->conv1->weight.zero_();
+  block->conv2->weight.zero_();
+  block->eval();
+  const auto x = torch::randn({2, 8, 9, 9});
+  const auto sub = x.index({torch::indexing::Slice(), torch::indexing::Slice(),
+                            torch::indexing::Slice(0, c10::nullopt, 2),
+                            torch::indexing::Slice(0, c10::nullopt, 2)});
+  const auto zeros = torch::zeros({2, 4, 5, 5});
+  const auto expected = torch::relu(torch::cat({zeros, sub, zeros}, /*dim=*/1));
+  EXPECT_TRUE(torch::equal(block->forward(x), expected));
+  // the identity shortcut where nothing changes
+  torchfocal::models::BasicBlockA same(/*in_planes=*/16, /*planes=*/16, /*stride=*/1);
+  same->conv1->weight.zero_();
+  same->conv2->weight.zero_();
+  same->eval();
+  const auto y = torch::randn({2, 16, 6, 6});
+  EXPECT_TRUE(torch::equal(same->forward(y), torch::relu(y)));
+}
+
+TEST(ResNet32, KaimingNormalWeightsAndItsWidthDivisors) {
+  // The papers' initialisation: N(0, 2 / fan_in) for every convolution and the linear layer.
+  torch::manual_seed(5);
+  auto net = make_model("resnet32", {});
+  const auto params = net->named_parameters();
+  for (const auto& [name, fan_in] : std::vector<std::pair<std::string, double>>{
+           {"layer3.4.conv2.weight", 64 * 9}, {"layer1.0.conv1.weight", 16 * 9}}) {
+    const double std = params[name].std().item<double>();
+    EXPECT_NEAR(std, std::sqrt(2.0 / fan_in), 0.05 * std::sqrt(2.0 / fan_in)) << name;
+  }
+  for (const int64_t d : {2, 4, 8}) {
+    auto narrow = make_model("resnet32", {10, d});
+    torch::NoGradGuard no_grad;
+    narrow->eval();
+    EXPECT_EQ(narrow->forward(torch::rand({2, 1, 32, 32})).sizes().vec(),
+              (std::vector<int64_t>{2, 10}));
+  }
+  for (const int64_t d : {3, 16}) {
+    EXPECT_THROW(make_model("resnet32", {10, d}), std::invalid_argument) << d;
   }
 }
 

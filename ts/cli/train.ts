@@ -41,7 +41,11 @@ import {
 /** Options shared by every command that trains (train, experiment). */
 export function addTrainingOptions(cmd: Command): Command {
   return cmd
-    .option('--model <name>', 'network: mlp, lenet, alexnet, vgg, googlenet, resnet', 'lenet')
+    .option(
+      '--model <name>',
+      'network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32',
+      'lenet',
+    )
     .option('--dataset <spec>', 'mnist, fashion-mnist, or an image-folder PATH', 'mnist')
     .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
     .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
@@ -76,7 +80,12 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed for weights, shuffling and imbalance', intAtLeast(0), 0)
     .option('--device <name>', 'auto, cpu or cuda', 'auto')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
-    .option('--width-divisor <n>', 'VGG, ResNet: divide channel widths by N', intAtLeast(1), 1)
+    .option(
+      '--width-divisor <n>',
+      'VGG and the ResNets: divide channel widths by N',
+      intAtLeast(1),
+      1,
+    )
     .option(
       '--eval-every <n>',
       'evaluate the test set every N epochs (and after the last); JSON epoch lines then carry EVAL',

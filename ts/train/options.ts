@@ -63,7 +63,7 @@ export interface DistributedOptions {
 }
 
 export interface TrainerOptions {
-  /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet (default lenet) */
+  /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32 (default lenet) */
   model?: string;
   /** class names, index = label; their count sets the network's outputs */
   classNames: string[];
