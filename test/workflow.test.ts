@@ -293,7 +293,12 @@ test('Ctrl-C while an image folder loads stops within a second and writes nothin
     said ??= stderr.includes('interrupted') ? Date.now() : undefined;
   });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  await new Promise((r) => setTimeout(r, 2500)); // started, and decoding
+  // Started: the run folder (made with its lock, after the signal handlers and before the
+  // data) exists; then decoding. A fixed delay from the spawn was too short on a loaded machine
+  // (LibTorch 2.6 loads slowly), where the signal came before the handlers.
+  const deadline = Date.now() + 60_000;
+  while (!fs.existsSync(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 500));
   const sent = Date.now();
   child.kill('SIGINT');
   const code = await exited;
