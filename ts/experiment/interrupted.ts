@@ -101,12 +101,14 @@ export async function evaluateFinished(
   dir: string,
   test: Dataset,
   how: { threads?: number; device?: string },
+  signal?: AbortSignal,
 ): Promise<RunSummary> {
   const opened = await openCheckpoint(dir);
   const trainer = await Trainer.load(opened, how);
   try {
     await trainer.setData({ test });
-    const evaluation = await trainer.evaluate();
+    // stopped again here: an interruption of a run whose checkpoint is kept, as before
+    const evaluation = await trainer.evaluate({ signal });
     return {
       testAcc: evaluation.accuracy,
       balancedAccuracy: evaluation.balancedAccuracy,
@@ -170,10 +172,12 @@ export async function experimentRun(
   } catch (err) {
     // stopped in its final evaluation last time: all its epochs are in the checkpoint
     if (continues && /is finished: it has trained/.test((err as Error).message)) {
-      return evaluateFinished(dir!, hooks.data.test, {
-        threads: spec.threads,
-        device: spec.device,
-      });
+      return evaluateFinished(
+        dir!,
+        hooks.data.test,
+        { threads: spec.threads, device: spec.device },
+        hooks.signal,
+      );
     }
     throw err;
   }
