@@ -43,19 +43,38 @@ async function deadPid(): Promise<number> {
 }
 
 test('two processes take one run lock at once: exactly one gets it, 20 trials out of 20', async (t) => {
-  // Each child takes the lock, holds it 300 ms, and says what happened.
+  // Each child loads the module, says 'ready', and on 'go' (sent to both once both are ready,
+  // so that they try within a millisecond of each other, whatever their start-up took) takes
+  // the lock, holds it 300 ms and says what happened.
   const script = `
     const { acquireRunLock } = require(${JSON.stringify(LOCK_MODULE)});
-    acquireRunLock(process.argv[1]).then(
-      (lock) => setTimeout(() => { lock.release(); console.log('held'); }, 300),
-      (err) => { console.log('refused ' + err.message); process.exitCode = 1; });`;
+    process.stdin.once('data', () => acquireRunLock(process.argv[1]).then(
+      (lock) => setTimeout(() => { lock.release(); console.log('held'); process.exit(0); }, 300),
+      (err) => { console.log('refused ' + err.message); process.exit(1); }));
+    console.log('ready');`;
+  const contender = (dir: string) => {
+    const child = spawn(process.execPath, ['-e', script, dir], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let out = '';
+    const ready = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d) => {
+        out += d;
+        if (out.startsWith('ready\n')) resolve();
+      }),
+    );
+    const done = new Promise<string>((resolve) =>
+      child.on('close', () => resolve(out.slice('ready\n'.length).trim())),
+    );
+    return { child, ready, done };
+  };
   let won = 0;
   for (let trial = 0; trial < 20; trial++) {
     const dir = path.join(tempDir(), 'run');
-    const [a, b] = await Promise.all(
-      [0, 1].map(() => runProcess(process.execPath, ['-e', script, dir])),
-    );
-    const outcomes = [a, b].map((r) => r.stdout.trim()).sort();
+    const pair = [contender(dir), contender(dir)];
+    await Promise.all(pair.map((c) => c.ready));
+    for (const c of pair) c.child.stdin.write('go\n');
+    const outcomes = (await Promise.all(pair.map((c) => c.done))).sort();
     t.is(outcomes[0], 'held', `trial ${trial}: ${outcomes.join(' / ')}`);
     t.regex(outcomes[1], /^refused .* is being written by process \d+ on this host/);
     t.false(fs.existsSync(path.join(dir, LOCK_FILE)), 'released at exit');
