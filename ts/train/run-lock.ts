@@ -164,7 +164,37 @@ function busy(dir: string, file: string, holder: LockHolder | undefined): Error 
   );
 }
 
+/**
+ * Creates the lock file with `token` in it, or says false when it exists. The line is written to
+ * a file of this process first and hard-linked to the lock's name (a link never replaces a
+ * name), so that a reader never finds the lock empty and can always name its holder; where the
+ * file system has no hard links, the lock is created empty (O_EXCL) and then written.
+ */
 async function createExclusive(file: string, token: string, dir: string): Promise<boolean> {
+  const own = `${file}.${process.pid}.${Date.now()}`;
+  const cannot = (err: unknown) =>
+    new Error(
+      `${dir}: cannot write to this folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  try {
+    await fs.writeFile(own, token, { flag: 'wx' });
+  } catch (err) {
+    throw cannot(err);
+  }
+  try {
+    await fs.link(own, file);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'].includes(code ?? '')) throw cannot(err);
+  } finally {
+    await fs.unlink(own).catch(() => {});
+  }
+  return createEmptyThenWrite(file, token, dir);
+}
+
+async function createEmptyThenWrite(file: string, token: string, dir: string): Promise<boolean> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, 'wx');
