@@ -2,7 +2,7 @@
 // `--nproc` launcher and of an experiment ends in at most 2 s with 130 or 143, a truthful line
 // and a resume command only when there is something to resume. Also failure 6 (an experiment
 // checks every run before the first starts) and failure 12's report and sweep-name cases.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -50,6 +50,15 @@ function signalWhen(
   });
 }
 
+/** The bound of every signal case: the exit code the signal asks for, within 2 s of it. */
+function stoppedInTime(t: ExecutionContext, r: Killed, code: 130 | 143, what = ''): void {
+  t.log(
+    `${what ? `${what} ` : ''}${code === 130 ? 'SIGINT' : 'SIGTERM'}: exit ${r.code} ${r.ms} ms after the signal`,
+  );
+  t.is(r.code, code, r.stderr);
+  t.true(r.ms <= 2000, `${r.ms} ms`);
+}
+
 const epochLines = (stdout: string, run?: string) =>
   jsonLines(stdout).filter((e) => e.event === 'epoch' && (run === undefined || e.run === run));
 
@@ -89,9 +98,7 @@ test.serial(
       'SIGINT',
       1500,
     );
-    t.log(`SIGINT: exit ${r.code} ${r.ms} ms after the signal`);
-    t.is(r.code, 130, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 130);
     t.is(epochLines(r.stdout).length, 1);
     t.true(r.stderr.includes(`train --out ${out} --resume`), r.stderr);
     // Epoch 1 trained (its one step) but was not evaluated: kept as interrupted after that step.
@@ -126,9 +133,7 @@ test.serial(
       'SIGTERM',
       500,
     );
-    t.log(`SIGTERM: exit ${r.code} ${r.ms} ms after the signal`);
-    t.is(r.code, 143, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 143);
     t.regex(r.stderr, /interrupted during the final evaluation: .* holds all 1 epochs/);
     t.true(r.stderr.includes(`train --out ${out} --resume --epochs 2`), r.stderr);
     t.is((await openCheckpoint(out)).config.epochsDone, 1);
@@ -148,9 +153,7 @@ test.serial(
       'SIGINT',
       100,
     );
-    t.log(`launcher SIGINT: exit ${r.code} ${r.ms} ms after the signal`);
-    t.is(r.code, 130, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 130, 'launcher');
     t.true(epochLines(r.stdout).length < 3, 'the run did not complete');
     t.true(r.stderr.includes(`train --out ${out} --resume --epochs 3 --nproc 2`), r.stderr);
     t.true((await openCheckpoint(out)).config.epochsDone >= 1);
@@ -170,9 +173,7 @@ test.serial(
       'SIGINT',
       30,
     );
-    t.log(`experiment SIGINT: exit ${r.code} ${r.ms} ms after the signal`);
-    t.is(r.code, 130, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 130, 'experiment');
     const stopped = jsonLines(r.stdout).find((e) => e.event === 'interrupted');
     t.deepEqual(stopped?.finished, ['balanced-ce']);
     t.is(stopped?.interrupted, 'imbalanced-ce');
@@ -225,9 +226,7 @@ test.serial(
     const out = path.join(work, 'out');
     const args = ['experiment', '--config', config, '--threads', '1', '--out', out, '--json'];
     const r = await signalWhen(args, (s) => epochLines(s).length === 1, 'SIGTERM', 30);
-    t.log(`sweep SIGTERM: exit ${r.code} ${r.ms} ms after the signal`);
-    t.is(r.code, 143, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 143, 'sweep');
     t.regex(r.stderr, /no run finished; .* was stopped, .* holds it up to its last finished step/);
     t.true(r.stderr.includes('--resume'), r.stderr);
     const resumed = await runCli([...args, '--resume']);
@@ -249,8 +248,7 @@ test.serial(
       (s) => s.includes('== balanced-ce'),
       'SIGINT',
     );
-    t.is(r.code, 130, r.stderr);
-    t.true(r.ms <= 2000, `${r.ms} ms`);
+    stoppedInTime(t, r, 130, 'experiment');
     if (!fs.existsSync(path.join(out, 'balanced-ce', 'config.json'))) {
       t.regex(r.stderr, /no run finished.*nothing was kept/);
       t.false(r.stderr.includes('--resume'), r.stderr);
