@@ -8,6 +8,7 @@
 #include "binding/ops.h"
 #include "binding/trainer_wrap.h"
 #include "models/registry.h"
+#include "src/data/augment.h"
 #include "src/losses/loss.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/runtime.h"
@@ -99,6 +100,21 @@ Napi::Value LearningRates(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// augmentSpec(spec) -> the spec checked and in canonical order ("crop:4,flip"), or a RangeError
+// naming the bad part: the CLI checks --augment before it loads any data.
+Napi::Value AugmentSpec(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) {
+    throw Napi::TypeError::New(env, "augmentSpec: expected a string");
+  }
+  try {
+    return Napi::String::New(
+        env, data::to_string(data::parse_augment(info[0].As<Napi::String>().Utf8Value())));
+  } catch (const std::exception& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -110,6 +126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("benchFocalOp", Napi::Function::New<BenchFocalOp>(env, "benchFocalOp"));
   exports.Set("lossInfos", Napi::Function::New<LossInfos>(env, "lossInfos"));
   exports.Set("learningRates", Napi::Function::New<LearningRates>(env, "learningRates"));
+  exports.Set("augmentSpec", Napi::Function::New<AugmentSpec>(env, "augmentSpec"));
   return exports;
 }
 

@@ -70,6 +70,12 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.model = GetString(o, "model", c.model);
   c.num_classes = GetInt(o, "numClasses", c.num_classes, 2, 1 << 20);
   c.width_divisor = GetInt(o, "widthDivisor", c.width_divisor, 1, 64);
+  c.in_channels = GetInt(o, "channels", c.in_channels, 1, 3);
+  c.input_size = GetInt(o, "inputSize", c.input_size, 0, 4096);
+  c.normalize = GetString(o, "normalize", c.normalize);
+  c.normalize_mean = GetNumbers(o, "normalizeMean");
+  c.normalize_std = GetNumbers(o, "normalizeStd");
+  c.augment = GetString(o, "augment", c.augment);
   c.batch_size = GetInt(o, "batchSize", c.batch_size, 1, 1 << 20);
   c.optimizer = GetString(o, "optimizer", c.optimizer);
   c.lr = GetNumber(o, "lr", c.lr);
@@ -119,13 +125,17 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   return c;
 }
 
-ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
-                    const Napi::Value& height, const Napi::Value& width) {
+ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& shape) {
   if (!images.IsTypedArray() ||
       images.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     throw Napi::TypeError::New(env, "images must be a Uint8Array");
   }
-  auto dim = [&](const Napi::Value& v, const char* name) {
+  if (!shape.IsObject()) {
+    throw Napi::TypeError::New(
+        env, "the image shape must be an object {count, channels, height, width}");
+  }
+  auto dim = [&](const char* name) {
+    const auto v = shape.As<Napi::Object>().Get(name);
     if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(name) + " must be a number");
     double d = v.As<Napi::Number>().DoubleValue();
     if (!(d >= 1) || d != std::floor(d) || d > (1 << 30)) {
@@ -134,11 +144,12 @@ ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi:
     return static_cast<int64_t>(d);
   };
   auto arr = images.As<Napi::Uint8Array>();
-  ImageView view{arr.Data(), dim(count, "count"), dim(height, "height"), dim(width, "width")};
-  const double expected = static_cast<double>(view.count) * view.height * view.width;
+  ImageView view{arr.Data(), dim("count"), dim("channels"), dim("height"), dim("width")};
+  const double expected =
+      static_cast<double>(view.count) * view.channels * view.height * view.width;
   if (expected != static_cast<double>(arr.ElementLength())) {
     throw Napi::RangeError::New(env, "images has " + std::to_string(arr.ElementLength()) +
-                                         " bytes but count × height × width = " +
+                                         " bytes but count × channels × height × width = " +
                                          std::to_string(static_cast<int64_t>(expected)));
   }
   return view;

@@ -25,14 +25,14 @@ std::vector<double> GetNumbers(const Napi::Object& o, const char* key);
 // the engine validates meaning).
 train::TrainConfig ToTrainConfig(const Napi::Object& o);
 
-// A [N, H, W] uint8 image stack and an [N] label array viewed without copying. The caller keeps
-// the JS arrays alive (Napi::Reference) while the views are in use.
+// A [N, C, H, W] uint8 image stack viewed without copying. The caller keeps the JS array alive
+// (Napi::Reference) while the view is in use.
 struct ImageView {
   uint8_t* data;
-  int64_t count, height, width;
+  int64_t count, channels, height, width;
 };
-ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& count,
-                    const Napi::Value& height, const Napi::Value& width);
+// `shape` is the JS object {count, channels, height, width}.
+ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi::Value& shape);
 
 // Named tensors as [{name, dtype: 'F32' | 'I64' | 'U8', shape, data}], and back ('F64', 'F16' and
 // 'BF16' are read too). Reading copies each tensor (entries may be views into one file buffer)

@@ -14,7 +14,7 @@ Napi::Value Undefined(Napi::Env env, Nothing&) { return env.Undefined(); }
 
 // View of a JS image stack as a uint8 tensor; the JS array must outlive it (see TaskWorker).
 torch::Tensor ImagesTensor(const ImageView& v) {
-  return torch::from_blob(v.data, {v.count, v.height, v.width}, torch::kUInt8);
+  return torch::from_blob(v.data, {v.count, v.channels, v.height, v.width}, torch::kUInt8);
 }
 
 }  // namespace
@@ -92,14 +92,14 @@ Napi::Value TrainerWrap::Init(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerWrap::SetData(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 6 || !info[0].IsString()) {
-    throw Napi::TypeError::New(env, "setData(split, images, labels, count, height, width)");
+  if (info.Length() < 4 || !info[0].IsString()) {
+    throw Napi::TypeError::New(env, "setData(split, images, labels, shape)");
   }
   const std::string split = info[0].As<Napi::String>();
   if (split != "train" && split != "test" && split != "val") {
     throw Napi::RangeError::New(env, "setData: split must be 'train', 'test' or 'val'");
   }
-  auto view = GetImages(env, info[1], info[3], info[4], info[5]);
+  auto view = GetImages(env, info[1], info[3]);
   if (!info[2].IsTypedArray() ||
       info[2].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
     throw Napi::TypeError::New(env, "setData: labels must be an Int32Array");
@@ -211,8 +211,8 @@ Napi::Value TrainerWrap::Evaluate(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  if (info.Length() < 4) throw Napi::TypeError::New(env, "predict(images, count, height, width)");
-  auto view = GetImages(env, info[0], info[1], info[2], info[3]);
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "predict(images, shape)");
+  auto view = GetImages(env, info[0], info[1]);
   auto trainer = Claim(env, "predict");
   return TaskWorker<torch::Tensor>::Start(
       env, "predict", Value(), {info[0]},
@@ -358,6 +358,17 @@ Napi::Value TrainerWrap::Info(const Napi::CallbackInfo& info) {
   if (trainer_) {
     out.Set("device", trainer_->device().str());
     out.Set("inputSize", static_cast<double>(trainer_->input_size()));
+    out.Set("channels", static_cast<double>(trainer_->in_channels()));
+    const auto& transform = trainer_->transform();
+    if (!transform.mean.empty()) {
+      auto mean = Napi::Array::New(env), std = Napi::Array::New(env);
+      for (uint32_t c = 0; c < transform.mean.size(); ++c) {
+        mean.Set(c, transform.mean[c]);
+        std.Set(c, transform.std[c]);
+      }
+      out.Set("mean", mean);
+      out.Set("std", std);
+    }
     out.Set("epochsDone", static_cast<double>(trainer_->epochs_done()));
     const auto& p = trainer_->partial_epoch();
     if (p.epoch >= 0) {

@@ -50,7 +50,8 @@ torch::Tensor InceptionImpl::forward(torch::Tensor x) {
 }
 
 torch::nn::Sequential make_googlenet(const ModelOptions& options) {
-  SequentialBlock b1(conv2d(/*in=*/1, /*out=*/64, /*kernel_size=*/7, /*stride=*/2, /*padding=*/3),
+  SequentialBlock b1(conv2d(/*in=*/options.in_channels, /*out=*/64, /*kernel_size=*/7, /*stride=*/2,
+                            /*padding=*/3),
                      nn::ReLU(), halving_pool());
   SequentialBlock b2(conv2d(/*in=*/64, /*out=*/64, /*kernel_size=*/1), nn::ReLU(),
                      conv2d(/*in=*/64, /*out=*/192, /*kernel_size=*/3, /*stride=*/1, /*padding=*/1),

@@ -60,6 +60,14 @@ void validate(const std::string& name, const ModelOptions& options) {
     throw std::invalid_argument("model '" + name + "': width_divisor must be at least 1, got " +
                                 std::to_string(options.width_divisor));
   }
+  if (options.in_channels < 1) {
+    throw std::invalid_argument("model '" + name + "': in_channels must be at least 1, got " +
+                                std::to_string(options.in_channels));
+  }
+  if (options.input_size < 0) {
+    throw std::invalid_argument("model '" + name + "': input_size must be positive, got " +
+                                std::to_string(options.input_size));
+  }
 }
 
 }  // namespace
@@ -78,8 +86,10 @@ const ModelInfo& model_info(const std::string& name) { return find_entry(name).i
 torch::nn::Sequential make_model(const std::string& name, const ModelOptions& options) {
   const auto& entry = find_entry(name);
   validate(name, options);
+  ModelOptions resolved = options;
+  if (resolved.input_size == 0) resolved.input_size = entry.info.input_size;
   try {
-    return entry.build(options);
+    return entry.build(resolved);
   } catch (const std::invalid_argument& e) {
     // name the model, as validate() does
     throw std::invalid_argument("model '" + name + "': " + e.what());

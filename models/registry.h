@@ -13,6 +13,11 @@ struct ModelOptions {
   int64_t num_classes = 10;
   // VGG and the ResNets: conv channel widths are divided by this (d2l's `ratio` for VGG).
   int64_t width_divisor = 1;
+  // Channels of the input images: 1 (grey) or 3 (RGB); the first layer is built for them.
+  int64_t in_channels = 1;
+  // Side of the square input; 0 means the network's own (ModelInfo::input_size). The networks
+  // with a fixed-size head (mlp, lenet, alexnet, vgg) size it from this.
+  int64_t input_size = 0;
 };
 
 struct ModelInfo {
@@ -31,10 +36,11 @@ const ModelInfo& model_info(const std::string& name);
 // parameter names equal those PyTorch gives the same definition: Dive into Deep Learning's
 // (`0.weight`, `1.0.conv1.weight`, ...), the CIFAR papers' code for resnet32
 // (`layer1.0.conv1.weight`, `linear.weight`), so state dicts are interchangeable by name.
-// Input: [N, 1, input_size, input_size] float; output: [N, num_classes] logits.
+// Input: [N, in_channels, input_size, input_size] float; output: [N, num_classes] logits.
 // Throws std::invalid_argument for an unknown name (as model_info does), num_classes < 2,
-// width_divisor < 1, or, for vgg and resnet, a width_divisor that does not divide 64 (their
-// narrowest width), for resnet32 one that is not 1, 2, 4 or 8; the other networks ignore it.
+// in_channels < 1, an input_size the network's layers shrink to nothing, width_divisor < 1, or, for
+// vgg and resnet, a width_divisor that does not divide 64 (their narrowest width), for resnet32 one
+// that is not 1, 2, 4 or 8; the other networks ignore it.
 torch::nn::Sequential make_model(const std::string& name, const ModelOptions& options);
 
 }  // namespace torchfocal::models

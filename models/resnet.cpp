@@ -66,12 +66,12 @@ torch::nn::Sequential make_resnet(const ModelOptions& options) {
                                 std::to_string(kStemWidth) +
                                 ", ResNet's narrowest channel width), got " + std::to_string(d));
   }
-  SequentialBlock b1(
-      nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/1, /*out_channels=*/64 / d, /*kernel_size=*/7)
-                     .stride(2)
-                     .padding(3)),
-      BatchNorm2d(64 / d), nn::ReLU(),
-      nn::MaxPool2d(nn::MaxPool2dOptions(/*kernel_size=*/3).stride(2).padding(1)));
+  SequentialBlock b1(nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/options.in_channels,
+                                                  /*out_channels=*/64 / d, /*kernel_size=*/7)
+                                    .stride(2)
+                                    .padding(3)),
+                     BatchNorm2d(64 / d), nn::ReLU(),
+                     nn::MaxPool2d(nn::MaxPool2dOptions(/*kernel_size=*/3).stride(2).padding(1)));
   // b1 already reduced height and width 4x, so b2 keeps them and its 64 channels
   auto b2 = resnet_block(64 / d, 64 / d, kResidualsPerBlock, /*first_block=*/true);
   auto b3 = resnet_block(64 / d, 128 / d, kResidualsPerBlock);

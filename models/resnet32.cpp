@@ -49,7 +49,7 @@ torch::nn::Sequential make_resnet32(const ModelOptions& options) {
         std::to_string(d));
   }
   nn::Sequential net;
-  net->push_back("conv1", conv3x3(/*in=*/1, kWidths[0] / d, 1));
+  net->push_back("conv1", conv3x3(/*in=*/options.in_channels, kWidths[0] / d, 1));
   net->push_back("bn1", BatchNorm2d(kWidths[0] / d));
   net->push_back("relu", nn::ReLU());
   int64_t in = kWidths[0] / d;

@@ -14,7 +14,6 @@ namespace {
 constexpr std::pair<int64_t, int64_t> kConvArch[] = {
     {1, 64}, {1, 128}, {2, 256}, {2, 512}, {2, 512}};
 constexpr int64_t kFirstBlockWidth = 64;  // the first block's width: width_divisor must divide it
-constexpr int64_t kFinalSide = 7;         // 224 halved by each of the five blocks
 }  // namespace
 
 SequentialBlock vgg_block(int64_t num_convs, int64_t in_channels, int64_t out_channels) {
@@ -40,14 +39,16 @@ torch::nn::Sequential make_vgg(const ModelOptions& options) {
                                 ", VGG's narrowest channel width), got " + std::to_string(divisor));
   }
   nn::Sequential net;
-  int64_t in_channels = 1;
+  int64_t in_channels = options.in_channels;
+  int64_t side = options.input_size;  // 224 halved by each block's pooling: 7
   for (const auto& [num_convs, width] : kConvArch) {
     const int64_t out_channels = width / divisor;
     net->push_back(vgg_block(num_convs, in_channels, out_channels));
     in_channels = out_channels;
+    side = output_side(side, 2, 2);
   }
   net->push_back(nn::Flatten());
-  net->push_back(nn::Linear(in_channels * kFinalSide * kFinalSide, kClassifierHidden));
+  net->push_back(nn::Linear(in_channels * side * side, kClassifierHidden));
   net->push_back(nn::ReLU());
   net->push_back(nn::Dropout(kClassifierDropout));
   net->push_back(nn::Linear(kClassifierHidden, kClassifierHidden));

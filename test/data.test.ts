@@ -23,7 +23,7 @@ import {
   readIdx,
   subset,
   type Dataset,
-  decodeGrayscale,
+  decodeImage,
 } from '../ts/data/index';
 
 const MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
@@ -519,6 +519,7 @@ test('imbalance: kept images keep their order; the map order does not matter', (
     images: Uint8Array.from({ length: 2 * count }, (_, j) => (j % 2 ? (j >> 1) & 255 : j >> 9)),
     labels: Int32Array.from({ length: count }, (_, i) => i % 4),
     count,
+    channels: 1,
     height: 1,
     width: 2,
     classNames: ['a', 'b', 'c', 'd'],
@@ -559,6 +560,7 @@ function tenBalancedClasses(): Dataset {
     images: Uint8Array.from({ length: 2 * count }, (_, j) => (j % 2 ? (j >> 1) & 255 : j >> 9)),
     labels,
     count,
+    channels: 1,
     height: 1,
     width: 2,
     classNames: Array.from({ length: 10 }, (_, c) => String(c)),
@@ -628,7 +630,7 @@ test("grey from colour equals PIL's convert('L') on 10,000 random colours, alpha
   await sharp(Buffer.from(rgba), { raw: { width: 100, height: 100, channels: 4 } })
     .png()
     .toFile(file);
-  const ours = (await decodeGrayscale(file)).pixels;
+  const ours = (await decodeImage(file, 1)).pixels;
   const pil = execFileSync(PYTHON, [
     '-c',
     "import sys; from PIL import Image; sys.stdout.buffer.write(Image.open(sys.argv[1]).convert('RGB').convert('L').tobytes())",

@@ -71,7 +71,11 @@ test('eval: top-k accuracy from the logits, checked against the ranking of predi
   const { test: testSet } = await loadIdxFolder(dir);
   const trainer = await Trainer.load(out, { threads: 1 });
   try {
-    const preds = await trainer.predict(testSet.images, testSet.count, 28, 28);
+    const preds = await trainer.predict(testSet.images, {
+      count: testSet.count,
+      height: 28,
+      width: 28,
+    });
     let hits = 0;
     preds.forEach((p, i) => {
       const truth = p.probabilities[testSet.labels[i]];

@@ -62,7 +62,7 @@ async function trainer(model: string, widthDivisor = 1, classNames = TEN): Promi
 }
 
 async function maxDiff(t: Trainer, expected: number[][]): Promise<number> {
-  const got = await t.predict(images, COUNT, SIDE, SIDE);
+  const got = await t.predict(images, { count: COUNT, height: SIDE, width: SIDE });
   let worst = 0;
   got.forEach((p, i) =>
     p.probabilities.forEach((v, c) => (worst = Math.max(worst, Math.abs(v - expected[i][c])))),

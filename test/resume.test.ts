@@ -18,9 +18,9 @@ const losses = (dir: string): number[] =>
     .map((l) => JSON.parse(l).loss);
 
 /** Starts a run and SIGKILLs it `delayMs` after its `afterEpochs`-th epoch line. */
-function killDuring(out: string, afterEpochs: number, delayMs: number): Promise<void> {
+function killDuring(out: string, afterEpochs: number, delayMs: number, run = RUN): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...RUN, '--out', out], {
+    const child = spawn(process.execPath, [CLI, ...run, '--out', out], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
@@ -50,6 +50,31 @@ test.serial(
       t.is(resumed.code, 0, `killed ${delay} ms after epoch ${k}: ${resumed.stderr}`);
       // bitwise: the maths is deterministic at one thread, and the shuffle of epoch e is a pure
       // function of (seed, e)
+      t.deepEqual(losses(out), expected, `killed ${delay} ms after epoch line ${k}`);
+    }
+  },
+);
+
+test.serial(
+  'with --augment crop:4,flip: SIGKILL at random moments, then --resume, gives the uninterrupted losses bitwise',
+  async (t) => {
+    const run = [...RUN.slice(0, 4), '4', ...RUN.slice(5), '--augment', 'crop:4,flip'];
+    const whole = tempDir();
+    const base = await runCli([...run, '--out', whole]);
+    t.is(base.code, 0, base.stderr);
+    const expected = losses(whole);
+    t.is(expected.length, 4);
+    // the augmentation changes what is trained on: the losses are not the plain run's
+    const plain = tempDir();
+    t.is((await runCli([...run.slice(0, -2), '--out', plain])).code, 0);
+    t.notDeepEqual(losses(plain), expected);
+    for (let k = 1; k <= 3; k++) {
+      const out = tempDir();
+      const delay = Math.floor(Math.random() * 450);
+      await killDuring(out, k, delay, run);
+      const resumed = await runCli([...run, '--out', out, '--resume']);
+      t.is(resumed.code, 0, `killed ${delay} ms after epoch ${k}: ${resumed.stderr}`);
+      // the crops and flips come from the trainer's random stream, which the checkpoint keeps
       t.deepEqual(losses(out), expected, `killed ${delay} ms after epoch line ${k}`);
     }
   },

@@ -82,7 +82,11 @@ test('an MLP learns MNIST digits from 4000 images (real accuracy, per-epoch resu
   );
   const evaluation = await trainer.evaluate();
   t.is(evaluation.accuracy, last.testAcc!);
-  const preds = await trainer.predict(data.test.images.subarray(0, 784 * 20), 20, 28, 28);
+  const preds = await trainer.predict(data.test.images.subarray(0, 784 * 20), {
+    count: 20,
+    height: 28,
+    width: 28,
+  });
   const correct = preds.filter((p, i) => p.class === data.test.labels[i]).length;
   t.true(correct >= 15, `${correct}/20 predictions right`);
   t.true(Math.abs(preds[0].probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-5);
@@ -141,6 +145,7 @@ test('bad options and data are rejected with errors naming the argument', async 
         images,
         labels: new Int32Array([0, 1, 2, 7]),
         count: 4,
+        channels: 1,
         height: 28,
         width: 28,
         classNames: names,
@@ -155,6 +160,7 @@ test('bad options and data are rejected with errors naming the argument', async 
         images,
         labels: new Int32Array([0, 1, 2]),
         count: 4,
+        channels: 1,
         height: 28,
         width: 28,
         classNames: names,
@@ -164,8 +170,8 @@ test('bad options and data are rejected with errors naming the argument', async 
     { message: /3 labels for 4 images/ },
   );
   await t.throwsAsync(trainer.fit(1), { message: /no training data/ });
-  await t.throwsAsync(trainer.predict(images, 5, 28, 28), {
-    message: /bytes but count × height × width/,
+  await t.throwsAsync(trainer.predict(images, { count: 5, height: 28, width: 28 }), {
+    message: /bytes but count × channels × height × width = 3920/,
   });
   trainer.dispose();
 });
@@ -188,7 +194,11 @@ test('checkpoint: safetensors weights load into the original PyTorch definitions
     'model.safetensors',
     'train-state.safetensors',
   ]);
-  const probs = await trainer.predict(data.test.images.subarray(0, 784 * 8), 8, 28, 28);
+  const probs = await trainer.predict(data.test.images.subarray(0, 784 * 8), {
+    count: 8,
+    height: 28,
+    width: 28,
+  });
   fs.writeFileSync(path.join(dir, 'images.bin'), data.test.images.subarray(0, 784 * 8));
   const out = execFileSync(
     PYTHON,
@@ -223,7 +233,11 @@ test('checkpoint: safetensors weights load into the original PyTorch definitions
   // reload alone from the directory: same predictions, epoch counter restored
   const again = await Trainer.load(dir, { threads: 1 });
   t.is(again.epochsDone, 1);
-  const probs2 = await again.predict(data.test.images.subarray(0, 784 * 8), 8, 28, 28);
+  const probs2 = await again.predict(data.test.images.subarray(0, 784 * 8), {
+    count: 8,
+    height: 28,
+    width: 28,
+  });
   t.deepEqual(
     probs2.map((p) => p.probabilities),
     probs.map((p) => p.probabilities),

@@ -204,7 +204,7 @@ test('the validation loss is the training loss over the validation images (cross
     await trainer.setData({ train, val: held });
     await trainer.fit(1);
     const val = await trainer.evaluateValidation();
-    const probs = await trainer.predict(held.images, held.count, held.height, held.width);
+    const probs = await trainer.predict(held.images, held);
     let nll = 0;
     let correct = 0;
     probs.forEach((p, i) => {

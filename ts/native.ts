@@ -18,6 +18,16 @@ export interface NativeTrainerOptions {
     runDescription?: string;
   };
   widthDivisor?: number;
+  /** 1 (grey) or 3 (RGB): the images' channels, which the first layer is built for */
+  channels?: number;
+  /** the side the network takes images at; 0 or absent: the model's own */
+  inputSize?: number;
+  /** 'fixed': normalizeMean/Std; 'dataset': the training set's, computed on the device */
+  normalize?: 'none' | 'dataset' | 'fixed';
+  normalizeMean?: number[];
+  normalizeStd?: number[];
+  /** training batches' augmentation on the device: 'none' or e.g. 'crop:4,flip' */
+  augment?: string;
   batchSize?: number;
   optimizer?: 'adam' | 'adamw' | 'sgd';
   lr?: number;
@@ -114,15 +124,21 @@ export interface NativeInitReport {
   reinitialised: { name: string; fileShape: number[]; modelShape: number[] }[];
 }
 
+/** The shape of an image stack: `images` holds count × channels × height × width bytes. */
+export interface ImageShape {
+  count: number;
+  channels: number;
+  height: number;
+  width: number;
+}
+
 export interface NativeTrainer {
   init(): Promise<void>;
   setData(
     split: 'train' | 'test' | 'val',
     images: Uint8Array,
     labels: Int32Array,
-    count: number,
-    height: number,
-    width: number,
+    shape: ImageShape,
   ): Promise<void>;
   trainEpoch(
     onProgress?: (p: NativeProgress) => void,
@@ -130,7 +146,7 @@ export interface NativeTrainer {
   ): Promise<NativeEpochResult>;
   evaluate(split?: 'test'): Promise<NativeMetrics>;
   evaluate(split: 'val'): Promise<NativeMetrics & { loss: number }>;
-  predict(images: Uint8Array, count: number, height: number, width: number): Promise<Float32Array>;
+  predict(images: Uint8Array, shape: ImageShape): Promise<Float32Array>;
   stateDict(): Promise<NativeTensor[]>;
   loadStateDict(state: NativeTensor[]): Promise<void>;
   /** weights from outside, strict or partial (src/train/init_weights.h) */
@@ -148,6 +164,10 @@ export interface NativeTrainer {
     disposed: boolean;
     device?: string;
     inputSize?: number;
+    channels?: number;
+    /** the normalisation in use, per channel; absent: none */
+    mean?: number[];
+    std?: number[];
     epochsDone?: number;
     partialEpoch?: PartialEpoch;
   };
@@ -218,6 +238,8 @@ export interface NativeAddon {
   modelInfos(): ModelInfo[];
   lossInfos(): LossInfo[];
   learningRates(options: { schedule: string; lr: number; steps: number }): Float64Array;
+  /** an --augment spec checked and in canonical order; throws a RangeError naming a bad part */
+  augmentSpec(spec: string): string;
   benchFocalOp(options: {
     rows: number;
     classes: number;

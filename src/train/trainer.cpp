@@ -54,9 +54,14 @@ std::string describe(const TrainConfig& c) {
   std::ostringstream out;
   out.precision(17);
   out << "model=" << c.model << "\nclasses=" << c.num_classes
-      << "\nwidth_divisor=" << c.width_divisor << "\nbatch_size=" << c.batch_size
-      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nmomentum=" << c.momentum
-      << "\nnesterov=" << c.nesterov
+      << "\nwidth_divisor=" << c.width_divisor << "\nchannels=" << c.in_channels
+      << "\ninput_size=" << c.input_size << "\nnormalize=" << c.normalize << "\nmean=";
+  for (double m : c.normalize_mean) out << m << ',';
+  out << "\nstd=";
+  for (double s : c.normalize_std) out << s << ',';
+  out << "\naugment=" << data::to_string(data::parse_augment(c.augment))
+      << "\nbatch_size=" << c.batch_size << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr
+      << "\nmomentum=" << c.momentum << "\nnesterov=" << c.nesterov
       << "\nweight_decay=" << c.weight_decay.value_or(default_weight_decay(c.optimizer))
       << "\nclip_grad_norm=" << c.clip_grad_norm << "\nwarmup_epochs=" << c.warmup_epochs
       << "\nlr_schedule=" << c.lr_schedule << "\nschedule_epochs=" << c.schedule_epochs
@@ -101,6 +106,18 @@ void validate(const TrainConfig& c) {
   check_mode("cuda_graph", c.cuda_graph);
   if (c.num_classes < 2) throw std::invalid_argument("num_classes must be at least 2");
   if (c.batch_size < 1) throw std::invalid_argument("batch_size must be at least 1");
+  if (c.in_channels != 1 && c.in_channels != 3) {
+    throw std::invalid_argument("in_channels must be 1 or 3, got " + std::to_string(c.in_channels));
+  }
+  if (c.normalize != "none" && c.normalize != "dataset" && c.normalize != "fixed") {
+    throw std::invalid_argument("unknown normalize '" + c.normalize +
+                                "' (known: none, dataset, fixed)");
+  }
+  if (c.normalize == "fixed") {
+    data::check_transform({0, c.normalize_mean, c.normalize_std}, c.in_channels);
+  } else if (!c.normalize_mean.empty() || !c.normalize_std.empty()) {
+    throw std::invalid_argument("normalize_mean and normalize_std go with normalize 'fixed'");
+  }
   if (c.eval_batch_size < 1) throw std::invalid_argument("eval_batch_size must be at least 1");
   if (!std::isfinite(c.clip_grad_norm) || c.clip_grad_norm < 0) {
     throw std::invalid_argument("clip_grad_norm must be a number >= 0 (0: no clipping)");
@@ -139,22 +156,28 @@ std::mutex init_mutex;
 
 }  // namespace
 
-Trainer::Trainer(TrainConfig config)
-    : config_(std::move(config)), device_(torch::kCPU), input_size_(0) {
+Trainer::Trainer(TrainConfig config) : config_(std::move(config)), device_(torch::kCPU) {
   validate(config_);
   sampler_ = data::parse_sampler(config_.sampler);
+  augment_ = data::parse_augment(config_.augment);
   schedule_ = parse_lr_schedule(config_.lr_schedule);
   amp_ = parse_amp(config_.amp);
   device_ = resolve_device(config_.device);
   if (amp_ == Amp::kFp16) scaler_ = std::make_unique<LossScaler>(device_);
-  input_size_ = models::model_info(config_.model).input_size;
+  transform_.side =
+      config_.input_size > 0 ? config_.input_size : models::model_info(config_.model).input_size;
+  if (config_.normalize == "fixed") {
+    transform_.mean = config_.normalize_mean;
+    transform_.std = config_.normalize_std;
+  }
   configure_threads(config_.threads);
   configure_allocator();
   guard_onednn_convolutions();
   {
     std::lock_guard<std::mutex> lock(init_mutex);
     torch::manual_seed(config_.seed);
-    model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor});
+    model_ = models::make_model(config_.model, {config_.num_classes, config_.width_divisor,
+                                                config_.in_channels, transform_.side});
   }
   model_->to(device_);
   // Before the gradients are made views of one buffer: each view takes its parameter's strides
@@ -294,14 +317,36 @@ void Trainer::check_same_on_all_ranks(const std::string& what, const std::string
   if (collective_) collective_->check_same(what, description);
 }
 
-void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
+data::DeviceDataset Trainer::on_device(const torch::Tensor& images, const torch::Tensor& labels,
+                                       const char* split) const {
   data::DeviceDataset dataset(images, labels, config_.num_classes, device_);
+  if (dataset.channels() != config_.in_channels) {
+    throw std::invalid_argument(
+        std::string(split) + " images have " + std::to_string(dataset.channels()) +
+        " channel(s); the model takes " + std::to_string(config_.in_channels));
+  }
+  return dataset;
+}
+
+void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& labels) {
+  auto dataset = on_device(images, labels, "training");
   if (collective_) {
     // Each rank shards the same epoch order: the data must be the same everywhere.
     std::ostringstream counts;
     counts << "train_images=" << dataset.size() << "\nclass_counts=";
     for (auto c : dataset.class_counts()) counts << c << ',';
     check_same_on_all_ranks("training data", counts.str() + "\n");
+  }
+  if (config_.normalize == "dataset") {
+    auto [mean, std] = data::channel_statistics(dataset.images());
+    for (size_t c = 0; c < std.size(); ++c) {
+      if (std[c] <= 0) {
+        throw std::invalid_argument("normalize dataset: channel " + std::to_string(c) +
+                                    " of the training images is constant (std 0)");
+      }
+    }
+    transform_.mean = std::move(mean);
+    transform_.std = std::move(std);
   }
   train_ = std::move(dataset);
   train_labels_cpu_ = train_.labels().cpu();
@@ -310,11 +355,18 @@ void Trainer::set_train_data(const torch::Tensor& images, const torch::Tensor& l
 }
 
 void Trainer::set_test_data(const torch::Tensor& images, const torch::Tensor& labels) {
-  test_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+  test_ = on_device(images, labels, "test");
 }
 
 void Trainer::set_val_data(const torch::Tensor& images, const torch::Tensor& labels) {
-  val_ = data::DeviceDataset(images, labels, config_.num_classes, device_);
+  val_ = on_device(images, labels, "validation");
+}
+
+void Trainer::check_normalisation_known(const char* op) const {
+  if (config_.normalize == "dataset" && transform_.mean.empty()) {
+    throw std::logic_error(std::string(op) +
+                           ": normalize 'dataset' needs the training data first (its statistics)");
+  }
 }
 
 std::vector<int64_t> Trainer::train_class_counts() const {
@@ -452,7 +504,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
         }
         continue;
       }
-      auto batch = train_.gather(indices, input_size_);
+      auto batch = train_.gather(indices, transform_, &augment_);
       clear_gradients(params);
       torch::Tensor logits;
       {
@@ -583,7 +635,7 @@ metrics::Metrics Trainer::evaluate_test(const std::atomic<bool>* cancel) {
 }
 
 void Trainer::device_step(const torch::Tensor& indices) {
-  auto batch = train_.gather(indices, input_size_);
+  auto batch = train_.gather(indices, transform_, &augment_);
   torch::Tensor logits;
   {
     AutocastScope autocast(amp_, device_);
@@ -677,6 +729,7 @@ torch::Tensor Trainer::laid_out(torch::Tensor images) const {
 metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* loss_mean,
                                    const std::atomic<bool>* cancel) {
   if (loss_mean != nullptr && !loss_) throw std::logic_error("no training data has been set");
+  check_normalisation_known("evaluate");
   torch::NoGradGuard no_grad;
   model_->eval();
   auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
@@ -692,7 +745,7 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
   try {
     for (int64_t begin = from; begin < to; begin += config_.eval_batch_size) {
       if (!collective_ && cancel != nullptr && cancel->load()) throw Cancelled();
-      auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), input_size_);
+      auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), transform_);
       AutocastScope autocast(amp_, device_);
       auto logits = model_->forward(laid_out(batch.images));
       confusion += metrics::confusion_matrix(batch.labels, logits.argmax(1), config_.num_classes);
@@ -721,16 +774,20 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
 }
 
 torch::Tensor Trainer::predict(const torch::Tensor& images) {
-  if (images.dim() != 3 || images.scalar_type() != torch::kUInt8 || images.size(0) == 0) {
-    throw std::invalid_argument("predict: images must be a non-empty [N, H, W] uint8 tensor");
+  const bool grey_stack = images.dim() == 3 && config_.in_channels == 1;
+  if ((!grey_stack && (images.dim() != 4 || images.size(1) != config_.in_channels)) ||
+      images.scalar_type() != torch::kUInt8 || images.size(0) == 0) {
+    throw std::invalid_argument("predict: images must be a non-empty [N, " +
+                                std::to_string(config_.in_channels) + ", H, W] uint8 tensor");
   }
+  check_normalisation_known("predict");
   configure_threads(config_.threads);
   torch::NoGradGuard no_grad;
   model_->eval();
   std::vector<torch::Tensor> out;
   for (int64_t begin = 0; begin < images.size(0); begin += config_.eval_batch_size) {
     auto chunk = images.slice(0, begin, std::min(images.size(0), begin + config_.eval_batch_size));
-    auto x = data::to_model_input(chunk.to(device_), input_size_);
+    auto x = data::to_model_input(chunk.to(device_), transform_);
     AutocastScope autocast(amp_, device_);
     auto logits = model_->forward(laid_out(x)).to(torch::kFloat32);
     out.push_back(torch::softmax(logits, /*dim=*/1).to(torch::kCPU));

@@ -32,6 +32,18 @@ struct TrainConfig {
   std::string model = "lenet";
   int64_t num_classes = 10;
   int64_t width_divisor = 1;
+  // Channels of the images (1 or 3; the first layer is built for them) and the side the
+  // network takes them at (0: the model's own, models/registry.h).
+  int64_t in_channels = 1;
+  int64_t input_size = 0;
+  // Per-channel normalisation after scaling to [0, 1] (src/data/device_dataset.h): "none",
+  // "fixed" (normalize_mean, normalize_std), or "dataset": the training set's mean and std,
+  // computed on the device when it arrives (read back with Trainer::transform()).
+  std::string normalize = "none";
+  std::vector<double> normalize_mean;
+  std::vector<double> normalize_std;
+  // Training batches' augmentation on the device (src/data/augment.h): "none", or "crop:4,flip".
+  std::string augment = "none";
   int64_t batch_size = 128;
   // adam | adamw | sgd, as torch.optim defines them (src/train/optimizers.h); momentum and
   // nesterov are SGD's; weight_decay unset means the optimizer's default (0.01 adamw, else 0).
@@ -134,7 +146,10 @@ class Trainer {
 
   const TrainConfig& config() const { return config_; }
   const torch::Device& device() const { return device_; }
-  int64_t input_size() const { return input_size_; }
+  int64_t input_size() const { return transform_.side; }
+  int64_t in_channels() const { return config_.in_channels; }
+  // How images become inputs: side and normalisation (empty until "dataset" sees its data).
+  const data::InputTransform& transform() const { return transform_; }
   // Whether the sync-free step and its CUDA graph are in use (TrainConfig::device_step,
   // cuda_graph).
   bool uses_device_step() const { return flat_ != nullptr; }
@@ -149,7 +164,8 @@ class Trainer {
   // the new training batch size.
   void set_batch_sizes(int64_t train, int64_t eval);
 
-  // images: [N, H, W] uint8, labels: [N] integer; copied to the device once.
+  // images: [N, C, H, W] uint8 (C = in_channels; [N, H, W] for one channel), labels: [N]
+  // integer; copied to the device once.
   void set_train_data(const torch::Tensor& images, const torch::Tensor& labels);
   void set_test_data(const torch::Tensor& images, const torch::Tensor& labels);
   // The validation set, held out of training to pick epochs: evaluated after every epoch, with
@@ -216,11 +232,16 @@ class Trainer {
 
   TrainConfig config_;
   torch::Device device_;
-  int64_t input_size_;
+  data::InputTransform transform_;
+  data::Augment augment_;
   torch::nn::Sequential model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<losses::Loss> loss_;
   data::DeviceDataset train_, test_, val_;
+  // A dataset on the device, checked to have the model's channels; `split` names it in errors.
+  data::DeviceDataset on_device(const torch::Tensor& images, const torch::Tensor& labels,
+                                const char* split) const;
+  void check_normalisation_known(const char* op) const;
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
   Amp amp_ = Amp::kOff;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
 import {
-  decodeGrayscale,
+  decodeImage,
   loadIdxFolder,
   loadImageFolder,
   listImageFiles,
@@ -242,11 +242,11 @@ test('an unreadable image says permission denied; a FIFO named x.png is refused,
     const file = path.join(dir, 'locked.png');
     await writeSmallPng(file);
     fs.chmodSync(file, 0);
-    await t.throwsAsync(decodeGrayscale(file), { message: `${file}: permission denied` });
+    await t.throwsAsync(decodeImage(file, 1), { message: `${file}: permission denied` });
   }
   const fifo = path.join(dir, 'x.png');
   execFileSync('mkfifo', [fifo]);
-  await t.throwsAsync(decodeGrayscale(fifo), { message: `${fifo}: not a regular file (a FIFO)` });
+  await t.throwsAsync(decodeImage(fifo, 1), { message: `${fifo}: not a regular file (a FIFO)` });
   const skipped: { file: string; reason: string }[] = [];
   t.deepEqual(await listImageFiles(dir, skipped), []);
   t.deepEqual(skipped, [{ file: fifo, reason: 'not a regular file' }]);

@@ -12,7 +12,7 @@ import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import { native } from '../../ts/native';
 import { loadIdxPair, parseIdx } from '../../ts/data/idx';
 import { MNIST_CLASSES } from '../../ts/data/mnist';
-import { decodeGrayscale } from '../../ts/data/imagefolder';
+import { decodeImage } from '../../ts/data/imagefolder';
 import { decodeSafetensors, encodeSafetensors } from '../../ts/io/safetensors';
 import { imbalance, imbalanceCounts } from '../../ts/data/imbalance';
 import { parseSweepConfig } from '../../ts/experiment/sweep';
@@ -114,7 +114,12 @@ async function mlpSeed() {
     });
     await trainer.init();
     const images = new Uint8Array(4 * 784);
-    await trainer.setData('train', images, Int32Array.from([0, 1, 2, 3]), 4, 28, 28);
+    await trainer.setData('train', images, Int32Array.from([0, 1, 2, 3]), {
+      count: 4,
+      channels: 1,
+      height: 28,
+      width: 28,
+    });
     await trainer.trainEpoch(undefined, false);
     const state = await trainer.stateDict();
     const trainState = await trainer.trainState();
@@ -195,7 +200,7 @@ export async function runCase(kind: Kind, rng: Rng): Promise<Outcome> {
       const file = path.join(tmp, `case.${pick(rng, ['png', 'jpg', 'bmp', 'webp'])}`);
       fs.writeFileSync(file, mutate(rng, await imageSeed()));
       return settle(() =>
-        decodeGrayscale(file, int(rng, 0, 1) ? { width: 28, height: 28 } : undefined),
+        decodeImage(file, 1, int(rng, 0, 1) ? { width: 28, height: 28 } : undefined),
       );
     }
     case 'args':
@@ -470,11 +475,14 @@ async function opsCase(rng: Rng): Promise<Outcome> {
     case 3:
       return settle(() => native().focalLoss(options as never));
     default: {
-      // Trainer.predict's native call: an image stack and its claimed count × height × width
+      // Trainer.predict's native call: an image stack and its claimed count × channels × height × width
       const images = int(rng, 0, 4) ? new Uint8Array(int(rng, 0, 48)) : typedArray(rng, length);
       const dims = () => (int(rng, 0, 2) ? int(rng, 1, 8) : pick(rng, DIMS));
       const t = await predictTrainer();
-      return settle(() => t.predict(images as never, dims(), dims(), dims()));
+      const shape = int(rng, 0, 5)
+        ? { count: dims(), channels: dims(), height: dims(), width: dims() }
+        : pick(rng, [undefined, null, 7, 'shape', [1, 1, 28, 28]]);
+      return settle(() => t.predict(images as never, shape as never));
     }
   }
 }

@@ -600,6 +600,23 @@ TEST_P(ZooModel, ForwardGivesOneRowOfLogitsPerImage) {
   EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
 }
 
+TEST_P(ZooModel, TakesRgbImagesAtAnotherInputSize) {
+  const auto& ref = GetParam();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const int64_t divisor = ref.name == "vgg" ? 8 : 1;
+  // a side the fixed-size heads (mlp, lenet, alexnet, vgg) must be sized for
+  const int64_t side = ref.input_size + 32;
+  auto net = make_model(ref.name, {3, divisor, /*in_channels=*/3, /*input_size=*/side});
+  net->eval();
+  // the first weight takes the 3 channels: a conv's dim 1, or the mlp's flattened image
+  const auto first = net->parameters().front();
+  EXPECT_EQ(first.size(1), ref.name == "mlp" ? 3 * side * side : 3) << ref.name;
+  auto y = net->forward(torch::rand({2, 3, side, side}));
+  EXPECT_EQ(y.sizes().vec(), (std::vector<int64_t>{2, 3}));
+  EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
+}
+
 INSTANTIATE_TEST_SUITE_P(PyTorchReference, ZooModel, ::testing::ValuesIn(kReferences),
                          [](const auto& info) { return info.param.name; });
 
@@ -620,6 +637,19 @@ TEST(ModelRegistry, UnknownNameThrowsNamingTheKnownModels) {
       EXPECT_NE(std::string(e.what()).find(kKnown), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(ModelRegistry, AnInputSizeTooSmallForTheLayersIsAnError) {
+  for (const char* name : {"lenet", "alexnet", "vgg"}) {
+    try {
+      make_model(name, {10, 1, 1, /*input_size=*/4});
+      ADD_FAILURE() << name << " accepted a 4-pixel input";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("input size too small"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(make_model("lenet", {10, 1, /*in_channels=*/0}), std::invalid_argument);
 }
 
 TEST(ModelRegistry, BadOptionsThrow) {

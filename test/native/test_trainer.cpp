@@ -411,3 +411,51 @@ TEST(Trainer, RefusesNonFiniteWeights) {
   for (size_t i = 0; i < state.size(); ++i)
     EXPECT_TRUE(torch::equal(state[i].second, after[i].second));
 }
+
+TEST(Trainer, RgbDataWithDatasetNormalisation) {
+  auto c = mlp_config();
+  c.in_channels = 3;
+  c.normalize = "dataset";
+  tf::train::Trainer t(c);
+  auto [grey, y] = halves(32, 5);
+  // an RGB image set: the grey halves with a tint per channel
+  auto rgb = torch::stack({grey, grey.div(2, "floor"), grey.div(4, "floor")}, 1).contiguous();
+  EXPECT_THROW(t.predict(rgb.slice(0, 0, 2)), std::logic_error);  // no statistics yet
+  try {
+    t.set_train_data(grey, y);
+    ADD_FAILURE() << "one-channel data accepted by a three-channel model";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("training images have 1 channel(s); the model takes 3"),
+              std::string::npos)
+        << e.what();
+  }
+  t.set_train_data(rgb, y);
+  const auto [mean, std] = tf::data::channel_statistics(rgb);
+  EXPECT_EQ(t.transform().mean, mean);
+  EXPECT_EQ(t.transform().std, std);
+  EXPECT_GT(mean[0], mean[2] * 2);  // the channels were told apart
+  t.train_epoch();
+  EXPECT_EQ(t.predict(rgb.slice(0, 0, 2)).sizes().vec(), (std::vector<int64_t>{2, 2}));
+  EXPECT_THROW(t.predict(grey.slice(0, 0, 2)), std::invalid_argument);
+}
+
+TEST(Trainer, FixedNormalisationIsChecked) {
+  auto c = mlp_config();
+  c.normalize = "fixed";
+  c.normalize_mean = {0.5, 0.5, 0.5};
+  c.normalize_std = {0.2, 0.2, 0.2};
+  EXPECT_THROW(tf::train::Trainer{c}, std::invalid_argument);  // 3 figures for 1 channel
+  c.normalize = "none";
+  EXPECT_THROW(tf::train::Trainer{c}, std::invalid_argument);  // figures without "fixed"
+  c = mlp_config();
+  c.in_channels = 2;
+  EXPECT_THROW(tf::train::Trainer{c}, std::invalid_argument);
+  c = mlp_config();
+  c.normalize = "fixed";
+  c.normalize_mean = {0.1};
+  c.normalize_std = {0.3};
+  c.input_size = 20;
+  tf::train::Trainer t(c);
+  EXPECT_EQ(t.input_size(), 20);
+  EXPECT_EQ(t.transform().mean, std::vector<double>{0.1});
+}

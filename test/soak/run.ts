@@ -37,7 +37,7 @@ export async function soak(model: string, epochs: number, warmup: number): Promi
     await trainer.setData({ train, test });
     for await (const _ of trainer.epochs(epochs)) {
       await trainer.save(dir);
-      await trainer.predict(one.images, 1, one.height, one.width);
+      await trainer.predict(one.images, one);
       globalThis.gc?.();
       rss.push(process.memoryUsage().rss / 2 ** 20);
     }

@@ -497,7 +497,7 @@ async function timeInference(
   const calls: number[] = [];
   for (let i = 0; i < 50; i++) {
     const start = performance.now();
-    await trainer.predict(one.images, 1, one.height, one.width);
+    await trainer.predict(one.images, one);
     calls.push((performance.now() - start) / 1000);
   }
   const figures = {

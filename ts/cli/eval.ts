@@ -51,6 +51,8 @@ export function evalCommand(): Command {
       const data = await loadTestSet(spec, {
         size: recordedImageSize(config),
         maxPixels: flags.maxPixels ?? (config.data?.maxPixels as number | undefined),
+        // as trained: grey or RGB whatever the test images' own colours
+        channels: (config.options.channels ?? 1) as 1 | 3,
       });
       const names = config.options.classNames;
       if (data.test.classNames.length !== names.length) {

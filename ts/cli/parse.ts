@@ -1,5 +1,6 @@
 // Option parsers for commander: each names the option and what was expected.
 import { InvalidArgumentError, Option } from 'commander';
+import type { Normalize } from '../train/options';
 
 export function intAtLeast(min: number) {
   return (value: string): number => {
@@ -78,4 +79,13 @@ export function fraction(value: string): number {
 /** `--max-pixels N` of the commands that decode image files (train, eval, predict). */
 export function maxPixelsOption(description: string): Option {
   return new Option('--max-pixels <n>', description).argParser(intAtLeast(1));
+}
+
+/** `--normalize none|dataset|imagenet|M1,M2,M3/S1,S2,S3` (figures checked by resolveOptions). */
+export function normalizeSpec(value: string): Normalize {
+  if (['none', 'dataset', 'imagenet'].includes(value)) return value as Normalize;
+  if (/^[^/]+\/[^/]+$/.test(value)) return value as Normalize;
+  throw new InvalidArgumentError(
+    `expected none, dataset, imagenet or MEAN[,MEAN,MEAN]/STD[,STD,STD], got '${value}'`,
+  );
 }

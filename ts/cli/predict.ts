@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import sharp from 'sharp';
 import {
   DEFAULT_MAX_PIXELS,
-  decodeGrayscale,
+  decodeImage,
   fileKind,
   listImageFiles,
   mapLimit,
@@ -148,9 +148,10 @@ async function predictWindow(
   const decoded = await mapLimit(entries, inFlight, async (e) => {
     if (e.error) return { file: e.file, error: e.error };
     try {
-      return { file: e.file, ...(await decodeGrayscale(e.file, size, { maxPixels })) };
+      const channels = trainer.options.channels;
+      return { file: e.file, ...(await decodeImage(e.file, channels, size, { maxPixels })) };
     } catch (err) {
-      // decodeGrayscale's message starts with the file name: keep the reason alone
+      // decodeImage's message starts with the file name: keep the reason alone
       const message = (err as Error).message;
       return {
         file: e.file,
@@ -163,11 +164,10 @@ async function predictWindow(
   const predictions = new Map<number, Prediction>();
   if (good.length > 0) {
     const { width, height } = size;
-    const stack = new Uint8Array(good.length * width * height);
-    good.forEach((i, k) =>
-      stack.set((decoded[i] as { pixels: Uint8Array }).pixels, k * width * height),
-    );
-    const preds = await trainer.predict(stack, good.length, height, width, { top });
+    const bytes = trainer.options.channels * width * height;
+    const stack = new Uint8Array(good.length * bytes);
+    good.forEach((i, k) => stack.set((decoded[i] as { pixels: Uint8Array }).pixels, k * bytes));
+    const preds = await trainer.predict(stack, { count: good.length, height, width }, { top });
     good.forEach((i, k) => predictions.set(i, preds[k]));
   }
   return decoded.map((d, i) =>

@@ -15,6 +15,7 @@ import {
   type CudaGraphMode,
   type LrScheduleName,
   type MemoryFormat,
+  type Normalize,
   type SamplerName,
 } from '../train/options';
 import {
@@ -23,6 +24,7 @@ import {
   intAtLeast,
   maxPixelsOption,
   nonNegativeNumber,
+  normalizeSpec,
   oneOf,
   positiveNumber,
   probability,
@@ -86,6 +88,28 @@ export function addTrainingOptions(cmd: Command): Command {
       intAtLeast(1),
       1,
     )
+    .addOption(
+      new Option(
+        '--channels <n>',
+        'decode images to 1 (grey, as PIL) or 3 (RGB) channels (default: 3 when any training image has colour)',
+      ).argParser((v: string) => Number(oneOf('1', '3')(v)) as 1 | 3),
+    )
+    .option(
+      '--input-size <n>',
+      "resize images on the device to N×N (default: the model's, 28 to 224)",
+      intAtLeast(1),
+    )
+    .option(
+      '--normalize <spec>',
+      'after scaling to [0, 1]: none, dataset (training set mean/std), imagenet, or M1,M2,M3/S1,S2,S3',
+      normalizeSpec,
+      'none',
+    )
+    .option(
+      '--augment <spec>',
+      'training batches, on the device: crop:PAD, flip, rrc:SCALE_MIN, jitter:B,C,S, combined with commas (crop:4,flip)',
+      'none',
+    )
     .option(
       '--eval-every <n>',
       'evaluate the test set every N epochs (and after the last); JSON epoch lines then carry EVAL',
@@ -147,6 +171,10 @@ export interface TrainingFlags {
   device: string;
   threads: number;
   widthDivisor: number;
+  channels?: 1 | 3;
+  inputSize?: number;
+  normalize: Normalize;
+  augment: string;
   sampler: SamplerName;
   memoryFormat: MemoryFormat;
   amp: AmpMode;

@@ -4,7 +4,7 @@ import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { isDirectory, type Dataset, type DataSplit } from './dataset';
+import { isDirectory, luma, type Dataset, type DataSplit } from './dataset';
 
 /** torchvision's IMG_EXTENSIONS, matched case-insensitively. */
 export const IMG_EXTENSIONS = [
@@ -51,6 +51,11 @@ export interface LoadOptions {
   onProgress?: (progress: LoadProgress) => void;
   /** the most pixels an image may have; larger ones are skipped (default DEFAULT_MAX_PIXELS) */
   maxPixels?: number;
+  /**
+   * 1: grey (PIL's convert('L')), 3: RGB. Default: 3 when any training image has a coloured
+   * pixel, else 1; the test split follows the training split.
+   */
+  channels?: 1 | 3;
 }
 
 export interface TestSplitOptions extends LoadOptions {
@@ -380,19 +385,19 @@ export function isImageFile(name: string): boolean {
   return IMG_EXTENSIONS.includes(path.extname(name).toLowerCase());
 }
 
-async function decode(
+// One file as interleaved 8-bit sRGB, resized to `size` when given.
+async function decodeRgb(
   file: string,
   size: { width: number; height: number } | undefined,
   maxPixels: number,
-): Promise<{ pixels: Uint8Array; width: number; height: number }> {
-  // Alpha is dropped, not blended, like PIL's convert('RGB') in torchvision's loader; grey is
-  // made from sRGB as PIL's convert('L') makes it (pilLuma). The pixel limit was checked from
-  // the header already; sharp checks it again as it decodes.
+): Promise<{ rgb: Uint8Array; width: number; height: number }> {
+  // Alpha is dropped, not blended, like PIL's convert('RGB') in torchvision's loader. The pixel
+  // limit was checked from the header already; sharp checks it again as it decodes.
   let image = sharp(file, { limitInputPixels: maxPixels }).removeAlpha().toColourspace('srgb');
   if (size) image = image.resize(size.width, size.height, { fit: 'fill', kernel: 'linear' });
   const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
-  return { pixels: pilLuma(data), width: info.width, height: info.height };
+  return { rgb: data, width: info.width, height: info.height };
 }
 
 /**
@@ -404,18 +409,45 @@ async function decode(
 export function pilLuma(rgb: Uint8Array): Uint8Array {
   const out = new Uint8Array(rgb.length / 3);
   for (let i = 0, j = 0; i < out.length; i++, j += 3) {
-    out[i] = (19595 * rgb[j] + 38470 * rgb[j + 1] + 7471 * rgb[j + 2] + 0x8000) >> 16;
+    out[i] = luma(rgb[j], rgb[j + 1], rgb[j + 2]);
   }
   return out;
 }
 
+/** Interleaved RGB (what decoders give) as three planes, R then G then B (what networks take). */
+export function planarRgb(rgb: Uint8Array): Uint8Array {
+  const plane = rgb.length / 3;
+  const out = new Uint8Array(rgb.length);
+  for (let i = 0, j = 0; i < plane; i++, j += 3) {
+    out[i] = rgb[j];
+    out[plane + i] = rgb[j + 1];
+    out[2 * plane + i] = rgb[j + 2];
+  }
+  return out;
+}
+
+/** Whether any pixel of interleaved RGB has colour (its channels differ). */
+export function hasColour(rgb: Uint8Array): boolean {
+  for (let j = 0; j < rgb.length; j += 3) {
+    if (rgb[j] !== rgb[j + 1] || rgb[j + 1] !== rgb[j + 2]) return true;
+  }
+  return false;
+}
+
+// Interleaved RGB as `channels` planes: grey by PIL's luma, or planar RGB.
+function toChannels(rgb: Uint8Array, channels: 1 | 3): Uint8Array {
+  return channels === 1 ? pilLuma(rgb) : planarRgb(rgb);
+}
+
 /**
- * One image file as a single grayscale channel (0..255), resized to `size` when given. Only a
- * regular file is opened (a FIFO named x.png would block); an image of more than
- * `options.maxPixels` (default DEFAULT_MAX_PIXELS) is refused from its header.
+ * One image file as `channels` planes (1: grey as PIL's convert('L'), 3: RGB; 0..255,
+ * channels × height × width), resized to `size` when given. Only a regular file is opened (a
+ * FIFO named x.png would block); an image of more than `options.maxPixels` (default
+ * DEFAULT_MAX_PIXELS) is refused from its header.
  */
-export async function decodeGrayscale(
+export async function decodeImage(
   file: string,
+  channels: 1 | 3,
   size?: { width: number; height: number },
   options: { maxPixels?: number } = {},
 ): Promise<{ pixels: Uint8Array; width: number; height: number }> {
@@ -428,7 +460,8 @@ export async function decodeGrayscale(
     const { width, height } = await sharp(file, { limitInputPixels: false }).metadata();
     const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
     if (over) throw new Error(over);
-    return await decode(file, size, maxPixels);
+    const decoded = await decodeRgb(file, size, maxPixels);
+    return { ...decoded, pixels: toChannels(decoded.rgb, channels) };
   } catch (err) {
     if ((err as Error).message.includes('--max-pixels')) {
       throw new Error(`${file}: ${(err as Error).message}`);
@@ -452,28 +485,35 @@ class DecodeCounter {
   }
 }
 
-// Decodes every scanned image to one grayscale channel of the common size.
+// Decodes every scanned image at the common size, to `channels` planes, or (undefined) to RGB
+// when any of them has a coloured pixel and else grey.
 async function decodeSplit(
   scan: Scan,
   classes: string[],
   size: Size & { capped?: Size },
+  channels: 1 | 3 | undefined,
   counter: DecodeCounter,
   signal?: AbortSignal,
 ): Promise<Dataset> {
   const { width, height } = size;
   const needsResize = (i: number) =>
     scan.sizes[i].width !== width || scan.sizes[i].height !== height;
-  const pixels = await mapLimit(
+  let colour = false;
+  const decoded = await mapLimit(
     [...scan.files.keys()],
     IN_FLIGHT,
     async (i) => {
       const file = scan.files[i];
       try {
-        const { pixels } = await decode(file, needsResize(i) ? size : undefined, scan.maxPixels);
-        if (pixels.length !== width * height) {
-          throw new Error(`decoded to ${pixels.length} pixels, the header said ${width}×${height}`);
+        const { rgb } = await decodeRgb(file, needsResize(i) ? size : undefined, scan.maxPixels);
+        if (rgb.length !== 3 * width * height) {
+          throw new Error(
+            `decoded to ${rgb.length / 3} pixels, the header said ${width}×${height}`,
+          );
         }
-        return pixels;
+        if (channels === undefined && !colour) colour = hasColour(rgb);
+        // Grey at once when asked for: a third of the memory held until the split is done.
+        return channels === 1 ? pilLuma(rgb) : rgb;
       } catch (err) {
         scan.skipped.push({ file, reason: await whyUnreadable(file, err) });
         return undefined;
@@ -483,15 +523,20 @@ async function decodeSplit(
     },
     signal,
   );
-  const kept = pixels.flatMap((p, i) => (p ? [i] : []));
+  const kept = decoded.flatMap((p, i) => (p ? [i] : []));
   const labels = Int32Array.from(kept, (i) => scan.labels[i]);
   requireEveryClass(scan, classes, labels);
-  const images = new Uint8Array(kept.length * width * height);
-  kept.forEach((i, k) => images.set(pixels[i]!, k * width * height));
+  const resolved = channels ?? (colour ? 3 : 1);
+  const bytes = resolved * width * height;
+  const images = new Uint8Array(kept.length * bytes);
+  kept.forEach((i, k) =>
+    images.set(channels === 1 ? decoded[i]! : toChannels(decoded[i]!, resolved), k * bytes),
+  );
   return {
     images,
     labels,
     count: kept.length,
+    channels: resolved,
     height,
     width,
     classNames: classes,
@@ -505,8 +550,9 @@ async function decodeSplit(
 
 /**
  * Loads ROOT/training/<class>/* and ROOT/testing/<class>/* (classes sorted by name, the same
- * in both). Every image becomes one grayscale channel of the size most training images
- * have; others are resized to it and counted in `resized`. Unreadable files are left out
+ * in both). Every image becomes RGB when any training image has a coloured pixel, else grey
+ * (or as `options.channels` says), at the size most training images have; others are resized
+ * to it and counted in `resized`. Unreadable files are left out
  * and listed in `skipped`. `options.signal` stops the load, `options.onProgress` follows it.
  */
 export async function loadImageFolder(root: string, options: LoadOptions = {}): Promise<DataSplit> {
@@ -533,7 +579,10 @@ async function loadTestSplit(root: string, options: TestSplitOptions): Promise<T
   requireEveryClass(scan, classes, scan.labels);
   const size = options.size ?? commonSize(scan.sizes);
   const counter = new DecodeCounter(scan.files.length, options.onProgress);
-  return { name: root, test: await decodeSplit(scan, classes, size, counter, options.signal) };
+  // Without the training split to decide from, its own pixels decide (callers that know the
+  // training channels, eval of a checkpoint, pass them).
+  const test = await decodeSplit(scan, classes, size, options.channels, counter, options.signal);
+  return { name: root, test };
 }
 
 async function loadBothSplits(root: string, options: LoadOptions): Promise<DataSplit> {
@@ -557,10 +606,12 @@ async function loadBothSplits(root: string, options: LoadOptions): Promise<DataS
     trainScan.files.length + testScan.files.length,
     options.onProgress,
   );
+  const train = await decodeSplit(trainScan, classes, size, options.channels, counter, signal);
+  const channels = train.channels as 1 | 3;
   return {
     name: root,
-    train: await decodeSplit(trainScan, classes, size, counter, signal),
-    test: await decodeSplit(testScan, classes, size, counter, signal),
+    train,
+    test: await decodeSplit(testScan, classes, size, channels, counter, signal),
   };
 }
 
@@ -591,7 +642,8 @@ async function loadOneSplit(
   const scan = await scanSplit(dir, classNames, skipped, pixelLimit(options), options.signal);
   requireEveryClass(scan, classNames, scan.labels);
   const counter = new DecodeCounter(scan.files.length, options.onProgress);
-  return decodeSplit(scan, classNames, commonSize(scan.sizes), counter, options.signal);
+  const size = commonSize(scan.sizes);
+  return decodeSplit(scan, classNames, size, options.channels, counter, options.signal);
 }
 
 // How the class folders `found` differ from `expected` ("lacks 'a' and has 'b' <extra>"), or

@@ -1,6 +1,6 @@
 // The data layer: datasets by name or folder, and class imbalance.
 import path from 'node:path';
-import { isDirectory, type DataSplit } from './dataset';
+import { isDirectory, withChannels, type DataSplit } from './dataset';
 import {
   loadImageFolder,
   loadImageFolderTest,
@@ -13,7 +13,7 @@ import {
 } from './imagefolder';
 import { loadFashionMnist, loadIdxFolder, loadMnist, looksLikeIdxFolder } from './mnist';
 
-export { classCounts, subset } from './dataset';
+export { classCounts, subset, withChannels, imageBytes } from './dataset';
 export type { Dataset, DataSplit } from './dataset';
 export { readIdx, parseIdx, loadIdxPair, IDX_MAX_BYTES } from './idx';
 export type { Idx, IdxOptions } from './idx';
@@ -31,7 +31,8 @@ export {
   loadImageFolderTest,
   looksLikeImageFolder,
   listImageFiles,
-  decodeGrayscale,
+  decodeImage,
+  pilLuma,
   isImageFile,
   IMG_EXTENSIONS,
   DEFAULT_MAX_PIXELS,
@@ -56,7 +57,15 @@ export async function loadDataset(spec: string, options: LoadOptions = {}): Prom
   throwIfAborted(options.signal);
   const split = await loadAny(spec, options);
   throwIfAborted(options.signal);
-  return split;
+  // Image folders decode to the channels asked for; other sources are converted.
+  const { channels } = options;
+  return channels
+    ? {
+        ...split,
+        train: withChannels(split.train, channels),
+        test: withChannels(split.test, channels),
+      }
+    : split;
 }
 
 /**

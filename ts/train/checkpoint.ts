@@ -46,8 +46,18 @@ export interface CheckpointConfig {
   version: typeof CHECKPOINT_VERSION;
   options: ResolvedOptions;
   inputSize: number;
-  /** how raw uint8 pixels become network inputs */
-  normalisation: { scale: number; mean: number; std: number; resize: 'bilinear' };
+  /** the images' channels: 1 (grey) or 3 (RGB); absent in checkpoints from before colour: 1 */
+  channels?: number;
+  /**
+   * how raw uint8 pixels become network inputs: (x · scale − mean[c]) / std[c] after a bilinear
+   * resize to inputSize (one number for all channels in checkpoints from before colour)
+   */
+  normalisation: {
+    scale: number;
+    mean: number[] | number;
+    std: number[] | number;
+    resize: 'bilinear';
+  };
   epochsDone: number;
   /** set when the run was interrupted mid-epoch: the resume continues that epoch there */
   partialEpoch?: PartialEpoch;

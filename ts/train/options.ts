@@ -27,6 +27,83 @@ export function defaultEvalBatchSize(device: string): number {
   return gpu ? 1000 : 64;
 }
 
+/**
+ * Per-channel normalisation after pixels are scaled to [0, 1], as torchvision's Normalize:
+ * 'none' (the original experiment), 'dataset' (the training set's mean and std, computed on the
+ * device once), 'imagenet' (torchvision's ImageNet figures, for its pretrained backbones), or
+ * explicit figures (one for every channel, or one per channel), as {mean, std} or as the
+ * command line spells them, 'M1,M2,M3/S1,S2,S3'.
+ */
+export type Normalize =
+  'none' | 'dataset' | 'imagenet' | `${string}/${string}` | { mean: number[]; std: number[] };
+/** Normalize as a trainer holds it: 'imagenet' and single figures spelled out per channel. */
+export type ResolvedNormalize = 'none' | 'dataset' | { mean: number[]; std: number[] };
+
+/** torchvision's ImageNet mean and std (R, G, B), which its pretrained weights expect. */
+export const IMAGENET_NORMALIZE = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
+/** `normalize` checked and spelled out for `channels` channels. */
+export function resolveNormalize(given: Normalize, channels: number): ResolvedNormalize {
+  const n = typeof given === 'string' && given.includes('/') ? parseFigures(given) : given;
+  if (n === 'none' || n === 'dataset') return n;
+  if (n === 'imagenet') {
+    if (channels !== 3) {
+      throw invalidArgument(
+        `normalize: 'imagenet' is for RGB images; these have ${channels} channel`,
+      );
+    }
+    return { mean: [...IMAGENET_NORMALIZE.mean], std: [...IMAGENET_NORMALIZE.std] };
+  }
+  if (typeof n !== 'object' || n === null || !Array.isArray(n.mean) || !Array.isArray(n.std)) {
+    throw invalidArgument(
+      `normalize: expected 'none', 'dataset', 'imagenet' or {mean, std}, got ${describe(n)}`,
+    );
+  }
+  const spread = (values: number[], name: string): number[] => {
+    if (values.length !== 1 && values.length !== channels) {
+      throw invalidArgument(
+        `normalize: ${values.length} ${name} values for ${channels} channel(s) (give one, or one per channel)`,
+      );
+    }
+    return values.length === 1 ? new Array<number>(channels).fill(values[0]) : [...values];
+  };
+  const mean = spread(n.mean, 'mean');
+  const std = spread(n.std, 'std');
+  if (!mean.every(Number.isFinite) || !std.every((v) => Number.isFinite(v) && v > 0)) {
+    throw invalidArgument('normalize: every mean must be a finite number and every std > 0');
+  }
+  return { mean, std };
+}
+
+// 'M1,M2,M3/S1,S2,S3' as numbers; resolveNormalize checks their count and range.
+function parseFigures(spec: string): { mean: number[]; std: number[] } {
+  const [mean, std, extra] = spec.split('/');
+  const numbers = (list: string) =>
+    list.split(',').map((part) => {
+      const v = part.trim() === '' ? NaN : Number(part);
+      if (!Number.isFinite(v)) {
+        throw invalidArgument(`normalize: '${part}' in '${spec}' is not a number (MEAN,…/STD,…)`);
+      }
+      return v;
+    });
+  if (extra !== undefined) throw invalidArgument(`normalize: '${spec}' has more than one '/'`);
+  return { mean: numbers(mean), std: numbers(std) };
+}
+
+/** An augment spec checked by the engine's own parser, in its canonical form ('crop:4,flip'). */
+export function augmentSpec(spec: unknown): string {
+  if (typeof spec !== 'string') {
+    throw invalidArgument(
+      `augment: expected a string such as 'crop:4,flip', got ${describe(spec)}`,
+    );
+  }
+  try {
+    return native().augmentSpec(spec);
+  } catch (err) {
+    throw invalidArgument((err as Error).message);
+  }
+}
+
 export const ALPHA_NORMALIZE = ['mean', 'weights'] as const;
 export type AlphaNormalize = (typeof ALPHA_NORMALIZE)[number];
 
@@ -69,6 +146,19 @@ export interface TrainerOptions {
   classNames: string[];
   /** VGG and ResNet: divide the channel widths by this (default 1) */
   widthDivisor?: number;
+  /** the images' channels, 1 (grey, default) or 3 (RGB): the first layer is built for them */
+  channels?: 1 | 3;
+  /** the side images are resized to on the device (default 0: the model's own, 28…224) */
+  inputSize?: number;
+  /** per-channel normalisation after scaling to [0, 1] (default 'none'; see Normalize) */
+  normalize?: Normalize;
+  /**
+   * training batches' augmentation, on the device, with torchvision's semantics (default
+   * 'none'): 'crop:PAD' (RandomCrop with zero padding), 'flip' (horizontal, p = 0.5),
+   * 'rrc:SCALE_MIN' (RandomResizedCrop to the input size), 'jitter:B,C,S' (ColorJitter); combine
+   * them with commas: 'crop:4,flip'
+   */
+  augment?: string;
   batchSize?: number;
   /** train as one rank of a data-parallel run (launch: `torchfocal train --nproc N`) */
   distributed?: DistributedOptions;
@@ -152,7 +242,10 @@ export interface TrainerOptions {
   onNan?: 'stop' | 'skip';
 }
 
-export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw' | 'distributed'>> & {
+export type ResolvedOptions = Required<
+  Omit<TrainerOptions, 'alpha' | 'drw' | 'distributed' | 'normalize'>
+> & {
+  normalize: ResolvedNormalize;
   distributed: DistributedOptions | null;
   alpha: number[] | 'auto';
   drw: number | null;
@@ -161,6 +254,8 @@ export type ResolvedOptions = Required<Omit<TrainerOptions, 'alpha' | 'drw' | 'd
 /** The options that hold one number. */
 const NUMBER_KEYS = [
   'widthDivisor',
+  'channels',
+  'inputSize',
   'batchSize',
   'evalBatchSize',
   'lr',
@@ -238,6 +333,10 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     model,
     classNames: o.classNames,
     widthDivisor: o.widthDivisor ?? 1,
+    channels: o.channels ?? 1,
+    inputSize: o.inputSize ?? 0,
+    normalize: o.normalize as ResolvedNormalize, // checked below, once channels is
+    augment: o.augment ?? 'none',
     batchSize: o.batchSize ?? 128,
     evalBatchSize: o.evalBatchSize ?? defaultEvalBatchSize(o.device ?? 'auto'),
     distributed: o.distributed ?? null,
@@ -357,6 +456,19 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     }
   }
   positiveInt('widthDivisor', resolved.widthDivisor);
+  if (resolved.channels !== 1 && resolved.channels !== 3) {
+    throw invalidArgument(`channels: expected 1 or 3, got ${describe(resolved.channels)}`);
+  }
+  if (!Number.isSafeInteger(resolved.inputSize) || resolved.inputSize < 0) {
+    throw invalidArgument(
+      `inputSize: expected an integer >= 1 (0: the model's own), got ${describe(resolved.inputSize)}`,
+    );
+  }
+  if (resolved.inputSize > 4096) {
+    throw invalidArgument(`inputSize: expected at most 4096, got ${resolved.inputSize}`);
+  }
+  resolved.normalize = resolveNormalize(o.normalize ?? 'none', resolved.channels);
+  resolved.augment = augmentSpec(resolved.augment);
   positiveInt('progressEvery', resolved.progressEvery);
   if (!Number.isSafeInteger(resolved.seed) || resolved.seed < 0) {
     throw invalidArgument(`seed: expected an integer >= 0, got ${describe(resolved.seed)}`);

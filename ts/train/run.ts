@@ -1,10 +1,22 @@
 // One training run from a plain description: data, imbalance, trainer, epochs, checkpoints.
 import os from 'node:os';
 import path from 'node:path';
-import { loadDataset, imbalance, classCounts, type LoadProgress } from '../data/index';
+import {
+  loadDataset,
+  imbalance,
+  classCounts,
+  withChannels,
+  type LoadProgress,
+} from '../data/index';
 import type { DataSplit, Dataset } from '../data/dataset';
 import type { Evaluation } from './evaluation';
-import { describe, doubleReweighting, positiveInt, type TrainerOptions } from './options';
+import {
+  augmentSpec,
+  describe,
+  doubleReweighting,
+  positiveInt,
+  type TrainerOptions,
+} from './options';
 import { Trainer, type EpochResult, type InitFrom, type Progress } from './trainer';
 import { openCheckpoint, recoverCheckpoint } from './checkpoint';
 import { acquireRunLock } from './run-lock';
@@ -159,6 +171,7 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   if (spec.initFromPartial && spec.initFrom === undefined) {
     throw invalidArgument('--init-from-partial needs --init-from FILE');
   }
+  if (spec.augment !== undefined) augmentSpec(spec.augment); // before any data is read
   const resumed = spec.resume ? await resumePoint(out) : undefined;
   if (resumed) checkResumeSpec(spec, resumed);
   else if (out && !spec.overwrite && (await hasCheckpoint(out))) {
@@ -168,12 +181,22 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   }
   const datasetName = resumed?.dataset ?? datasetSpec(spec.dataset ?? 'mnist');
   const imbalanceSpec = resumed ? resumed.imbalance : spec.imbalance;
+  // A resume decodes as its run did; else --channels, or the data's own (colour: 3).
+  const channels = resumed ? resumed.config.options.channels : spec.channels;
   const loading = {
     signal: hooks.signal,
     onProgress: hooks.onLoadProgress,
     maxPixels: spec.maxPixels,
+    channels,
   };
-  const split = hooks.data ?? (await loadDataset(datasetName, loading).catch(stoppedLoading));
+  const given = hooks.data && {
+    ...hooks.data,
+    ...(channels && {
+      train: withChannels(hooks.data.train, channels),
+      test: withChannels(hooks.data.test, channels),
+    }),
+  };
+  const split = given ?? (await loadDataset(datasetName, loading).catch(stoppedLoading));
   const seed = resumed?.config.options.seed ?? spec.seed ?? 0;
   let train = split.train;
   if (imbalanceSpec) {
@@ -185,7 +208,8 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   if (validation?.split != null) {
     ({ train, val } = validationSplit(train, validation.split, seed));
   } else if (validation?.dataset != null) {
-    val = await loadValidationSet(validation.dataset, train.classNames, loading).catch(
+    const decode = { ...loading, channels: train.channels as 1 | 3 }; // as the training set
+    val = await loadValidationSet(validation.dataset, train.classNames, decode).catch(
       stoppedLoading,
     );
   }
@@ -271,6 +295,7 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
         distributed,
         seed,
         classNames: train.classNames,
+        channels: train.channels as 1 | 3,
         scheduleEpochs: scheduleSpan(spec),
       });
   try {

@@ -113,13 +113,26 @@ export class Trainer {
     return this.#options;
   }
 
-  /** Builds the network (seeded) and its optimizer natively, off the JS thread. */
-  static async create(options: TrainerOptions): Promise<Trainer> {
+  /**
+   * Builds the network (seeded) and its optimizer natively, off the JS thread. `statistics`
+   * (internal: `load`) are the figures a 'dataset' normalisation computed when it was trained.
+   */
+  static async create(
+    options: TrainerOptions,
+    statistics?: { mean: number[]; std: number[] },
+  ): Promise<Trainer> {
     const o = resolveOptions(options);
+    const normalize = o.normalize === 'dataset' && statistics ? statistics : o.normalize;
     const handle = new (native().NativeTrainer)({
       model: o.model,
       numClasses: o.classNames.length,
       widthDivisor: o.widthDivisor,
+      channels: o.channels,
+      inputSize: o.inputSize,
+      augment: o.augment,
+      ...(typeof normalize === 'string'
+        ? { normalize }
+        : { normalize: 'fixed', normalizeMean: normalize.mean, normalizeStd: normalize.std }),
       batchSize: o.batchSize,
       evalBatchSize: o.evalBatchSize,
       syncBn: o.syncBn,
@@ -175,6 +188,15 @@ export class Trainer {
     return this.handle.info().device ?? 'cpu';
   }
 
+  /**
+   * The per-channel mean and std images are normalised with (after scaling to [0, 1]); none
+   * (undefined) for 'none', and for 'dataset' until training data is set.
+   */
+  get normalisation(): { mean: number[]; std: number[] } | undefined {
+    const { mean, std } = this.handle.info();
+    return mean && std ? { mean, std } : undefined;
+  }
+
   get epochsDone(): number {
     return this.handle.info().epochsDone ?? 0;
   }
@@ -210,8 +232,14 @@ export class Trainer {
           `${split} data has ${ds.classNames.length} classes but the trainer was built for ${this.options.classNames.length}`,
         );
       }
+      if (ds.channels !== this.options.channels) {
+        throw new Error(
+          `${split} data has ${ds.channels} channel(s) but the trainer was built for ${this.options.channels}`,
+        );
+      }
+      const { count, channels, height, width } = ds;
       await call(() =>
-        this.handle.setData(split, ds.images, ds.labels, ds.count, ds.height, ds.width),
+        this.handle.setData(split, ds.images, ds.labels, { count, channels, height, width }),
       );
       if (split === 'train') this.trainCounts = classCounts(ds);
     }
@@ -344,17 +372,18 @@ export class Trainer {
   }
 
   /**
-   * Class probabilities for a [count, height, width] stack of grayscale uint8 images;
-   * `options.top` adds each image's most probable classes.
+   * Class probabilities for a stack of uint8 images, count × channels × height × width
+   * (`shape.channels` defaults to the trainer's); `options.top` adds each image's most probable
+   * classes.
    */
   async predict(
     images: Uint8Array,
-    count: number,
-    height: number,
-    width: number,
+    shape: { count: number; height: number; width: number; channels?: number },
     options: { top?: number } = {},
   ): Promise<Prediction[]> {
-    const probs = await call(() => this.handle.predict(images, count, height, width));
+    const { count, height, width } = shape;
+    const channels = shape.channels ?? this.options.channels;
+    const probs = await call(() => this.handle.predict(images, { count, channels, height, width }));
     const c = this.options.classNames.length;
     const out: Prediction[] = [];
     for (let i = 0; i < count; i++) {
@@ -433,7 +462,15 @@ export class Trainer {
       version: CHECKPOINT_VERSION,
       options: this.options,
       inputSize: this.inputSize,
-      normalisation: { scale: 1 / 255, mean: 0, std: 1, resize: 'bilinear' as const },
+      channels: this.options.channels,
+      normalisation: {
+        scale: 1 / 255,
+        ...(this.normalisation ?? {
+          mean: new Array<number>(this.options.channels).fill(0),
+          std: new Array<number>(this.options.channels).fill(1),
+        }),
+        resize: 'bilinear' as const,
+      },
       epochsDone: this.epochsDone,
       ...(partialEpoch && { partialEpoch }),
       ...(this.initFrom && { initFrom: this.initFrom }),
@@ -469,12 +506,16 @@ export class Trainer {
     const opened = typeof source === 'string' ? await openCheckpoint(source) : source;
     const { dir, config, paths, warning, contents } = opened;
     if (warning) onWarning(warning);
-    const trainer = await Trainer.create({
-      ...config.options,
-      ...definedOnly(overrides),
-      // a distributed run's rendezvous belongs to that launch, never to the checkpoint
-      distributed: overrides.distributed,
-    });
+    const trainer = await Trainer.create(
+      {
+        ...config.options,
+        ...definedOnly(overrides),
+        // a distributed run's rendezvous belongs to that launch, never to the checkpoint
+        distributed: overrides.distributed,
+      },
+      // 'dataset' figures as computed in training: eval and predict have no training set
+      config.options.normalize === 'dataset' ? recordedNormalisation(config) : undefined,
+    );
     try {
       // the verified bytes: a live writer may have replaced the files since
       const weights = await readVerified(paths.weights, contents?.weights);
@@ -510,6 +551,17 @@ export class Trainer {
     this.#disposed = true;
     this.handle.dispose();
   }
+}
+
+/** A checkpoint's mean and std per channel (version-2 checkpoints before colour hold one number). */
+export function recordedNormalisation(config: CheckpointConfig): { mean: number[]; std: number[] } {
+  const channels = config.channels ?? 1;
+  const perChannel = (v: number | number[]) =>
+    Array.isArray(v) ? v : new Array<number>(channels).fill(v);
+  return {
+    mean: perChannel(config.normalisation.mean),
+    std: perChannel(config.normalisation.std),
+  };
 }
 
 function validationFigures(m: ValidationFigures): ValidationFigures {
