@@ -76,6 +76,7 @@ train::TrainConfig ToTrainConfig(const Napi::Object& o) {
   c.normalize_mean = GetNumbers(o, "normalizeMean");
   c.normalize_std = GetNumbers(o, "normalizeStd");
   c.augment = GetString(o, "augment", c.augment);
+  c.freeze_backbone = GetBool(o, "freezeBackbone", c.freeze_backbone);
   c.batch_size = GetInt(o, "batchSize", c.batch_size, 1, 1 << 20);
   c.optimizer = GetString(o, "optimizer", c.optimizer);
   c.lr = GetNumber(o, "lr", c.lr);

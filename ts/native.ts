@@ -28,6 +28,8 @@ export interface NativeTrainerOptions {
   normalizeStd?: number[];
   /** training batches' augmentation on the device: 'none' or e.g. 'crop:4,flip' */
   augment?: string;
+  /** train only the network's last layer; the rest stays as loaded, in eval mode */
+  freezeBackbone?: boolean;
   batchSize?: number;
   optimizer?: 'adam' | 'adamw' | 'sgd';
   lr?: number;

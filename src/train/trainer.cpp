@@ -60,8 +60,9 @@ std::string describe(const TrainConfig& c) {
   out << "\nstd=";
   for (double s : c.normalize_std) out << s << ',';
   out << "\naugment=" << data::to_string(data::parse_augment(c.augment))
-      << "\nbatch_size=" << c.batch_size << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr
-      << "\nmomentum=" << c.momentum << "\nnesterov=" << c.nesterov
+      << "\nfreeze_backbone=" << c.freeze_backbone << "\nbatch_size=" << c.batch_size
+      << "\noptimizer=" << c.optimizer << "\nlr=" << c.lr << "\nmomentum=" << c.momentum
+      << "\nnesterov=" << c.nesterov
       << "\nweight_decay=" << c.weight_decay.value_or(default_weight_decay(c.optimizer))
       << "\nclip_grad_norm=" << c.clip_grad_norm << "\nwarmup_epochs=" << c.warmup_epochs
       << "\nlr_schedule=" << c.lr_schedule << "\nschedule_epochs=" << c.schedule_epochs
@@ -190,6 +191,20 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), device_(torch
       if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
     }
   }
+  trainable_ = model_->parameters();
+  if (config_.freeze_backbone) {
+    // The zoo's networks end with their classifier: that child is the head.
+    const auto children = model_->children();
+    const auto head = children.empty() ? std::vector<torch::Tensor>{}
+                                       : children.back()->parameters(/*recurse=*/true);
+    if (head.empty()) {
+      throw std::invalid_argument("freeze_backbone: model '" + config_.model +
+                                  "' has no trainable last layer");
+    }
+    for (auto& p : model_->parameters()) p.set_requires_grad(false);
+    for (auto p : head) p.set_requires_grad(true);
+    trainable_ = head;
+  }
   if (config_.distributed.enabled()) {
     collective_ = std::make_unique<dist::Collective>(config_.distributed, device_);
     check_same_on_all_ranks("configuration", describe(config_));
@@ -200,7 +215,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), device_(torch
     collective_->broadcast(state);
     // Every gradient is a view into one flat buffer, with two slots after them for the step's
     // loss and stop flag: summed in place bucket by bucket, nothing packed or unpacked.
-    const auto params = model_->parameters();
+    const auto& params = trainable_;
     grad_buffer_ = flat_gradients(params, /*tail=*/2);
     gradient_sync_ =
         std::make_unique<dist::GradientSync>(*collective_, params, grad_buffer_,
@@ -217,7 +232,7 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), device_(torch
   rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
   optimizer_ = make_optimizer(
       {config_.optimizer, config_.lr, config_.momentum, config_.nesterov, config_.weight_decay},
-      model_->parameters());
+      trainable_);
   // Built again from the real class counts when training data arrives; this one checks the
   // loss options now, so a bad α fails at construction rather than at the first epoch.
   loss_ = losses::make_loss(config_.loss, std::vector<int64_t>(config_.num_classes, 1), device_,
@@ -362,6 +377,13 @@ void Trainer::set_val_data(const torch::Tensor& images, const torch::Tensor& lab
   val_ = on_device(images, labels, "validation");
 }
 
+void Trainer::train_mode() {
+  model_->train();
+  if (!config_.freeze_backbone) return;
+  const auto children = model_->children();
+  for (size_t i = 0; i + 1 < children.size(); ++i) children[i]->eval();
+}
+
 void Trainer::check_normalisation_known(const char* op) const {
   if (config_.normalize == "dataset" && transform_.mean.empty()) {
     throw std::logic_error(std::string(op) +
@@ -379,7 +401,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
   if (train_.empty()) throw std::logic_error("no training data has been set");
   configure_threads(config_.threads);  // OpenMP thread counts are per calling thread
   c10::AutoGradMode grad(true);
-  model_->train();
+  train_mode();
   if (loss_->set_epoch(epoch_)) reset_graph();  // deferred re-weighting began
   RandomStream::Scope random(*rng_);
 
@@ -421,7 +443,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
     sums_.halted.fill_(false);
     sums_.bad_step.fill_(-1);
   }
-  const auto params = model_->parameters();
+  const auto& params = trainable_;
   int64_t skipped = 0;
   int64_t first = 0;
   double carried_seconds = 0;
@@ -757,14 +779,14 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
       }
     }
   } catch (const std::exception& e) {
-    model_->train();
+    train_mode();
     if (!is_out_of_memory(e)) throw;
     release_cached_memory(device_);
     throw OutOfMemory("out of memory evaluating at batch size " +
                       std::to_string(config_.eval_batch_size) + ": " + first_line(e) +
                       "; evaluate with a smaller batch size");
   }
-  model_->train();
+  train_mode();
   if (collective_) collective_->sum({confusion, ranks, loss_sum});
   if (loss_mean != nullptr) {
     *loss_mean =
@@ -792,7 +814,7 @@ torch::Tensor Trainer::predict(const torch::Tensor& images) {
     auto logits = model_->forward(laid_out(x)).to(torch::kFloat32);
     out.push_back(torch::softmax(logits, /*dim=*/1).to(torch::kCPU));
   }
-  model_->train();
+  train_mode();
   return torch::cat(out);
 }
 

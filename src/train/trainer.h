@@ -44,6 +44,9 @@ struct TrainConfig {
   std::vector<double> normalize_std;
   // Training batches' augmentation on the device (src/data/augment.h): "none", or "crop:4,flip".
   std::string augment = "none";
+  // Linear probing: only the network's last layer (its classifier) trains; the rest keeps its
+  // weights and, in eval mode, its batch-norm statistics (and no dropout).
+  bool freeze_backbone = false;
   int64_t batch_size = 128;
   // adam | adamw | sgd, as torch.optim defines them (src/train/optimizers.h); momentum and
   // nesterov are SGD's; weight_decay unset means the optimizer's default (0.01 adamw, else 0).
@@ -234,6 +237,10 @@ class Trainer {
   torch::Device device_;
   data::InputTransform transform_;
   data::Augment augment_;
+  // The parameters the optimizer steps: all, or the head's alone (freeze_backbone).
+  std::vector<torch::Tensor> trainable_;
+  // model_->train(), the frozen backbone left in eval mode.
+  void train_mode();
   torch::nn::Sequential model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<losses::Loss> loss_;

@@ -459,3 +459,33 @@ TEST(Trainer, FixedNormalisationIsChecked) {
   EXPECT_EQ(t.input_size(), 20);
   EXPECT_EQ(t.transform().mean, std::vector<double>{0.1});
 }
+
+TEST(Trainer, FreezeBackboneTrainsOnlyTheHead) {
+  for (const char* device_step : {"off", "on"}) {
+    auto c = mlp_config();
+    c.model = "resnet32";
+    c.width_divisor = 8;
+    c.input_size = 16;
+    c.optimizer = "adam";
+    c.lr = 0.01;
+    c.freeze_backbone = true;
+    c.device_step = device_step;
+    tf::train::Trainer t(c);
+    auto [x, y] = halves(64, 9);
+    t.set_train_data(x, y);
+    const auto before = t.state_dict();
+    const auto result = t.train_epoch();
+    EXPECT_TRUE(std::isfinite(result.loss));
+    const auto after = t.state_dict();
+    ASSERT_EQ(before.size(), after.size());
+    int64_t changed = 0;
+    for (size_t i = 0; i < before.size(); ++i) {
+      const bool head = before[i].first.rfind("linear.", 0) == 0;
+      const bool same = torch::equal(before[i].second, after[i].second);
+      // the head learns; every backbone weight and batch-norm statistic stays as it was
+      EXPECT_EQ(same, !head) << device_step << ": " << before[i].first;
+      changed += !same;
+    }
+    EXPECT_EQ(changed, 2) << device_step;  // linear.weight and linear.bias
+  }
+}

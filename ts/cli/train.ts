@@ -111,6 +111,10 @@ export function addTrainingOptions(cmd: Command): Command {
       'none',
     )
     .option(
+      '--freeze-backbone',
+      'train only the last layer (linear probing, with --init-from); the rest stays in eval mode',
+    )
+    .option(
       '--eval-every <n>',
       'evaluate the test set every N epochs (and after the last); JSON epoch lines then carry EVAL',
       intAtLeast(1),
@@ -175,6 +179,7 @@ export interface TrainingFlags {
   inputSize?: number;
   normalize: Normalize;
   augment: string;
+  freezeBackbone?: boolean;
   sampler: SamplerName;
   memoryFormat: MemoryFormat;
   amp: AmpMode;

@@ -161,6 +161,7 @@ const SHARED_KEYS: Record<keyof SweepShared, Kind> = {
   inputSize: 'int>=0',
   normalize: 'string',
   augment: 'string',
+  freezeBackbone: 'boolean',
   progressEvery: 'int>=1',
   threads: 'int>=0',
   lr: 'number',

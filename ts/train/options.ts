@@ -159,6 +159,12 @@ export interface TrainerOptions {
    * them with commas: 'crop:4,flip'
    */
   augment?: string;
+  /**
+   * linear probing: only the network's last layer (its classifier) trains; the backbone keeps
+   * its weights (from `--init-from`, say) and, in eval mode, its batch-norm statistics (default
+   * false)
+   */
+  freezeBackbone?: boolean;
   batchSize?: number;
   /** train as one rank of a data-parallel run (launch: `torchfocal train --nproc N`) */
   distributed?: DistributedOptions;
@@ -337,6 +343,7 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     inputSize: o.inputSize ?? 0,
     normalize: o.normalize as ResolvedNormalize, // checked below, once channels is
     augment: o.augment ?? 'none',
+    freezeBackbone: o.freezeBackbone ?? false,
     batchSize: o.batchSize ?? 128,
     evalBatchSize: o.evalBatchSize ?? defaultEvalBatchSize(o.device ?? 'auto'),
     distributed: o.distributed ?? null,
@@ -378,6 +385,11 @@ export function resolveOptions(o: TrainerOptions): ResolvedOptions {
     if (typeof resolved[key] !== 'number') {
       throw invalidArgument(`${key}: expected a number, got ${describe(resolved[key])}`);
     }
+  }
+  if (typeof resolved.freezeBackbone !== 'boolean') {
+    throw invalidArgument(
+      `freezeBackbone: expected true or false, got ${describe(resolved.freezeBackbone)}`,
+    );
   }
   if (typeof resolved.syncBn !== 'boolean') {
     throw invalidArgument(`syncBn: expected true or false, got ${describe(resolved.syncBn)}`);

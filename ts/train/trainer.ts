@@ -130,6 +130,7 @@ export class Trainer {
       channels: o.channels,
       inputSize: o.inputSize,
       augment: o.augment,
+      freezeBackbone: o.freezeBackbone,
       ...(typeof normalize === 'string'
         ? { normalize }
         : { normalize: 'fixed', normalizeMean: normalize.mean, normalizeStd: normalize.std }),
