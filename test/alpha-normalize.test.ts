@@ -40,6 +40,7 @@ const train: Dataset = {
   images,
   labels,
   count: N,
+  channels: 1,
   height: 28,
   width: 28,
   classNames: TEN,

@@ -7,6 +7,8 @@ export interface Dataset {
   /** count, each in [0, classNames.length) */
   labels: Int32Array;
   count: number;
+  /** 1 (grey) or 3 (RGB); images are count × channels × height × width, planes in R, G, B order */
+  channels: number;
   height: number;
   width: number;
   /** index = label */
@@ -36,7 +38,7 @@ export function classCounts(ds: Dataset): number[] {
 
 /** A copy holding the chosen images, in the order given (repeats allowed). */
 export function subset(ds: Dataset, indices: ArrayLike<number>): Dataset {
-  const size = ds.height * ds.width;
+  const size = ds.channels * ds.height * ds.width;
   const images = new Uint8Array(indices.length * size);
   const labels = new Int32Array(indices.length);
   for (let k = 0; k < indices.length; k++) {

@@ -262,6 +262,7 @@ export async function loadIdxPair(
     images: images.data,
     labels: Int32Array.from(labels.data),
     count,
+    channels: 1,
     height,
     width,
     classNames: names,

@@ -492,6 +492,7 @@ async function decodeSplit(
     images,
     labels,
     count: kept.length,
+    channels: 1,
     height,
     width,
     classNames: classes,
