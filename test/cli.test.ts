@@ -174,7 +174,7 @@ test('bad input: dataset that does not exist', async (t) => {
   assertOneLineError(
     t,
     await runCli(['train', '--dataset', '/no/such/folder']),
-    /'\/no\/such\/folder' is neither mnist, fashion-mnist nor an existing folder/,
+    /'\/no\/such\/folder' is neither mnist, fashion-mnist, cifar10\[:DIR\], cifar100\[:DIR\], colour-digits nor an existing folder/,
   );
 });
 

@@ -219,7 +219,8 @@ test('dataset: a folder of MNIST-style IDX files, raw or gzipped, loads by path'
 
 test('dataset: an unknown name that is no folder is rejected', async (t) => {
   await t.throwsAsync(loadDataset('foo'), {
-    message: "--dataset: 'foo' is neither mnist, fashion-mnist nor an existing folder",
+    message:
+      "--dataset: 'foo' is neither mnist, fashion-mnist, cifar10[:DIR], cifar100[:DIR], colour-digits nor an existing folder",
   });
 });
 

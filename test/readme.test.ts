@@ -16,9 +16,10 @@ function readmeUsage(): Map<string, string> {
   const usage = new Map<string, string>();
   let current = '';
   for (const line of block.split('\n')) {
-    const head = /^torchfocal (\S+)(?: (starve))?/.exec(line);
+    const head = /^torchfocal (\S+)(?: (starve|fetch))?/.exec(line);
     if (head) {
-      // `experiment starve` and `experiment --config` are two usages of two commands
+      // `experiment starve` and `experiment --config` are two usages of two commands; `data
+      // fetch` is a subcommand's
       current = head[2] ? `${head[1]} ${head[2]}` : head[1];
       usage.set(current, (usage.get(current) ?? '') + line);
     } else if (current) {

@@ -1,5 +1,4 @@
 // `torchfocal eval`: a checkpoint on a dataset's test split; `--class N` prints test.py's number.
-import path from 'node:path';
 import { Command } from 'commander';
 import { loadTestSet } from '../data/index';
 import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer';
@@ -7,7 +6,7 @@ import { recordedImageSize } from '../train/checkpoint';
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
 import { intAtLeast, maxPixelsOption } from './parse';
 import { warnOnStderr, printJson } from './output';
-import { checkpointDataset } from '../train/resume';
+import { checkpointDataset, datasetSpec } from '../train/resume';
 
 interface EvalFlags {
   checkpoint: string;
@@ -25,7 +24,10 @@ export function evalCommand(): Command {
   return new Command('eval')
     .description("evaluate a checkpoint on a dataset's test split")
     .requiredOption('--checkpoint <dir>', 'checkpoint directory written by train')
-    .option('--dataset <spec>', 'mnist, fashion-mnist or PATH (default: the one it was trained on)')
+    .option(
+      '--dataset <spec>',
+      'mnist, fashion-mnist, cifar10[:DIR], cifar100[:DIR] or PATH (default: the one it was trained on)',
+    )
     .option('--class <n>', 'print only the recall of this class (index or name), like test.py')
     .option('--json', 'print the EVAL object as JSON')
     .option('--threads <n>', 'CPU threads (0 = all cores)', intAtLeast(0), 0)
@@ -108,12 +110,7 @@ export function datasetMismatch(
 ): string | undefined {
   const trained = config.data?.dataset;
   const names = config.options.classNames;
-  const sameName =
-    typeof trained !== 'string' ||
-    trained === spec ||
-    (!BUILT_IN.includes(trained) &&
-      !BUILT_IN.includes(spec) &&
-      path.resolve(trained) === path.resolve(spec));
+  const sameName = typeof trained !== 'string' || datasetSpec(trained) === datasetSpec(spec);
   const sameClasses =
     names.length === classNames.length && names.every((n, i) => n === classNames[i]);
   if (sameName && sameClasses) return undefined;
@@ -121,8 +118,6 @@ export function datasetMismatch(
   const what = sameClasses ? 'another dataset' : 'other class names';
   return `the checkpoint was trained on '${trained ?? 'an unrecorded dataset'}' (classes ${list(names)}) but is evaluated on '${spec}' (classes ${list(classNames)}): ${what}; figures use the checkpoint's class names`;
 }
-
-const BUILT_IN = ['mnist', 'fashion-mnist'];
 
 export function formatEvaluation(e: Evaluation): string {
   const top = e.topK ? `, top-${e.topK.k} accuracy ${e.topK.accuracy.toFixed(4)}` : '';

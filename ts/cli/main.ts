@@ -8,6 +8,7 @@ import { predictCommand } from './predict';
 import { experimentCommand } from './experiment';
 import { benchCommand } from './bench';
 import { infoCommand } from './info';
+import { dataCommand } from './data';
 import { packageVersion } from '../package';
 import { ERROR_CODES, hasErrorCode } from '../native';
 
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     experimentCommand(),
     benchCommand(),
     infoCommand(),
+    dataCommand(),
   ];
   for (const cmd of [program, ...commands, ...commands.flatMap((c) => c.commands)]) {
     // A usage error is one line, `torchfocal: …`, like every other error (exit 2).

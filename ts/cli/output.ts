@@ -4,6 +4,7 @@ import cliProgress from 'cli-progress';
 import type { EpochResult, Progress } from '../train/trainer';
 import type { Selection } from '../train/selection';
 import type { LoadProgress } from '../data/index';
+import type { DownloadProgress } from '../data/download';
 
 /** `epoch 0, loss 1.443379, train acc 0.529, test acc 0.877, time 23.4s` (train.py's format) */
 export function epochLine(r: EpochResult): string {
@@ -125,6 +126,45 @@ export class EpochProgress {
 }
 
 const LOADING = -2; // the bar's "epoch" while images are decoded
+
+/**
+ * A download's bar on stderr (megabytes received of the total, rate, ETA) when stderr is a
+ * terminal; nothing otherwise. Without a size from the server it counts the megabytes alone.
+ */
+export class DownloadBar {
+  #bar?: cliProgress.SingleBar;
+  readonly #label: string;
+  #start = Date.now();
+
+  constructor(label = '') {
+    this.#label = label;
+  }
+
+  readonly update = (p: DownloadProgress): void => {
+    if (!process.stderr.isTTY) return;
+    const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+    if (!this.#bar) {
+      const format =
+        p.total === undefined
+          ? `${this.#label}downloading {received} MB | {rate} MB/s`
+          : `${this.#label}downloading [{bar}] {received}/${mb(p.total)} MB | {rate} MB/s | ETA {eta}s`;
+      this.#bar = new cliProgress.SingleBar(
+        { stream: process.stderr, format, clearOnComplete: true, hideCursor: true },
+        cliProgress.Presets.shades_classic,
+      );
+      this.#bar.start(p.total ?? 0, p.received, { received: mb(p.received), rate: '-' });
+      this.#start = Date.now();
+      return;
+    }
+    const seconds = Math.max(1e-3, (Date.now() - this.#start) / 1000);
+    this.#bar.update(p.received, { received: mb(p.received), rate: mb(p.received / seconds) });
+  };
+
+  stop(): void {
+    this.#bar?.stop();
+    this.#bar = undefined;
+  }
+}
 
 /** Steps per second of `steps` run in `seconds` (a resumed epoch's earlier steps not counted). */
 export function stepRate(steps: number, seconds: number): number {

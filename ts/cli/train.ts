@@ -48,7 +48,11 @@ export function addTrainingOptions(cmd: Command): Command {
       'network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32',
       'lenet',
     )
-    .option('--dataset <spec>', 'mnist, fashion-mnist, or an image-folder PATH', 'mnist')
+    .option(
+      '--dataset <spec>',
+      'mnist, fashion-mnist, cifar10[:DIR], cifar100[:DIR] (data fetch), or an image-folder PATH',
+      'mnist',
+    )
     .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
     .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
     .option(

@@ -160,9 +160,33 @@ export async function writeColourDigits(
           .toFile(file);
       }
     }
-    await fs.rename(temp, root);
+    await fs.rename(temp, root).catch(async (err: NodeJS.ErrnoException) => {
+      // another process wrote the same set first: theirs is as good as ours
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+      await fs.rm(temp, { recursive: true, force: true });
+    });
   } catch (err) {
     await fs.rm(temp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** The name `--dataset` knows the set by. */
+export const COLOUR_DIGITS = 'colour-digits';
+
+/**
+ * The set's image folder in the cache (`cacheDir()`), written there on first use with the
+ * default options (ρ = 100, 500 to 5 training images per class, 100 test images per class).
+ */
+export async function colourDigitsFolder(cache: string): Promise<string> {
+  const root = path.join(cache, 'colour-digits-lt100');
+  const exists = await fs.stat(path.join(root, 'testing')).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    await fs.mkdir(cache, { recursive: true });
+    await writeColourDigits(root);
+  }
+  return root;
 }

@@ -78,7 +78,9 @@ export function applyImbalance(ds: Dataset, keep: Map<number, number>, seed: num
  * The training-set cut an `--imbalance` spec asks for, as a count per class:
  * - `CLASS=FRACTION[,…]`: round(fraction × count) for the listed classes (see parseImbalance);
  * - `longtail:R`: the exponential long-tail profile, class k keeps
- *   floor(n_max × R^(−k/(C−1))) images (n_max: the largest class count; Cao et al. 2019);
+ *   floor(n_max × (1/R)^(k/(C−1))) images (n_max: the largest class count; Cao et al. 2019),
+ *   computed as LDAM-DRW's `get_img_num_per_cls` computes it, so that the CIFAR-LT counts are
+ *   its counts to the image (CIFAR-10, R = 100: 5000, 2997, …, 50);
  * - `step:R:K`: the step profile, the last K classes keep floor(n_max / R) images
  *   (`step:10:5` on 10 classes: half of them cut by 10×; Buda et al. 2018).
  * A profile never asks for more images than a class has: it keeps min(profile, count).
@@ -86,15 +88,17 @@ export function applyImbalance(ds: Dataset, keep: Map<number, number>, seed: num
 export function imbalanceCounts(spec: string, counts: number[], classNames?: string[]): number[] {
   const C = counts.length;
   const nMax = Math.max(...counts);
-  const profile = (want: (k: number) => number) =>
-    counts.map((n, k) => Math.min(n, Math.floor(want(k) + 1e-9)));
+  const profile = (want: (k: number) => number) => counts.map((n, k) => Math.min(n, want(k)));
   const trimmed = spec.trim();
   let m: RegExpExecArray | null;
   if ((m = /^longtail:(.*)$/i.exec(trimmed))) {
     const ratio = profileNumber(m[1], 'longtail:RATIO', trimmed);
     if (C < 2) throw new Error(`--imbalance: '${trimmed}' needs at least 2 classes`);
+    // int(img_max * imb_factor ** (k / (C - 1.0))) with imb_factor = 1/R, to the bit: R^(−k/(C−1))
+    // with a rounding slack keeps 125 where LDAM-DRW keeps 124 (500 images, R = 32, 6 classes,
+    // class 2).
     return checkNonEmpty(
-      profile((k) => nMax * ratio ** (-k / (C - 1))),
+      profile((k) => Math.floor(nMax * (1 / ratio) ** (k / (C - 1)))),
       trimmed,
     );
   }
@@ -107,7 +111,7 @@ export function imbalanceCounts(spec: string, counts: number[], classNames?: str
       );
     }
     return checkNonEmpty(
-      profile((k) => (k >= C - minority ? nMax / ratio : nMax)),
+      profile((k) => (k >= C - minority ? Math.floor(nMax / ratio + 1e-9) : nMax)),
       trimmed,
     );
   }

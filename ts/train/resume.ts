@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { invalidArgument } from '../native';
 import { isDirectory } from '../data/dataset';
+import { isNamedDataset, parseCifarSpec } from '../data/index';
 import { openCheckpoint, type CheckpointConfig, type OpenCheckpoint } from './checkpoint';
 import { resolveOptions } from './options';
 import type { RunSpec, ValidationSpec } from './run';
@@ -87,13 +88,18 @@ function show(v: unknown): string {
   return Array.isArray(v) ? v.join(',') : String(v);
 }
 
-/** A dataset spec as a checkpoint records it: a name, or a folder's absolute path. */
+/**
+ * A dataset spec as a checkpoint records it: a name, a name with its folder made absolute
+ * (`cifar10:/abs/DIR`), or a folder's absolute path.
+ */
 export function datasetSpec(spec: string): string {
+  const cifar = parseCifarSpec(spec);
+  if (cifar?.dir) return `${cifar.format.name}:${path.resolve(cifar.dir)}`;
   return isFolder(spec) ? path.resolve(spec) : spec;
 }
 
 export function isFolder(spec: string): boolean {
-  return spec !== 'mnist' && spec !== 'fashion-mnist';
+  return !isNamedDataset(spec);
 }
 
 /**

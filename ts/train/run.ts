@@ -27,7 +27,7 @@ import { loadValidationSet, validationSplit } from '../data/validation';
 import { EpochSelector, type Monitor, type Selection } from './selection';
 
 export interface RunSpec extends Omit<TrainerOptions, 'classNames'> {
-  /** 'mnist', 'fashion-mnist' or a folder (default mnist) */
+  /** 'mnist', 'fashion-mnist', 'cifar10[:DIR]', 'cifar100[:DIR]' or a folder (default mnist) */
   dataset?: string;
   /** '6=0.01', '6=0.01,3=0.1', 'longtail:100' or 'step:10:5' (see imbalanceCounts) */
   imbalance?: string;
