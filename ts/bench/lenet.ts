@@ -1,6 +1,7 @@
 // The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
 // the original experiment's PNG-decoding loop, all measured in one run on this machine.
 import type { DistributedFigures } from './distributed';
+import type { AugmentFigures } from './augment';
 import os from 'node:os';
 import path from 'node:path';
 import { native } from '../native';
@@ -146,6 +147,8 @@ export interface BenchReport {
   focalOp?: FocalOpFigures;
   /** data-parallel throughput (ts/bench/distributed.ts), on the CPU */
   distributed?: DistributedFigures;
+  /** on-device augmentation's cost (ts/bench/augment.ts), on the CPU */
+  augment?: AugmentFigures;
   ratios: Record<string, number>;
   notes: string[];
 }

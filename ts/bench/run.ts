@@ -1,4 +1,5 @@
 // `torchfocal bench` / `npm run bench`: every benchmark in one run, one report.
+import { runAugmentBench } from './augment';
 import { pythonPath } from './common';
 import { runDistributedBench } from './distributed';
 import { runFocalOpBench } from './focal-op';
@@ -21,6 +22,15 @@ export async function runBench(options: LenetBenchOptions = {}): Promise<BenchRe
     report.distributed = dist.figures;
     Object.assign(report.ratios, dist.ratios);
     report.notes.push(...dist.notes);
+    const augment = await runAugmentBench({
+      quick: options.quick,
+      threads: report.lenet.torchfocal.threads,
+      python: pythonPath(options.python),
+      log: options.log,
+    });
+    report.augment = augment.figures;
+    Object.assign(report.ratios, augment.ratios);
+    report.notes.push(...augment.notes);
   }
   return report;
 }
