@@ -592,3 +592,39 @@ test('imbalance longtail:100 gives the CIFAR-10-LT and CIFAR-100-LT counts of LD
   t.deepEqual(imbalanceCounts('longtail:32', new Array(6).fill(500)), ldamCounts(6, 500, 32));
   t.is(imbalanceCounts('longtail:32', new Array(6).fill(500))[2], 124);
 });
+
+test('train on CIFAR-10 (cifar10:DIR): ResNet-32 with crop:4,flip and the recipe normalisation; eval of the checkpoint agrees', async (t) => {
+  const g = generate(CIFAR.cifar10, 40); // 200 training images, 40 test images
+  const dir = writeFolder(path.join(tempDir(t), 'cifar-10-batches-bin'), g.files);
+  const out = path.join(tempDir(t), 'run');
+  const run = await runCli([
+    'train',
+    '--dataset',
+    `cifar10:${dir}`,
+    '--model',
+    'resnet32',
+    '--width-divisor',
+    '8',
+    '--epochs',
+    '1',
+    '--threads',
+    '1',
+    '--augment',
+    'crop:4,flip',
+    '--normalize',
+    '0.4914,0.4822,0.4465/0.2023,0.1994,0.2010',
+    '--out',
+    out,
+    '--json',
+  ]);
+  t.is(run.code, 0, run.stderr);
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+  t.is(config.channels, 3);
+  t.is(config.inputSize, 32);
+  t.is(config.options.augment, 'crop:4,flip');
+  t.deepEqual(config.normalisation.mean, [0.4914, 0.4822, 0.4465]);
+  const done = jsonLines(run.stdout).find((e) => e.event === 'done')!;
+  const evaluated = await runCli(['eval', '--checkpoint', out, '--json']);
+  t.is(evaluated.code, 0, evaluated.stderr);
+  t.deepEqual(JSON.parse(evaluated.stdout).confusion, done.eval.confusion);
+});

@@ -50,7 +50,7 @@ export function addTrainingOptions(cmd: Command): Command {
     )
     .option(
       '--dataset <spec>',
-      'mnist, fashion-mnist, cifar10[:DIR], cifar100[:DIR] (data fetch), or an image-folder PATH',
+      'mnist, fashion-mnist, cifar10[:DIR], cifar100[:DIR] (data fetch), colour-digits, or an image-folder PATH',
       'mnist',
     )
     .option('--epochs <n>', 'epochs to train', intAtLeast(1), 5)
