@@ -106,6 +106,11 @@ async function archive(t: ExecutionContext, folder: string, g: Generated): Promi
   return fs.readFileSync(file);
 }
 
+/** `data fetch NAME --cache CACHE --url URL --md5 SUM`, a mirror's fetch. */
+function fetchFrom(name: string, cache: string, url: string, sum: string) {
+  return runCli(['data', 'fetch', name, '--cache', cache, '--url', url, '--md5', sum]);
+}
+
 const md5 = (bytes: Buffer) => crypto.createHash('md5').update(bytes).digest('hex');
 
 // The reader's split against the generated pictures: every byte, read by (c, y, x).
@@ -261,17 +266,7 @@ test('data fetch cifar100: the fine labels, 100 class names; without --json one 
   const server = await serve(t, { '/archive.tar.gz': bytes });
   const cache = tempDir(t);
   const url = server.url('/archive.tar.gz');
-  const r = await runCli([
-    'data',
-    'fetch',
-    'cifar100',
-    '--cache',
-    cache,
-    '--url',
-    url,
-    '--md5',
-    md5(bytes),
-  ]);
+  const r = await fetchFrom('cifar100', cache, url, md5(bytes));
   t.is(r.code, 0, r.stderr);
   const dir = path.join(cache, 'cifar-100-binary');
   t.is(
@@ -298,17 +293,7 @@ test('data fetch: a wrong MD5, a 404, a transfer cut short, a truncated archive 
     '/other.tar.gz': wrongFolder,
   });
   const fetch = (cache: string, route: string, sum: string) =>
-    runCli([
-      'data',
-      'fetch',
-      'cifar10',
-      '--cache',
-      cache,
-      '--url',
-      server.url(route),
-      '--md5',
-      sum,
-    ]);
+    fetchFrom('cifar10', cache, server.url(route), sum);
   const cases: [string, string, RegExp][] = [
     ['/archive.tar.gz', '0'.repeat(32), /MD5 [0-9a-f]{32}, expected 0{32} .*nothing was kept/],
     ['/missing.tar.gz', md5(good), /missing\.tar\.gz: HTTP 404 Not Found$/m],
@@ -340,17 +325,7 @@ test('data fetch: an archive whose files are damaged is refused by the reader, n
   const bytes = await archive(t, 'cifar-10-batches-bin', g);
   const server = await serve(t, { '/a.tar.gz': bytes });
   const cache = tempDir(t);
-  const r = await runCli([
-    'data',
-    'fetch',
-    'cifar10',
-    '--cache',
-    cache,
-    '--url',
-    server.url('/a.tar.gz'),
-    '--md5',
-    md5(bytes),
-  ]);
+  const r = await fetchFrom('cifar10', cache, server.url('/a.tar.gz'), md5(bytes));
   assertFailed(
     t,
     r,
@@ -369,17 +344,7 @@ test('data fetch: an invalid copy in the cache is replaced, with a warning; a de
   // A pid above Linux's largest (2^22): no process has it.
   const abandoned = path.join(cache, '.cifar-10-batches-bin.tmp-9999999-abc');
   writeFolder(abandoned, new Map([['archive.tar.gz', 'partial']]));
-  const r = await runCli([
-    'data',
-    'fetch',
-    'cifar10',
-    '--cache',
-    cache,
-    '--url',
-    server.url('/a.tar.gz'),
-    '--md5',
-    md5(bytes),
-  ]);
+  const r = await fetchFrom('cifar10', cache, server.url('/a.tar.gz'), md5(bytes));
   t.is(r.code, 0, r.stderr);
   t.regex(
     r.stderr,
@@ -439,30 +404,10 @@ test('data fetch: usage errors exit 2', async (t) => {
     noUrl.stderr,
     "torchfocal: --md5 needs --url: the official CIFAR-10 archive's MD5 is fixed\n",
   );
-  const badSum = await runCli([
-    'data',
-    'fetch',
-    'cifar10',
-    '--cache',
-    cache,
-    '--url',
-    'http://127.0.0.1:9/a',
-    '--md5',
-    'xyz',
-  ]);
+  const badSum = await fetchFrom('cifar10', cache, 'http://127.0.0.1:9/a', 'xyz');
   t.is(badSum.code, 2);
   t.regex(badSum.stderr, /^torchfocal: --md5: 'xyz' is not an MD5 sum/);
-  const notHttp = await runCli([
-    'data',
-    'fetch',
-    'cifar10',
-    '--cache',
-    cache,
-    '--url',
-    'file:///etc/passwd',
-    '--md5',
-    '0'.repeat(32),
-  ]);
+  const notHttp = await fetchFrom('cifar10', cache, 'file:///etc/passwd', '0'.repeat(32));
   t.is(notHttp.code, 2);
   t.is(notHttp.stderr, "torchfocal: --url: 'file:///etc/passwd' is not an http(s) URL\n");
   const name = await runCli(['data', 'fetch', 'cifar', '--cache', cache]);

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { Trainer } from '../train/trainer';
 import type { Dataset } from '../data/dataset';
+import { MNIST_CLASSES } from '../data/mnist';
 import { exec, lastLine, median, pythonUnavailable, round, threadFreeEnv } from './common';
 
 export interface AugmentFigures {
@@ -25,7 +26,7 @@ function randomColourSet(count: number): Dataset {
     () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) >>> 24,
   );
   const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
-  const classNames = Array.from({ length: 10 }, (_, i) => String(i));
+  const classNames = [...MNIST_CLASSES]; // ten classes; the pixels are random
   return {
     images,
     labels,

@@ -17,7 +17,7 @@ import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { uniformInt } from 'pure-rand/distribution/uniformInt';
 import type { Dataset, DataSplit } from './dataset';
 import { imbalance } from './imbalance';
-import { loadMnist } from './mnist';
+import { loadMnist, MNIST_CLASSES } from './mnist';
 
 export const COLOUR_DIGITS_SIDE = 32;
 
@@ -95,7 +95,7 @@ function colourSplit(source: Dataset, perClass: number, rng: Rng, name: string):
       labels[k] = label;
     }
   }
-  const classNames = Array.from({ length: 10 }, (_, i) => String(i));
+  const classNames = [...MNIST_CLASSES];
   return {
     images,
     labels,
