@@ -511,9 +511,13 @@ async function decodeSplit(
             `decoded to ${rgb.length / 3} pixels, the header said ${width}×${height}`,
           );
         }
-        if (channels === undefined && !colour) colour = hasColour(rgb);
-        // Grey at once when asked for: a third of the memory held until the split is done.
-        return channels === 1 ? pilLuma(rgb) : rgb;
+        // Held as one grey plane unless RGB is asked for or the image has colour: a grey
+        // image's luma is each of its channels, so nothing is lost, and a grey set takes a
+        // third of the memory while it decodes.
+        if (channels === 3) return { rgb };
+        if (channels === 1 || !hasColour(rgb)) return { grey: pilLuma(rgb) };
+        colour = true;
+        return { rgb };
       } catch (err) {
         scan.skipped.push({ file, reason: await whyUnreadable(file, err) });
         return undefined;
@@ -527,11 +531,16 @@ async function decodeSplit(
   const labels = Int32Array.from(kept, (i) => scan.labels[i]);
   requireEveryClass(scan, classes, labels);
   const resolved = channels ?? (colour ? 3 : 1);
-  const bytes = resolved * width * height;
+  const plane = width * height;
+  const bytes = resolved * plane;
   const images = new Uint8Array(kept.length * bytes);
-  kept.forEach((i, k) =>
-    images.set(channels === 1 ? decoded[i]! : toChannels(decoded[i]!, resolved), k * bytes),
-  );
+  kept.forEach((i, k) => {
+    const { rgb, grey } = decoded[i]!;
+    const at = k * bytes;
+    if (grey && resolved === 1) images.set(grey, at);
+    else if (grey) for (let c = 0; c < 3; c++) images.set(grey, at + c * plane);
+    else images.set(toChannels(rgb!, resolved), at);
+  });
   return {
     images,
     labels,
