@@ -6,13 +6,15 @@ cd "$(dirname "$0")/.."
 
 # libtorch-dev: the engine's LibTorch. libopenblas0-pthread: a fast libblas.so.3 for it (the
 # reference BLAS is ~3x slower). python3-torch: the PyTorch baseline of `npm run bench` and the
-# cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark).
+# cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark;
+# python3-torchvision: the reference of the zoo's resnet18/34/50 in the tests).
 # dataset-fashion-mnist: the second built-in dataset. chromium: renders reports in the tests.
 # libgloo-dev: the headers of Gloo, the CPU backend of c10d that LibTorch links (distributed runs).
 # A|B: either will do (the CUDA builds of LibTorch and PyTorch conflict with the CPU ones); the
 # first is installed when neither is.
 PACKAGES=(build-essential cmake ninja-build 'libtorch-dev|libtorch-cuda-dev' libopenblas0-pthread
   libgtest-dev 'libgloo-dev|libgloo-cuda-dev' 'python3-torch|python3-torch-cuda' python3-numpy python3-pil
+  'python3-torchvision|python3-torchvision-cuda'
   dataset-fashion-mnist chromium)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
