@@ -1,4 +1,4 @@
-// Layers and constants that several d2l definitions of the zoo share.
+// Layers and constants that several definitions of the zoo share.
 #pragma once
 
 #include <torch/torch.h>
@@ -18,6 +18,26 @@ inline torch::nn::Conv2d conv2d(int64_t in, int64_t out, int64_t kernel_size, in
                                 int64_t padding = 0) {
   return torch::nn::Conv2d(
       torch::nn::Conv2dOptions(in, out, kernel_size).stride(stride).padding(padding));
+}
+
+// A convolution without bias (batch norm follows it in the ResNets), padded to keep the side at
+// stride 1.
+inline torch::nn::Conv2d conv_no_bias(int64_t in, int64_t out, int64_t kernel_size,
+                                      int64_t stride = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel_size)
+                               .stride(stride)
+                               .padding(kernel_size / 2)
+                               .bias(false));
+}
+
+// x[:, :, ::stride, ::stride]: the pixels a strided 1x1 convolution reads. The ResNets' strided
+// shortcuts subsample, then convolve at stride 1: the same maths and parameters, but not oneDNN
+// 3.7's channels-last backward of a strided 1x1 convolution, which writes out of bounds for narrow
+// layers (4 -> 8 channels; oneDNN#6035, the oneDNN of Debian 13's LibTorch 2.6), crashing or
+// corrupting the process.
+inline torch::Tensor subsample(const torch::Tensor& x, int64_t stride) {
+  if (stride == 1) return x;
+  return x.slice(/*dim=*/2, 0, c10::nullopt, stride).slice(/*dim=*/3, 0, c10::nullopt, stride);
 }
 
 // Side of a convolution's or pooling's output (floor mode), as PyTorch computes it; throws when

@@ -10,6 +10,7 @@
 #include "models/mlp.h"
 #include "models/resnet.h"
 #include "models/resnet32.h"
+#include "models/torchvision_resnet.h"
 #include "models/vgg.h"
 
 namespace torchfocal::models {
@@ -34,6 +35,16 @@ const std::vector<Entry>& entries() {
       {{"resnet", 96, "ResNet-18, widths divided by width_divisor (d2l 7.6)"}, make_resnet},
       {{"resnet32", 32, "ResNet-32 of the CIFAR long-tail papers (option-A shortcuts)"},
        make_resnet32},
+      {{"resnet18", 224,
+        "ResNet-18 in torchvision's layout and state_dict names (torchvision.models)"},
+       make_resnet18},
+      {{"resnet34", 224,
+        "ResNet-34 in torchvision's layout and state_dict names (torchvision.models)"},
+       make_resnet34},
+      {{"resnet50", 224,
+        "ResNet-50 (v1.5 bottlenecks) in torchvision's layout and state_dict names "
+        "(torchvision.models)"},
+       make_resnet50},
   };
   return table;
 }
@@ -49,7 +60,7 @@ const Entry& find_entry(const std::string& name) {
   throw std::invalid_argument("unknown model '" + name + "' (known: " + known + ")");
 }
 
-// Checks shared by every network; vgg and resnet also check that width_divisor divides their
+// Checks shared by every network; vgg and the ResNets also check that width_divisor divides their
 // widths.
 void validate(const std::string& name, const ModelOptions& options) {
   if (options.num_classes < 2) {

@@ -1,5 +1,7 @@
 #include "models/resnet.h"
 
+#include "models/layers.h"
+
 namespace torchfocal::models {
 
 namespace nn = torch::nn;
@@ -20,10 +22,8 @@ ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool us
       "conv2",
       nn::Conv2d(nn::Conv2dOptions(num_channels, num_channels, /*kernel_size=*/3).padding(1)));
   if (use_1x1conv) {
-    // The strided 1x1 shortcut runs as a subsampling, then a 1x1 convolution of stride 1: the
-    // same maths and parameters, but not oneDNN 3.7's channels-last backward of a strided 1x1
-    // convolution, which writes out of bounds for narrow layers (4 -> 8 channels; oneDNN#6035,
-    // the oneDNN of Debian 13's LibTorch 2.6), crashing or corrupting the process.
+    // The strided 1x1 shortcut runs as a subsampling, then a 1x1 convolution of stride 1 (a
+    // oneDNN guard: subsample() in layers.h).
     conv3 = register_module(
         "conv3", nn::Conv2d(nn::Conv2dOptions(input_channels, num_channels, /*kernel_size=*/1)));
     shortcut_stride = strides;
@@ -35,13 +35,7 @@ ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool us
 torch::Tensor ResidualImpl::forward(torch::Tensor x) {
   auto y = torch::relu(bn1(conv1(x)));
   y = bn2(conv2(y));
-  if (conv3) {
-    if (shortcut_stride > 1) {
-      x = x.slice(/*dim=*/2, 0, c10::nullopt, shortcut_stride)
-              .slice(/*dim=*/3, 0, c10::nullopt, shortcut_stride);
-    }
-    x = conv3(x);
-  }
+  if (conv3) x = conv3(subsample(x, shortcut_stride));
   return torch::relu(y + x);
 }
 

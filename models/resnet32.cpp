@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "models/layers.h"
 #include "models/sequential_block.h"
 
 namespace torchfocal::models {
@@ -13,18 +14,13 @@ namespace {
 constexpr int64_t kBlocksPerStage = 5;  // 3 stages x 5 blocks x 2 convs + stem + head = 32
 constexpr int64_t kWidths[] = {16, 32, 64};
 
-nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
-  return nn::Conv2d(
-      nn::Conv2dOptions(in, out, /*kernel_size=*/3).stride(stride).padding(1).bias(false));
-}
-
 }  // namespace
 
 BasicBlockAImpl::BasicBlockAImpl(int64_t in_planes, int64_t planes, int64_t stride)
     : stride(stride) {
-  conv1 = register_module("conv1", conv3x3(in_planes, planes, stride));
+  conv1 = register_module("conv1", conv_no_bias(in_planes, planes, /*kernel_size=*/3, stride));
   bn1 = register_module("bn1", BatchNorm2d(planes));
-  conv2 = register_module("conv2", conv3x3(planes, planes, 1));
+  conv2 = register_module("conv2", conv_no_bias(planes, planes, /*kernel_size=*/3));
   bn2 = register_module("bn2", BatchNorm2d(planes));
   if (stride != 1 || in_planes != planes) pad_channels = planes / 4;
 }
@@ -34,8 +30,7 @@ torch::Tensor BasicBlockAImpl::forward(torch::Tensor x) {
   y = bn2(conv2(y));
   if (stride != 1 || pad_channels != 0) {
     // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)) of the papers' code
-    x = x.slice(/*dim=*/2, 0, c10::nullopt, stride).slice(/*dim=*/3, 0, c10::nullopt, stride);
-    x = torch::constant_pad_nd(x, {0, 0, 0, 0, pad_channels, pad_channels});
+    x = torch::constant_pad_nd(subsample(x, stride), {0, 0, 0, 0, pad_channels, pad_channels});
   }
   return torch::relu(y + x);
 }
@@ -49,7 +44,7 @@ torch::nn::Sequential make_resnet32(const ModelOptions& options) {
         std::to_string(d));
   }
   nn::Sequential net;
-  net->push_back("conv1", conv3x3(/*in=*/options.in_channels, kWidths[0] / d, 1));
+  net->push_back("conv1", conv_no_bias(options.in_channels, kWidths[0] / d, /*kernel_size=*/3));
   net->push_back("bn1", BatchNorm2d(kWidths[0] / d));
   net->push_back("relu", nn::ReLU());
   int64_t in = kWidths[0] / d;

@@ -137,8 +137,8 @@ test('predict reads image files through sharp and names their classes', async (t
 test('bad input: unknown model', async (t) => {
   assertOneLineError(
     t,
-    await runCli(['train', '--model', 'resnet50']),
-    /unknown model 'resnet50' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32\)/,
+    await runCli(['train', '--model', 'resnet101']),
+    /unknown model 'resnet101' \(known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32, resnet18, resnet34, resnet50\)/,
   );
 });
 

@@ -32,6 +32,9 @@ test('runtime: LibTorch version, threads and a BLAS library are reported', (t) =
       ['googlenet', 96],
       ['resnet', 96],
       ['resnet32', 32],
+      ['resnet18', 224],
+      ['resnet34', 224],
+      ['resnet50', 224],
     ],
   );
 });

@@ -1,11 +1,14 @@
 // The network zoo against PyTorch: the reference numbers and names below come from
 // test/fixtures/d2l_models.py under PyTorch 1.13.1 (Debian's python3-torch), i.e. from the
-// Dive-into-Deep-Learning definitions themselves.
+// Dive-into-Deep-Learning definitions themselves, and for resnet18/34/50 from torchvision's
+// (test/fixtures/torchvision_resnet.py, python3-torchvision 0.14).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -14,6 +17,8 @@
 #include "models/registry.h"
 #include "models/resnet.h"
 #include "models/resnet32.h"
+#include "models/torchvision_resnet.h"
+#include "test/fixtures/torchvision_resnet_reference.h"
 
 namespace {
 
@@ -24,21 +29,30 @@ using torchfocal::models::ModelOptions;
 
 using NamedShape = std::pair<std::string, std::vector<int64_t>>;
 
-constexpr const char* kKnown = "known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32";
+constexpr const char* kKnown =
+    "known: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32, resnet18, resnet34, resnet50";
 
 struct Reference {
   std::string name;
   int64_t input_size;
-  int64_t parameters_10;  // trainable parameters with 10 classes (and width_divisor 1)
-  int64_t parameters_3;   // ... with 3 classes
+  int64_t parameters_10;    // trainable parameters with 10 classes (and width_divisor 1)
+  int64_t parameters_3;     // ... with 3 classes
+  int64_t in_channels = 1;  // of the reference networks: d2l's are grey, torchvision's RGB
 };
 
-// `d2l_models.py` and `d2l_models.py --num-classes 3`, numParameters.
+// `d2l_models.py` and `d2l_models.py --num-classes 3`, numParameters; for resnet18/34/50
+// `torchvision_resnet.py describe` and `describe --num-classes 3`.
 const std::vector<Reference> kReferences = {
-    {"mlp", 28, 203530, 201731},          {"lenet", 28, 61706, 61111},
-    {"alexnet", 224, 46764746, 46736067}, {"vgg", 224, 128806154, 128777475},
-    {"googlenet", 96, 5977530, 5970355},  {"resnet", 96, 11178378, 11174787},
+    {"mlp", 28, 203530, 201731},
+    {"lenet", 28, 61706, 61111},
+    {"alexnet", 224, 46764746, 46736067},
+    {"vgg", 224, 128806154, 128777475},
+    {"googlenet", 96, 5977530, 5970355},
+    {"resnet", 96, 11178378, 11174787},
     {"resnet32", 32, 463866, 463411},
+    {"resnet18", 224, 11181642, 11178051, /*in_channels=*/3},
+    {"resnet34", 224, 21289802, 21286211, /*in_channels=*/3},
+    {"resnet50", 224, 23528522, 23514179, /*in_channels=*/3},
 };
 
 // `d2l_models.py --width-divisor 8 vgg`: the narrow VGG the forward test runs.
@@ -532,7 +546,11 @@ const std::vector<NamedShape>& reference_state(const std::string& name) {
   if (name == "vgg") return kVggState;
   if (name == "googlenet") return kGooglenetState;
   if (name == "resnet32") return kResnet32State;
-  return kResnetState;
+  if (name == "resnet18") return torchfocal::fixtures::kResnet18State;
+  if (name == "resnet34") return torchfocal::fixtures::kResnet34State;
+  if (name == "resnet50") return torchfocal::fixtures::kResnet50State;
+  if (name == "resnet") return kResnetState;
+  throw std::invalid_argument("no reference state_dict for " + name);
 }
 
 int64_t count_trainable(const torch::nn::Module& net) {
@@ -569,13 +587,14 @@ TEST_P(ZooModel, InfoGivesTheInputSize) {
 
 TEST_P(ZooModel, ParameterCountEqualsPyTorch) {
   const auto& ref = GetParam();
-  EXPECT_EQ(count_trainable(*make_model(ref.name, {})), ref.parameters_10);
-  EXPECT_EQ(count_trainable(*make_model(ref.name, {/*num_classes=*/3})), ref.parameters_3);
+  EXPECT_EQ(count_trainable(*make_model(ref.name, {10, 1, ref.in_channels})), ref.parameters_10);
+  EXPECT_EQ(count_trainable(*make_model(ref.name, {/*num_classes=*/3, 1, ref.in_channels})),
+            ref.parameters_3);
 }
 
 TEST_P(ZooModel, NamesAndShapesEqualPyTorchStateDict) {
   const auto& ref = reference_state(GetParam().name);
-  auto net = make_model(GetParam().name, {});
+  auto net = make_model(GetParam().name, {10, 1, GetParam().in_channels});
   // PyTorch's state_dict interleaves each module's parameters and buffers; LibTorch lists
   // them separately, each in registration order: compare both orders against the reference.
   std::vector<NamedShape> ref_params, ref_buffers;
@@ -593,9 +612,9 @@ TEST_P(ZooModel, ForwardGivesOneRowOfLogitsPerImage) {
   constexpr int64_t kClasses = 3;  // not the default 10, so num_classes must reach the head
   // narrow VGG: the full one costs seconds per image on two cores
   const int64_t divisor = ref.name == "vgg" ? 8 : 1;
-  auto net = make_model(ref.name, {kClasses, divisor});
+  auto net = make_model(ref.name, {kClasses, divisor, ref.in_channels});
   net->eval();
-  auto y = net->forward(torch::rand({2, 1, ref.input_size, ref.input_size}));
+  auto y = net->forward(torch::rand({2, ref.in_channels, ref.input_size, ref.input_size}));
   EXPECT_EQ(y.sizes().vec(), (std::vector<int64_t>{2, kClasses}));
   EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
 }
@@ -628,12 +647,13 @@ TEST(ModelRegistry, ListsTheNetworksInAStableOrder) {
 }
 
 TEST(ModelRegistry, UnknownNameThrowsNamingTheKnownModels) {
-  for (const auto& call : {+[] { model_info("resnet50"); }, +[] { make_model("resnet50", {}); }}) {
+  for (const auto& call :
+       {+[] { model_info("resnet101"); }, +[] { make_model("resnet101", {}); }}) {
     try {
       call();
       ADD_FAILURE() << "no exception";
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find("unknown model 'resnet50'"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("unknown model 'resnet101'"), std::string::npos);
       EXPECT_NE(std::string(e.what()).find(kKnown), std::string::npos) << e.what();
     }
   }
@@ -763,6 +783,111 @@ TEST(ResNet32, KaimingNormalWeightsAndItsWidthDivisors) {
   }
   for (const int64_t d : {3, 16}) {
     EXPECT_THROW(make_model("resnet32", {10, d}), std::invalid_argument) << d;
+  }
+}
+
+using TensorFn = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// A block (in float64) against main_path(x) + torchvision's strided 1x1 projection through its
+// downsample's weights, in value and in both gradients, channels-last, odd and even sides.
+void expect_strided_projection(const std::string& name, const TensorFn& block,
+                               const TensorFn& main_path,
+                               torchfocal::models::SequentialBlock downsample) {
+  ASSERT_TRUE(downsample) << name;
+  auto* conv = downsample[0]->as<torch::nn::Conv2d>();
+  auto* bn = downsample[1]->as<torchfocal::models::BatchNorm2d>();
+  ASSERT_TRUE(conv && bn) << name;
+  EXPECT_EQ((*conv->options.stride())[0], 1) << name;
+  for (const int64_t side : {7, 12}) {
+    auto x = torch::randn({3, 4, side, side}, torch::kFloat64)
+                 .contiguous(torch::MemoryFormat::ChannelsLast)
+                 .requires_grad_();
+    auto ours = block(x);
+    auto upstream = torch::randn_like(ours);
+    auto grads = torch::autograd::grad({ours}, {x, conv->weight}, {upstream});
+    auto reference =
+        torch::relu(main_path(x) + bn->forward(torch::conv2d(x, conv->weight, {}, /*stride=*/2)));
+    auto ref_grads = torch::autograd::grad({reference}, {x, conv->weight}, {upstream});
+    ASSERT_EQ(ours.sizes(), reference.sizes()) << name;
+    EXPECT_TRUE(torch::allclose(ours, reference, 1e-12, 1e-12)) << name << ", side " << side;
+    EXPECT_TRUE(torch::allclose(grads[0], ref_grads[0], 1e-12, 1e-12)) << name << ", " << side;
+    EXPECT_TRUE(torch::allclose(grads[1], ref_grads[1], 1e-12, 1e-12)) << name << ", " << side;
+  }
+}
+
+TEST(TorchvisionResNet, StridedShortcutsAreTheStridedOneByOneConvolution) {
+  // downsample.0 runs at stride 1 on a subsampled input (a oneDNN guard, layers.h).
+  torch::manual_seed(11);
+  torchfocal::models::BasicBlock basic(/*in_planes=*/4, /*planes=*/8, /*stride=*/2);
+  basic->to(torch::kFloat64);
+  expect_strided_projection(
+      "BasicBlock", [&](const torch::Tensor& x) { return basic->forward(x); },
+      [&](const torch::Tensor& x) {
+        return basic->bn2(basic->conv2(torch::relu(basic->bn1(basic->conv1(x)))));
+      },
+      basic->downsample);
+  torchfocal::models::Bottleneck bottleneck(/*in_planes=*/4, /*planes=*/4, /*stride=*/2);
+  bottleneck->to(torch::kFloat64);
+  // v1.5: the 3x3 convolution strides, not the first 1x1
+  EXPECT_EQ((*bottleneck->conv1->options.stride())[0], 1);
+  EXPECT_EQ((*bottleneck->conv2->options.stride())[0], 2);
+  expect_strided_projection(
+      "Bottleneck", [&](const torch::Tensor& x) { return bottleneck->forward(x); },
+      [&](const torch::Tensor& x) {
+        auto y = torch::relu(bottleneck->bn1(bottleneck->conv1(x)));
+        y = torch::relu(bottleneck->bn2(bottleneck->conv2(y)));
+        return bottleneck->bn3(bottleneck->conv3(y));
+      },
+      bottleneck->downsample);
+}
+
+TEST(TorchvisionResNet, TorchvisionsInitialisation) {
+  // Convolutions N(0, 2 / fan_out), batch norm 1 and 0, the head U(±1/sqrt(fan_in)).
+  torch::manual_seed(5);
+  auto net = make_model("resnet50", {10, 1, /*in_channels=*/3});
+  const auto params = net->named_parameters();
+  for (const auto& [name, fan_out] :
+       std::vector<std::pair<std::string, double>>{{"layer4.0.conv2.weight", 512 * 9},
+                                                   {"layer1.0.conv1.weight", 64},
+                                                   {"conv1.weight", 64 * 49}}) {
+    const double std = params[name].std().item<double>();
+    EXPECT_NEAR(std, std::sqrt(2.0 / fan_out), 0.05 * std::sqrt(2.0 / fan_out)) << name;
+  }
+  for (const std::string bn : {"bn1", "layer3.5.bn3", "layer2.0.downsample.1"}) {
+    const auto& weight = params[bn + ".weight"];
+    EXPECT_TRUE(torch::equal(weight, torch::ones_like(weight))) << bn;
+    EXPECT_TRUE(torch::equal(params[bn + ".bias"], torch::zeros_like(weight))) << bn;
+  }
+  const double bound = 1 / std::sqrt(2048.0);
+  EXPECT_LE(params["fc.weight"].abs().max().item<double>(), bound);
+  EXPECT_NEAR(params["fc.weight"].std().item<double>(), bound / std::sqrt(3.0), 0.05 * bound);
+}
+
+TEST(TorchvisionResNet, WidthDivisorNarrowsEveryWidth) {
+  torch::NoGradGuard no_grad;
+  auto narrow18 = make_model("resnet18", {10, /*width_divisor=*/8, /*in_channels=*/3});
+  auto narrow50 = make_model("resnet50", {10, /*width_divisor=*/8, /*in_channels=*/3});
+  const auto p18 = narrow18->named_parameters();
+  const auto p50 = narrow50->named_parameters();
+  EXPECT_EQ(p18["conv1.weight"].sizes().vec(), (std::vector<int64_t>{8, 3, 7, 7}));
+  EXPECT_EQ(p18["layer4.1.conv2.weight"].sizes().vec(), (std::vector<int64_t>{64, 64, 3, 3}));
+  EXPECT_EQ(p18["fc.weight"].sizes().vec(), (std::vector<int64_t>{10, 64}));
+  EXPECT_EQ(p50["layer2.0.downsample.0.weight"].sizes().vec(),
+            (std::vector<int64_t>{64, 32, 1, 1}));
+  EXPECT_EQ(p50["fc.weight"].sizes().vec(), (std::vector<int64_t>{10, 256}));
+  for (auto net : {narrow18, narrow50}) {
+    net->eval();
+    EXPECT_EQ(net->forward(torch::rand({2, 3, 32, 32})).sizes().vec(),
+              (std::vector<int64_t>{2, 10}));
+  }
+  for (const int64_t d : {3, 128}) {
+    try {
+      make_model("resnet34", {10, d});
+      ADD_FAILURE() << "width_divisor " << d << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("model 'resnet34': width_divisor"), std::string::npos)
+          << e.what();
+    }
   }
 }
 

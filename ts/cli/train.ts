@@ -45,7 +45,7 @@ export function addTrainingOptions(cmd: Command): Command {
   return cmd
     .option(
       '--model <name>',
-      'network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32',
+      "network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32, or torchvision's resnet18, resnet34, resnet50",
       'lenet',
     )
     .option(

@@ -140,11 +140,14 @@ export interface DistributedOptions {
 }
 
 export interface TrainerOptions {
-  /** zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32 (default lenet) */
+  /**
+   * zoo network: mlp, lenet, alexnet, vgg, googlenet, resnet, resnet32, or torchvision's
+   * resnet18, resnet34, resnet50 (default lenet)
+   */
   model?: string;
   /** class names, index = label; their count sets the network's outputs */
   classNames: string[];
-  /** VGG and ResNet: divide the channel widths by this (default 1) */
+  /** VGG and the ResNets: divide the channel widths by this (default 1) */
   widthDivisor?: number;
   /** the images' channels, 1 (grey, default) or 3 (RGB): the first layer is built for them */
   channels?: 1 | 3;
