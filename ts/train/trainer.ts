@@ -8,6 +8,7 @@ import {
   ERROR_CODES,
   hasErrorCode,
   native,
+  type NativeOnnxGraph,
   type NativeProgress,
   type NativeTensor,
   type NativeTrainer,
@@ -381,6 +382,20 @@ export class Trainer {
       });
     }
     return out;
+  }
+
+  /**
+   * The network's logits for `count` inputs of `channels` × inputSize × inputSize floats
+   * (N×C×S×S order), taken as they are: no scaling to [0, 1], resizing or normalisation. What
+   * an exported model computes after its normalisation.
+   */
+  async logits(inputs: Float32Array, count: number, channels: number): Promise<Float32Array> {
+    return call(() => this.handle.logits(inputs, count, channels, this.inputSize));
+  }
+
+  /** @internal The network as ONNX operators and weights (ts/export/onnx.ts encodes it). */
+  async exportGraph(): Promise<NativeOnnxGraph> {
+    return call(() => this.handle.exportGraph());
   }
 
   /**
