@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.."
 # reference BLAS is ~3x slower). python3-torch: the PyTorch baseline of `npm run bench` and the
 # cross-checks in the tests (python3-pil: the original experiment's PNG loop in the benchmark).
 # dataset-fashion-mnist: the second built-in dataset. chromium: renders reports in the tests.
+# python3-onnx: ONNX's own checker over the models `torchfocal export` writes, in the tests.
 # libgloo-dev: the headers of Gloo, the CPU backend of c10d that LibTorch links (distributed runs).
 # A|B: either will do (the CUDA builds of LibTorch and PyTorch conflict with the CPU ones); the
 # first is installed when neither is.
 PACKAGES=(build-essential cmake ninja-build 'libtorch-dev|libtorch-cuda-dev' libopenblas0-pthread
   libgtest-dev 'libgloo-dev|libgloo-cuda-dev' 'python3-torch|python3-torch-cuda' python3-numpy python3-pil
-  dataset-fashion-mnist chromium)
+  dataset-fashion-mnist chromium python3-onnx)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
@@ -37,5 +38,8 @@ if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.nod
 fi
 
 # npm ci installs the locked dependencies and runs our install script: cmake-js builds the addon.
+# ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node (a dev dependency, the export tests' runtime)
+# would download its CUDA providers from NuGet at install; its CPU runtime is in its npm package.
+export ONNXRUNTIME_NODE_INSTALL=skip
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build:ts
