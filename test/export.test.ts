@@ -36,6 +36,17 @@ const NETWORKS = [
 ] as const;
 type Network = (typeof NETWORKS)[number];
 
+// Every folder the tests write (checkpoints and models of up to 230 MB each), removed at the end.
+const folders: string[] = [];
+function scratch(): string {
+  const dir = tempDir('torchfocal-export-');
+  folders.push(dir);
+  return dir;
+}
+test.after.always('remove the written checkpoints and models', () => {
+  for (const dir of folders) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 const MEAN = 0.45;
 const STD = 0.22;
 // What the networks' outputs must at least change by, over the batch's images and with the
@@ -129,7 +140,7 @@ async function checkpointOf(
       f32(t).forEach((v, i, a) => (a[i] = v * scale));
     }
     await trainer.loadStateDict(state);
-    const dir = path.join(tempDir(), net.model);
+    const dir = path.join(scratch(), net.model);
     await trainer.save(dir);
     return dir;
   } finally {
@@ -144,7 +155,7 @@ function owner(name: string): string {
 
 /** A copy of the checkpoint `dir` whose config.json holds `normalisation` (the test-only path). */
 function withNormalisation(dir: string, normalisation: Record<string, unknown>): string {
-  const copy = path.join(tempDir(), path.basename(dir));
+  const copy = path.join(scratch(), path.basename(dir));
   fs.cpSync(dir, copy, { recursive: true });
   const file = path.join(copy, 'config.json');
   const config = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -154,7 +165,7 @@ function withNormalisation(dir: string, normalisation: Record<string, unknown>):
 }
 
 async function exportCli(checkpoint: string): Promise<{ file: string; summary: any }> {
-  const file = path.join(tempDir(), 'model.onnx');
+  const file = path.join(scratch(), 'model.onnx');
   const args = ['export', '--checkpoint', checkpoint, '--format', 'onnx', '--out', file];
   const r = await runCli([...args, '--threads', '1', '--json']);
   if (r.code !== 0) throw new Error(`export failed (${r.code}): ${r.stderr}`);
@@ -349,7 +360,7 @@ test("ONNX's checker (python3-onnx) accepts every exported file and reads its me
 
 test('export: a missing checkpoint, another --format or an unwritable --out end in one line and leave no file', async (t) => {
   const { dir } = await prepared.get('mlp')!;
-  const work = tempDir();
+  const work = scratch();
   const out = path.join(work, 'model.onnx');
   const taken = path.join(work, 'taken');
   fs.mkdirSync(taken);
