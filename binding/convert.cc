@@ -200,6 +200,55 @@ Napi::Array ToJs(const Napi::Env& env, const train::NamedTensors& tensors) {
   return out;
 }
 
+Napi::Object ToJs(const Napi::Env& env, const exporter::OnnxGraph& graph) {
+  const auto strings = [&env](const std::vector<std::string>& values) {
+    auto out = Napi::Array::New(env, values.size());
+    for (size_t i = 0; i < values.size(); ++i) out.Set(i, values[i]);
+    return out;
+  };
+  auto nodes = Napi::Array::New(env, graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const auto& n = graph.nodes[i];
+    auto attributes = Napi::Array::New(env, n.attributes.size());
+    for (size_t k = 0; k < n.attributes.size(); ++k) {
+      const auto& a = n.attributes[k];
+      auto attribute = Napi::Object::New(env);
+      attribute.Set("name", a.name);
+      using Type = exporter::OnnxAttribute::Type;
+      if (a.type == Type::kFloat) {
+        attribute.Set("type", "float");
+        attribute.Set("value", a.f);
+      } else if (a.type == Type::kInt) {
+        attribute.Set("type", "int");
+        attribute.Set("value", static_cast<double>(a.ints.at(0)));
+      } else {
+        attribute.Set("type", "ints");
+        auto values = Napi::Array::New(env, a.ints.size());
+        for (size_t j = 0; j < a.ints.size(); ++j) values.Set(j, static_cast<double>(a.ints[j]));
+        attribute.Set("value", values);
+      }
+      attributes.Set(k, attribute);
+    }
+    auto node = Napi::Object::New(env);
+    node.Set("opType", n.op_type);
+    node.Set("name", n.name);
+    node.Set("inputs", strings(n.inputs));
+    node.Set("outputs", strings(n.outputs));
+    node.Set("attributes", attributes);
+    nodes.Set(i, node);
+  }
+  auto out = Napi::Object::New(env);
+  out.Set("nodes", nodes);
+  out.Set("initializers", ToJs(env, graph.initializers));
+  out.Set("input", graph.input);
+  out.Set("output", graph.output);
+  out.Set("channels", static_cast<double>(graph.channels));
+  out.Set("inputSize", static_cast<double>(graph.input_size));
+  out.Set("numClasses", static_cast<double>(graph.num_classes));
+  out.Set("opset", static_cast<double>(exporter::kOnnxOpset));
+  return out;
+}
+
 std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const Napi::Value& value,
                                                     const char* op) {
   const std::string where(op);

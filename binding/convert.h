@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "src/export/onnx_graph.h"
 #include "src/metrics/metrics.h"
 #include "src/train/trainer.h"
 
@@ -41,6 +42,11 @@ ImageView GetImages(const Napi::Env& env, const Napi::Value& images, const Napi:
 Napi::Array ToJs(const Napi::Env& env, const train::NamedTensors& tensors);
 std::shared_ptr<train::NamedTensors> ToNamedTensors(const Napi::Env& env, const Napi::Value& value,
                                                     const char* op);
+
+// {nodes: [{opType, name, inputs, outputs, attributes: [{name, type: 'int' | 'ints' | 'float',
+// value}]}], initializers (named tensors as above), input, output, channels, inputSize,
+// numClasses, opset}.
+Napi::Object ToJs(const Napi::Env& env, const exporter::OnnxGraph& graph);
 
 Napi::Object ToJs(const Napi::Env& env, const metrics::Metrics& m);
 Napi::Object ToJs(const Napi::Env& env, const train::EpochResult& r);

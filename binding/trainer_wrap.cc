@@ -5,6 +5,7 @@
 
 #include "binding/convert.h"
 #include "binding/workers/task_worker.h"
+#include "src/export/onnx_graph.h"
 
 namespace torchfocal::binding {
 namespace {
@@ -27,6 +28,8 @@ Napi::Function TrainerWrap::Init(Napi::Env env) {
                          InstanceMethod<&TrainerWrap::TrainEpoch>("trainEpoch"),
                          InstanceMethod<&TrainerWrap::Evaluate>("evaluate"),
                          InstanceMethod<&TrainerWrap::Predict>("predict"),
+                         InstanceMethod<&TrainerWrap::Logits>("logits"),
+                         InstanceMethod<&TrainerWrap::ExportGraph>("exportGraph"),
                          InstanceMethod<&TrainerWrap::StateDict>("stateDict"),
                          InstanceMethod<&TrainerWrap::LoadStateDict>("loadStateDict"),
                          InstanceMethod<&TrainerWrap::LoadWeights>("loadWeights"),
@@ -222,6 +225,57 @@ Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
         std::memcpy(out.Data(), probs.data_ptr<float>(), probs.numel() * sizeof(float));
         return out;
       },
+      Release());
+}
+
+// logits(inputs: Float32Array, count, channels, side): the network's output for inputs taken as
+// they are.
+Napi::Value TrainerWrap::Logits(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 4 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(env, "logits(inputs: Float32Array, count, channels, side)");
+  }
+  auto inputs = info[0].As<Napi::Float32Array>();
+  int64_t shape[4];
+  for (int i = 0; i < 3; ++i) {
+    if (!info[i + 1].IsNumber()) throw Napi::TypeError::New(env, "logits: sizes must be numbers");
+    const double v = info[i + 1].As<Napi::Number>().DoubleValue();
+    if (!(v >= 1 && v <= (1 << 30)) || v != std::floor(v)) {
+      throw Napi::RangeError::New(env, "logits: sizes must be positive integers");
+    }
+    shape[i] = static_cast<int64_t>(v);
+  }
+  shape[3] = shape[2];
+  if (static_cast<double>(shape[0]) * shape[1] * shape[2] * shape[3] !=
+      static_cast<double>(inputs.ElementLength())) {
+    throw Napi::RangeError::New(env, "logits: " + std::to_string(inputs.ElementLength()) +
+                                         " values are not count x channels x side x side");
+  }
+  auto trainer = Claim(env, "logits");
+  float* data = inputs.Data();
+  return TaskWorker<torch::Tensor>::Start(
+      env, "logits", Value(), {info[0]},
+      [trainer, data, shape] {
+        return trainer->logits(torch::from_blob(data, {shape[0], shape[1], shape[2], shape[3]}))
+            .contiguous();
+      },
+      [](Napi::Env e, torch::Tensor& logits) -> Napi::Value {
+        auto out = Napi::Float32Array::New(e, logits.numel());
+        std::memcpy(out.Data(), logits.data_ptr<float>(), logits.numel() * sizeof(float));
+        return out;
+      },
+      Release());
+}
+
+// exportGraph(): the network as ONNX operators (src/export/onnx_graph.h), in JS form (convert.h).
+Napi::Value TrainerWrap::ExportGraph(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto trainer = Claim(env, "exportGraph");
+  return TaskWorker<exporter::OnnxGraph>::Start(
+      env, "exportGraph", Value(), {},
+      [trainer] { return exporter::onnx_graph(trainer->model(), trainer->input_size()); },
+      [](Napi::Env e, exporter::OnnxGraph& graph) -> Napi::Value { return ToJs(e, graph); },
       Release());
 }
 

@@ -21,6 +21,8 @@ class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
   Napi::Value TrainEpoch(const Napi::CallbackInfo& info);
   Napi::Value Evaluate(const Napi::CallbackInfo& info);
   Napi::Value Predict(const Napi::CallbackInfo& info);
+  Napi::Value Logits(const Napi::CallbackInfo& info);
+  Napi::Value ExportGraph(const Napi::CallbackInfo& info);
   Napi::Value StateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info);
   Napi::Value LoadWeights(const Napi::CallbackInfo& info);

@@ -16,7 +16,8 @@ say "packing (prepack compiles the TypeScript)"
 tarball=$(npm pack --silent --pack-destination "$work" | tail -1)
 tar -tzf "$work/$tarball" > "$work/contents"
 for f in dist/ts/index.js dist/ts/index.d.ts dist/ts/cli/main.js scripts/install.js CMakeLists.txt \
-  binding/addon.cc src/train/trainer.cpp models/registry.cpp bench/pytorch_lenet.py; do
+  binding/addon.cc src/train/trainer.cpp models/registry.cpp bench/pytorch_lenet.py \
+  ts/export/onnx.proto; do
   grep -qx "package/$f" "$work/contents" || { say "the tarball lacks $f"; exit 1; }
 done
 if grep -qE '^package/(test|dist/test|dist/bench)/' "$work/contents"; then
@@ -49,6 +50,11 @@ npx torchfocal train --epochs 1 --out runs/one --json | tail -1 | node -e '
     process.exit(1);
   }
   console.error(`check-package: test accuracy ${done.eval.accuracy} after one epoch`);'
+
+say "export of that checkpoint as ONNX"
+npx torchfocal export --checkpoint runs/one --format onnx --out one.onnx --json | node -e '
+  const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+  if (s.bytes !== require("fs").statSync("one.onnx").size || s.classes.length !== 10) process.exit(1);'
 
 say "experiment starve ($epochs epochs)"
 npx torchfocal experiment starve --epochs "$epochs" --out runs/starve

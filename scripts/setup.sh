@@ -39,5 +39,8 @@ if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.nod
 fi
 
 # npm ci installs the locked dependencies and runs our install script: cmake-js builds the addon.
+# ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node (a dev dependency, the export tests' runtime)
+# would download its CUDA providers from NuGet at install; its CPU runtime is in its npm package.
+export ONNXRUNTIME_NODE_INSTALL=skip
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build:ts

@@ -25,6 +25,9 @@ export type {
   LrScheduleName,
 } from './train/options';
 export type { Evaluation, ClassEvaluation } from './train/evaluation';
+export { exportModel, EXPORT_FORMATS } from './export/index';
+export type { ExportFormat, ExportOptions, ExportSummary } from './export/index';
+export { channelNormalisation } from './train/checkpoint';
 export { runTraining } from './train/run';
 export type { RunSpec, RunHooks, RunResult } from './train/run';
 export { runStarve, starveVariants } from './experiment/starve';

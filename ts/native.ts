@@ -121,6 +121,34 @@ export interface NativeTensor {
   data: ArrayBuffer | Uint8Array;
 }
 
+/** One ONNX operator of an exported network (src/export/onnx_graph.h). */
+export interface NativeOnnxNode {
+  opType: string;
+  name: string;
+  inputs: string[];
+  outputs: string[];
+  attributes: (
+    | { name: string; type: 'int' | 'float'; value: number }
+    | { name: string; type: 'ints'; value: number[] }
+  )[];
+}
+
+/** A network as ONNX operators, weights and constants (src/export/onnx_graph.h). */
+export interface NativeOnnxGraph {
+  nodes: NativeOnnxNode[];
+  /** F32 weights (state_dict names) and I64 operator arguments */
+  initializers: NativeTensor[];
+  /** float32 [N, channels, inputSize, inputSize] */
+  input: string;
+  /** float32 [N, numClasses] logits */
+  output: string;
+  channels: number;
+  inputSize: number;
+  numClasses: number;
+  /** the default domain's opset whose operators the nodes are */
+  opset: number;
+}
+
 export interface NativeInitReport {
   loaded: string[];
   reinitialised: { name: string; fileShape: number[]; modelShape: number[] }[];
@@ -149,6 +177,14 @@ export interface NativeTrainer {
   evaluate(split?: 'test'): Promise<NativeMetrics>;
   evaluate(split: 'val'): Promise<NativeMetrics & { loss: number }>;
   predict(images: Uint8Array, shape: ImageShape): Promise<Float32Array>;
+  /** the network's logits for [count, channels, side, side] inputs taken as they are */
+  logits(
+    inputs: Float32Array,
+    count: number,
+    channels: number,
+    side: number,
+  ): Promise<Float32Array>;
+  exportGraph(): Promise<NativeOnnxGraph>;
   stateDict(): Promise<NativeTensor[]>;
   loadStateDict(state: NativeTensor[]): Promise<void>;
   /** weights from outside, strict or partial (src/train/init_weights.h) */

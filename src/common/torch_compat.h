@@ -49,4 +49,12 @@ void use_classic_store_backend(TCPStoreOptions& options) {
   if constexpr (detail::HasUseLibUV<TCPStoreOptions>::value) options.useLibUV = false;
 }
 
+// Visits a module option that is a variant (a convolution's padding: numbers, "valid" or "same"):
+// c10::variant in LibTorch 1.13, std::variant in 2.x. The unqualified call finds the matching
+// visit by argument-dependent lookup.
+template <typename Visitor, typename Variant>
+decltype(auto) visit_option(Visitor&& visitor, const Variant& option) {
+  return visit(std::forward<Visitor>(visitor), option);
+}
+
 }  // namespace torchfocal::compat

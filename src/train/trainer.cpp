@@ -803,16 +803,41 @@ torch::Tensor Trainer::predict(const torch::Tensor& images) {
                                 std::to_string(config_.in_channels) + ", H, W] uint8 tensor");
   }
   check_normalisation_known("predict");
+  return evaluate_batches(
+      images.size(0),
+      [&](int64_t begin, int64_t end) {
+        return data::to_model_input(images.slice(0, begin, end).to(device_), transform_);
+      },
+      /*softmax=*/true);
+}
+
+torch::Tensor Trainer::logits(const torch::Tensor& inputs) {
+  if (inputs.dim() != 4 || inputs.scalar_type() != torch::kFloat32 || inputs.size(0) == 0 ||
+      inputs.size(1) != config_.in_channels || inputs.size(2) != transform_.side ||
+      inputs.size(3) != transform_.side) {
+    const auto side = std::to_string(transform_.side);
+    throw std::invalid_argument("logits: inputs must be a non-empty [N, " +
+                                std::to_string(config_.in_channels) + ", " + side + ", " + side +
+                                "] float32 tensor");
+  }
+  return evaluate_batches(
+      inputs.size(0),
+      [&](int64_t begin, int64_t end) { return inputs.slice(0, begin, end).to(device_); },
+      /*softmax=*/false);
+}
+
+torch::Tensor Trainer::evaluate_batches(int64_t count,
+                                        const std::function<torch::Tensor(int64_t, int64_t)>& input,
+                                        bool softmax) {
   configure_threads(config_.threads);
   torch::NoGradGuard no_grad;
   model_->eval();
   std::vector<torch::Tensor> out;
-  for (int64_t begin = 0; begin < images.size(0); begin += config_.eval_batch_size) {
-    auto chunk = images.slice(0, begin, std::min(images.size(0), begin + config_.eval_batch_size));
-    auto x = data::to_model_input(chunk.to(device_), transform_);
+  for (int64_t begin = 0; begin < count; begin += config_.eval_batch_size) {
+    auto x = input(begin, std::min(count, begin + config_.eval_batch_size));
     AutocastScope autocast(amp_, device_);
     auto logits = model_->forward(laid_out(x)).to(torch::kFloat32);
-    out.push_back(torch::softmax(logits, /*dim=*/1).to(torch::kCPU));
+    out.push_back((softmax ? torch::softmax(logits, /*dim=*/1) : logits).to(torch::kCPU));
   }
   train_mode();
   return torch::cat(out);

@@ -189,6 +189,12 @@ class Trainer {
   std::pair<metrics::Metrics, double> evaluate_val(const std::atomic<bool>* cancel = nullptr);
   // Class probabilities [N, C] (float, CPU) for [N, H, W] uint8 images.
   torch::Tensor predict(const torch::Tensor& images);
+  // The network's logits [N, C] (float, CPU) for inputs [N, channels, input_size, input_size]
+  // taken as they are: no scaling, resizing or normalisation (what an exported model's network
+  // part computes).
+  torch::Tensor logits(const torch::Tensor& inputs);
+  // The network itself (read it only while the trainer is idle).
+  const torch::nn::Sequential& model() const { return model_; }
 
   // Parameters and buffers with PyTorch's state_dict names, on the CPU.
   NamedTensors state_dict() const;
@@ -213,6 +219,12 @@ class Trainer {
   // Distributed: backward of `scaled`, with the gradients summed over ranks in buckets while it
   // runs (the loss and this rank's stop flag ride along), then divided by the world size;
   // returns the mean loss and whether any rank asked to stop.
+  // The network in evaluation mode over `count` inputs, eval_batch_size at a time: `input(begin,
+  // end)` makes a batch's network input on the device; the logits, or with `softmax` the class
+  // probabilities, come back float32 on the CPU.
+  torch::Tensor evaluate_batches(int64_t count,
+                                 const std::function<torch::Tensor(int64_t, int64_t)>& input,
+                                 bool softmax);
   std::pair<double, bool> backward_and_average(const torch::Tensor& scaled,
                                                const torch::Tensor& loss, bool stop);
   // Before a step: zeroes the flat gradient buffer (distributed), else drops the gradients.

@@ -115,6 +115,23 @@ TEST(Trainer, RejectsBadConfigAndData) {
   EXPECT_THROW(t.predict(torch::zeros({2, 28}, torch::kUInt8)), std::invalid_argument);
 }
 
+// logits() is the network on inputs as given: the predictions before their softmax, for inputs
+// the prediction's preparation made (pixels / 255, here at the network's side already).
+TEST(Trainer, LogitsAreThePredictionsBeforeTheSoftmax) {
+  auto c = mlp_config();
+  c.eval_batch_size = 3;  // batches of 3 over 7 images: the last one partial
+  tf::train::Trainer t(c);
+  auto [images, labels] = halves(7, 5);
+  const auto logits = t.logits(images.unsqueeze(1).to(torch::kFloat32) / 255);
+  ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{7, 2}));
+  EXPECT_TRUE(torch::allclose(torch::softmax(logits, 1), t.predict(images), 0, 1e-6));
+  EXPECT_GT((logits.select(1, 0) - logits.select(1, 1)).abs().max().item<float>(), 1e-3);
+  EXPECT_TRUE(t.model()->is_training());
+  EXPECT_THROW(t.logits(torch::zeros({2, 1, 27, 28})), std::invalid_argument);  // not the side
+  EXPECT_THROW(t.logits(torch::zeros({2, 1, 28, 28}, torch::kFloat64)), std::invalid_argument);
+  EXPECT_THROW(t.logits(torch::zeros({0, 1, 28, 28})), std::invalid_argument);
+}
+
 TEST(Trainer, CancelStopsBetweenSteps) {
   tf::train::Trainer t(mlp_config());
   auto [x, y] = halves(256, 5);

@@ -5,6 +5,7 @@ import { ExitError } from './output';
 import { trainCommand } from './train';
 import { evalCommand } from './eval';
 import { predictCommand } from './predict';
+import { exportCommand } from './export';
 import { experimentCommand } from './experiment';
 import { benchCommand } from './bench';
 import { infoCommand } from './info';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
     trainCommand(),
     evalCommand(),
     predictCommand(),
+    exportCommand(),
     experimentCommand(),
     benchCommand(),
     infoCommand(),

@@ -56,6 +56,8 @@ export interface CheckpointConfig {
     scale: number;
     mean: number[] | number;
     std: number[] | number;
+    /** one per channel when set (older writers): the network's channels */
+    channels?: number;
     resize: 'bilinear';
   };
   epochsDone: number;
@@ -353,4 +355,38 @@ export function recordedImageSize(
   return Number.isInteger(size?.width) && Number.isInteger(size?.height)
     ? { width: size!.width as number, height: size!.height as number }
     : undefined;
+}
+
+/**
+ * The checkpoint's normalisation for network inputs in [0, 1] (a pixel / 255): the network sees
+ * (x − mean[c]) / std[c] on channel c. Reads either form of `normalisation`: numbers (the same for
+ * every channel) or one per channel; throws one line when it does not fit `channels`.
+ */
+export function channelNormalisation(
+  config: CheckpointConfig,
+  channels: number,
+): { mean: number[]; std: number[] } {
+  const n = config.normalisation;
+  const fail = (why: string) => {
+    throw new Error(`the checkpoint's normalisation ${why}`);
+  };
+  if (!n || !(n.scale > 0 && Number.isFinite(n.scale))) fail('has no positive scale');
+  if (n.channels !== undefined && n.channels !== channels) {
+    fail(`is for ${n.channels} channels, the network takes ${channels}`);
+  }
+  const perChannel = (name: 'mean' | 'std', value: unknown): number[] => {
+    const values = Array.isArray(value) ? value : Array.from({ length: channels }, () => value);
+    if (values.length !== channels) {
+      fail(`has ${values.length} values of ${name} for ${channels} channels`);
+    }
+    if (!values.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+      fail(`has a ${name} that is not a finite number`);
+    }
+    // (pixel × scale − m) / s = (x − m / k) / (s / k) for x = pixel / 255, k = 255 × scale
+    return (values as number[]).map((v) => v / (255 * n.scale));
+  };
+  const mean = perChannel('mean', n.mean);
+  const std = perChannel('std', n.std);
+  if (!std.every((v) => v > 0)) fail('has a std that is not positive');
+  return { mean, std };
 }

@@ -8,6 +8,7 @@ import {
   ERROR_CODES,
   hasErrorCode,
   native,
+  type NativeOnnxGraph,
   type NativeProgress,
   type NativeTensor,
   type NativeTrainer,
@@ -26,6 +27,7 @@ import { classCounts } from '../data/dataset';
 import { positiveInt, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options';
 import {
   CHECKPOINT_FILES,
+  channelNormalisation,
   CHECKPOINT_VERSION,
   commitCheckpoint,
   openCheckpoint,
@@ -414,6 +416,20 @@ export class Trainer {
   }
 
   /**
+   * The network's logits for `count` inputs of `channels` × inputSize × inputSize floats
+   * (N×C×S×S order), taken as they are: no scaling to [0, 1], resizing or normalisation. What
+   * an exported model computes after its normalisation.
+   */
+  async logits(inputs: Float32Array, count: number, channels: number): Promise<Float32Array> {
+    return call(() => this.handle.logits(inputs, count, channels, this.inputSize));
+  }
+
+  /** @internal The network as ONNX operators and weights (ts/export/onnx.ts encodes it). */
+  async exportGraph(): Promise<NativeOnnxGraph> {
+    return call(() => this.handle.exportGraph());
+  }
+
+  /**
    * Loads weights saved elsewhere (a PyTorch state_dict as safetensors, float32/64/16 or bf16),
    * optimizer state left fresh. Strict by default: the file must hold exactly the model's
    * tensors, same names and shapes, or it throws one line naming the file and listing the
@@ -515,7 +531,9 @@ export class Trainer {
         distributed: overrides.distributed,
       },
       // 'dataset' figures as computed in training: eval and predict have no training set
-      config.options.normalize === 'dataset' ? recordedNormalisation(config) : undefined,
+      config.options.normalize === 'dataset'
+        ? channelNormalisation(config, config.options.channels ?? 1)
+        : undefined,
     );
     try {
       // the verified bytes: a live writer may have replaced the files since
@@ -552,17 +570,6 @@ export class Trainer {
     this.#disposed = true;
     this.handle.dispose();
   }
-}
-
-/** A checkpoint's mean and std per channel (version-2 checkpoints before colour hold one number). */
-export function recordedNormalisation(config: CheckpointConfig): { mean: number[]; std: number[] } {
-  const channels = config.channels ?? 1;
-  const perChannel = (v: number | number[]) =>
-    Array.isArray(v) ? v : new Array<number>(channels).fill(v);
-  return {
-    mean: perChannel(config.normalisation.mean),
-    std: perChannel(config.normalisation.std),
-  };
 }
 
 function validationFigures(m: ValidationFigures): ValidationFigures {
