@@ -286,6 +286,8 @@ interface Scan {
   files: string[];
   labels: number[];
   sizes: { width: number; height: number }[];
+  /** per file: an 8-bit grey image (with or without alpha), from its header */
+  grey: boolean[];
   skipped: Skipped;
   maxPixels: number;
 }
@@ -309,13 +311,14 @@ async function scanSplit(
     IN_FLIGHT,
     async ({ file }) => {
       try {
-        const { width, height } = await sharp(file).metadata();
+        const { width, height, channels, depth, space } = await sharp(file).metadata();
         const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
         if (over) {
           skipped.push({ file, reason: over });
           return undefined;
         }
-        return { width, height };
+        const grey = (channels ?? 3) <= 2 && depth === 'uchar' && space === 'b-w';
+        return { width, height, grey };
       } catch (err) {
         skipped.push({ file, reason: await whyUnreadable(file, err) });
         return undefined;
@@ -323,13 +326,14 @@ async function scanSplit(
     },
     signal,
   );
-  const scan: Scan = { dir, files: [], labels: [], sizes: [], skipped, maxPixels };
+  const scan: Scan = { dir, files: [], labels: [], sizes: [], grey: [], skipped, maxPixels };
   listed.forEach(({ file, label }, i) => {
     const size = sizes[i];
     if (!size) return;
     scan.files.push(file);
     scan.labels.push(label);
-    scan.sizes.push(size);
+    scan.sizes.push({ width: size.width, height: size.height });
+    scan.grey.push(size.grey);
   });
   return scan;
 }
@@ -398,6 +402,20 @@ async function decodeRgb(
   const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
   return { rgb: data, width: info.width, height: info.height };
+}
+
+// One 8-bit grey file (by its header) as its grey plane, resized to `size` when given: what
+// decodeRgb then pilLuma give for it (each channel of a grey image is the image), at a third of
+// the work; undefined when the decoder gives something else than one channel.
+async function decodeGrey(
+  file: string,
+  size: { width: number; height: number } | undefined,
+  maxPixels: number,
+): Promise<Uint8Array | undefined> {
+  let image = sharp(file, { limitInputPixels: maxPixels }).removeAlpha();
+  if (size) image = image.resize(size.width, size.height, { fit: 'fill', kernel: 'linear' });
+  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  return info.channels === 1 ? data : undefined;
 }
 
 /**
@@ -505,7 +523,12 @@ async function decodeSplit(
     async (i) => {
       const file = scan.files[i];
       try {
-        const { rgb } = await decodeRgb(file, needsResize(i) ? size : undefined, scan.maxPixels);
+        const resize = needsResize(i) ? size : undefined;
+        if (scan.grey[i] && channels !== 3) {
+          const grey = await decodeGrey(file, resize, scan.maxPixels);
+          if (grey?.length === width * height) return { grey };
+        }
+        const { rgb } = await decodeRgb(file, resize, scan.maxPixels);
         if (rgb.length !== 3 * width * height) {
           throw new Error(
             `decoded to ${rgb.length / 3} pixels, the header said ${width}×${height}`,

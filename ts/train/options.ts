@@ -97,6 +97,7 @@ export function augmentSpec(spec: unknown): string {
       `augment: expected a string such as 'crop:4,flip', got ${describe(spec)}`,
     );
   }
+  if (spec === 'none' || spec === '') return 'none'; // the default needs no parser
   try {
     return native().augmentSpec(spec);
   } catch (err) {

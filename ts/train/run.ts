@@ -146,6 +146,9 @@ export function scheduleSpan(
  * locked for the run's life: a second writer is refused, readers are never disturbed.
  */
 export async function runTraining(spec: RunSpec, hooks: RunHooks = {}): Promise<RunResult> {
+  // Before any data is read, and before the run's folder exists: a spec other than 'none' loads
+  // the addon (a second of blocking), which must not delay a Ctrl-C while the data loads.
+  if (spec.augment !== undefined) augmentSpec(spec.augment);
   const out = spec.out ? path.resolve(spec.out) : undefined;
   // Ranks other than 0 write nothing (and only read a resumed checkpoint).
   if (!out || (spec.distributed?.rank ?? 0) !== 0) return runLocked(spec, hooks);
@@ -171,7 +174,6 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
   if (spec.initFromPartial && spec.initFrom === undefined) {
     throw invalidArgument('--init-from-partial needs --init-from FILE');
   }
-  if (spec.augment !== undefined) augmentSpec(spec.augment); // before any data is read
   const resumed = spec.resume ? await resumePoint(out) : undefined;
   if (resumed) checkResumeSpec(spec, resumed);
   else if (out && !spec.overwrite && (await hasCheckpoint(out))) {
