@@ -1,6 +1,9 @@
 #include "src/train/runtime.h"
 
 #include <dlfcn.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -51,6 +54,15 @@ void configure_threads(int threads) {
   if (at::get_num_threads() != n) torch::set_num_threads(n);
   configure_blas();
 }
+
+#ifdef _OPENMP
+SingleThreadScope::SingleThreadScope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+SingleThreadScope::~SingleThreadScope() { omp_set_num_threads(saved_); }
+#else
+// LibTorch's other parallel backends keep one process-wide count: leave it alone.
+SingleThreadScope::SingleThreadScope() = default;
+SingleThreadScope::~SingleThreadScope() = default;
+#endif
 
 void configure_blas() {
   // OpenBLAS exports this setter; the reference BLAS has none and is single-threaded anyway.

@@ -16,6 +16,21 @@ torch::Device resolve_device(const std::string& name);
 // a multi-threaded OpenBLAS inside LibTorch's own threads oversubscribes the cores (3x slower).
 void configure_threads(int threads);
 
+// While it lives, the kernels called from this thread run on it alone. OpenMP's thread count is
+// a per-thread setting that LibTorch and oneDNN read at each call, so this costs nothing, where
+// torch::set_num_threads would also rebuild a thread pool. For tiny work (one small image),
+// which a second thread slows down: its wake-up and barrier cost more than its share.
+class SingleThreadScope {
+ public:
+  SingleThreadScope();
+  ~SingleThreadScope();
+  SingleThreadScope(const SingleThreadScope&) = delete;
+  SingleThreadScope& operator=(const SingleThreadScope&) = delete;
+
+ private:
+  int saved_ = 1;
+};
+
 // Keeps BLAS single-threaded (configure_threads does too). Called when the addon loads: the
 // OPENBLAS_NUM_THREADS that the JS side sets never reaches OpenBLAS when the addon is first
 // loaded from a worker thread, whose process.env is a copy.

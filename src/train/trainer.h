@@ -233,6 +233,9 @@ class Trainer {
   void check_same_on_all_ranks(const std::string& what, const std::string& description);
   // A batch of model inputs in the trainer's memory format.
   torch::Tensor laid_out(torch::Tensor images) const;
+  // The network's output for a batch in evaluation mode, without autograd (the caller has put
+  // the model in eval mode). On a CPU with several threads each thread runs its own slice.
+  torch::Tensor infer(const torch::Tensor& images);
   // One sync-free step on the batch of `indices` (device_sums_ keeps its figures); what the CUDA
   // graph captures.
   void device_step(const torch::Tensor& indices);

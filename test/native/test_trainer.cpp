@@ -132,6 +132,37 @@ TEST(Trainer, LogitsAreThePredictionsBeforeTheSoftmax) {
   EXPECT_THROW(t.logits(torch::zeros({0, 1, 28, 28})), std::invalid_argument);
 }
 
+// Two threads evaluate a batch as two slices, each on single-threaded kernels: the same outputs
+// as batches too small to slice (under 16 images) on both threads, for a network with batch
+// norm in eval mode too.
+TEST(Trainer, ThreadSlicedInferenceEqualsWholeBatches) {
+  for (const std::string model : {"lenet", "resnet"}) {
+    SCOPED_TRACE(model);
+    auto c = mlp_config();
+    c.model = model;
+    c.width_divisor = 8;
+    c.threads = 2;
+    c.eval_batch_size = 37;  // slices of 18 and 19; the last batch (101 = 2 × 37 + 27) too
+    tf::train::Trainer t(c);
+    auto [x, y] = halves(64, 3);
+    t.set_train_data(x, y);
+    t.train_epoch();  // batch norm's running statistics leave their initial values
+    auto [images, labels] = halves(101, 4);
+    const auto sliced = t.predict(images);
+    std::vector<torch::Tensor> small;
+    for (int64_t i = 0; i < 101; i += 10) small.push_back(t.predict(images.slice(0, i, i + 10)));
+    const auto whole = torch::cat(small);
+    EXPECT_TRUE(torch::allclose(sliced, whole, 1e-5, 1e-6))
+        << (sliced - whole).abs().max().item<float>();
+    t.set_test_data(images, labels);
+    const auto expected = tf::metrics::confusion_matrix(labels, whole.argmax(1), 2).contiguous();
+    const auto m = t.evaluate_test();
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < 2; ++j) EXPECT_EQ(m.confusion[i][j], expected[i][j].item<int64_t>());
+    }
+  }
+}
+
 TEST(Trainer, CancelStopsBetweenSteps) {
   tf::train::Trainer t(mlp_config());
   auto [x, y] = halves(256, 5);
