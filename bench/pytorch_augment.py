@@ -2,7 +2,7 @@
 N random 32x32 RGB PIL images, the way a DataLoader applies it: per image, on the CPU, in the
 process that trains when num_workers=0. Prints one JSON line: the median seconds per pass.
 
-Used by `torchfocal bench` (ts/bench/augment.ts) to put torchfocal's on-device augmentation
+Used by `torchfocal bench` (bench/resnet32.ts) to put torchfocal's on-device augmentation
 overhead beside the per-image work PyTorch's recipe does per epoch."""
 import json
 import sys

@@ -19,14 +19,19 @@ Two data paths, same model (d2l LeNet, sigmoid + average pooling), same optimize
 
 --serve times epochs on request, so that torchfocal's bench can interleave them with its own
 and both see the same minutes of a noisy machine: after the warm-up it prints {"ready": true},
-then runs one timed epoch per "epoch" line read from stdin, answering {"seconds": S} for each;
-at the end of stdin it goes on as after its timed epochs (--epochs is then unused).
+then answers one JSON line per request line read from stdin; at the end of stdin it goes on as
+after its timed epochs (--epochs is then unused). Requests:
+  epoch                one timed epoch: {"seconds": S}
+  eval BATCH           one pass over the test set per layout, under inference_mode, in batches of
+                       BATCH: {"nchw": images/s, "channels_last": images/s}
+  predict N            N calls, one in-memory uint8 test image -> class probabilities:
+                       {"p50": s, "p99": s}
+  predict-file N PATH  N calls, a PNG path -> class probabilities (PIL open, convert('L'),
+                       ToTensor's arithmetic, forward, softmax): {"p50": s, "p99": s}
 
 Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout:
 torch, threads, blas, openblasThreads, mode, epochSeconds (timed epochs), median, and
-userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads), and after training
-evalImagesPerSecond (test set, eval mode, batches of 1000) and predictSeconds (one image's
-probabilities, median of 50); --original adds
+userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads); --original adds
 decoder, images (per pass), epochImages and measuredSeconds (unscaled pass times).
 Run it with Debian's /usr/bin/python3 (python3-torch), e.g.
 
@@ -49,7 +54,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures"))
 from d2l_models import build  # noqa: E402
 
 BATCH_SIZE = 128
@@ -87,42 +91,71 @@ def load_train(data_dir: str, split: str = "train"):
     labels = read_idx(os.path.join(data_dir, f"{split}-labels-idx1-ubyte"))
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{data_dir}: {images.shape[0]} images but {labels.shape[0]} labels")
-    # copies: frombuffer views are read-only, torch wants writable memory
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+    # copies: frombuffer views are read-only, torch wants writable memory; [N, 1, H, W]
+    return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
 # ---------------------------------------------------------------- inference
 
-EVAL_BATCH = 1000  # torchfocal's evaluation batch
+def to_tensor(img) -> torch.Tensor:
+    """transforms.ToTensor's arithmetic for a PIL image: [C, H, W] float in [0, 1]."""
+    t = torch.from_numpy(np.array(img, np.uint8, copy=True))
+    t = t.view(img.size[1], img.size[0], len(img.getbands())).permute(2, 0, 1).contiguous()
+    return t.float().div(255)
 
 
-def eval_images_per_second(model, images, repeats=3):
-    """Test-set throughput in eval mode without autograd: the median of `repeats` passes."""
+def eval_images_per_second(model, images, batch):
+    """One pass over the test set per memory layout, without autograd: images/s for each."""
     model.eval()
-    times = []
-    with torch.no_grad():
-        for _ in range(repeats):
+    out = {}
+    for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        model.to(memory_format=fmt)  # outside inference_mode: the weights stay trainable
+        with torch.inference_mode():
             start = time.perf_counter()
-            for i in range(0, images.shape[0], EVAL_BATCH):
-                model(images[i:i + EVAL_BATCH].unsqueeze(1).float().div_(255)).argmax(1)
+            for i in range(0, images.shape[0], batch):
+                x = images[i:i + batch].float().div_(255).contiguous(memory_format=fmt)
+                model(x).argmax(1)
             if images.is_cuda:
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
+            out[name] = images.shape[0] / (time.perf_counter() - start)
+    model.to(memory_format=torch.contiguous_format)
     model.train()
-    return images.shape[0] / statistics.median(times)
+    return out
 
 
-def predict_seconds(model, image, repeats=50):
-    """Latency of class probabilities for one image: the median of `repeats` calls."""
+def latency(model, calls, to_input):
+    """p50 and p99 seconds of `calls` calls of to_input() -> forward -> softmax, on the host."""
     model.eval()
     times = []
-    with torch.no_grad():
-        for _ in range(repeats):
+    with torch.inference_mode():
+        for _ in range(calls):
             start = time.perf_counter()
-            torch.softmax(model(image.view(1, 1, *image.shape).float().div_(255)), 1).cpu()
+            torch.softmax(model(to_input()), 1).cpu()
             times.append(time.perf_counter() - start)
     model.train()
-    return statistics.median(times)
+    q = statistics.quantiles(times, n=100, method="inclusive")
+    return {"p50": statistics.median(times), "p99": q[98]}
+
+
+def png_input(path, device):
+    """What a PyTorch user's predict does with a file: PIL open, grey, ToTensor."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return to_tensor(img.convert("L")).unsqueeze(0).to(device)
+
+
+def inference_request(model, test_images, words):
+    """Answers an eval / predict / predict-file request (see the module's doc)."""
+    if words[0] == "eval" and len(words) == 2:
+        return eval_images_per_second(model, test_images, int(words[1]))
+    if words[0] == "predict" and len(words) == 2:
+        image = test_images[:1]
+        return latency(model, int(words[1]), lambda: image.float().div(255))
+    if words[0] == "predict-file" and len(words) == 3:
+        device = test_images.device
+        return latency(model, int(words[1]), lambda: png_input(words[2], device))
+    return None
 
 
 # ---------------------------------------------------------------- runtime facts
@@ -167,8 +200,8 @@ def train_step(model, optimizer, x, y):
         return loss.detach() * y.numel(), (logits.argmax(1) == y).sum()
 
 
-def tensor_epoch(model, optimizer, images, labels, generator):
-    """One epoch over in-memory tensors; returns (seconds, loss, acc)."""
+def tensor_epoch(model, optimizer, images, labels, generator, memory_format=torch.contiguous_format):
+    """One epoch over in-memory uint8 [N, C, H, W] tensors; returns (seconds, loss, acc)."""
     n = images.shape[0]
     start = time.perf_counter()
     order = torch.randperm(n, generator=generator).to(images.device)
@@ -176,7 +209,7 @@ def tensor_epoch(model, optimizer, images, labels, generator):
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     for i in range(0, n, BATCH_SIZE):
         idx = order[i:i + BATCH_SIZE]
-        x = images[idx].unsqueeze(1).float().div_(255)
+        x = images[idx].float().div_(255).contiguous(memory_format=memory_format)
         y = labels[idx]
         l, c = train_step(model, optimizer, x, y)
         loss_sum += l
@@ -200,7 +233,7 @@ def write_pngs(images: torch.Tensor, labels: torch.Tensor, png_dir: str) -> str:
     for c in np.unique(lab):
         os.makedirs(os.path.join(tmp, str(c)), exist_ok=True)
     for i in range(arr.shape[0]):
-        Image.fromarray(arr[i], mode="L").save(os.path.join(tmp, str(lab[i]), f"{i}.png"))
+        Image.fromarray(arr[i, 0], mode="L").save(os.path.join(tmp, str(lab[i]), f"{i}.png"))
     if os.path.exists(root):
         import shutil
         shutil.rmtree(root)
@@ -230,10 +263,7 @@ def load_png(path: str) -> torch.Tensor:
     with open(path, "rb") as f:
         img = Image.open(f)
         img = img.convert("RGB")  # default_loader
-    img = img.convert("L")  # transforms.Grayscale(num_output_channels=1)
-    t = torch.from_numpy(np.array(img, np.uint8, copy=True))  # transforms.ToTensor
-    t = t.view(img.size[1], img.size[0], 1).permute(2, 0, 1).contiguous()
-    return t.float().div(255)
+    return to_tensor(img.convert("L"))  # transforms.Grayscale(num_output_channels=1), ToTensor
 
 
 def original_pass(model, optimizer, samples, limit, generator):
@@ -266,8 +296,9 @@ def epoch_line(epoch, loss, acc, seconds, suffix=""):
     return f"epoch {epoch}, loss {loss:.6f}, train acc {acc:.3f}, time {seconds:.1f}s{suffix}"
 
 
-def timed_epochs(args, epoch) -> None:
-    """The warm-up, then --epochs timed epochs, or with --serve one per request on stdin."""
+def timed_epochs(args, epoch, request=lambda words: None) -> None:
+    """The warm-up, then --epochs timed epochs, or with --serve one per request on stdin;
+    `request` answers any other request (a dict), or None when it does not know it."""
     for e in range(args.warmup):
         epoch(e, False)
     if not args.serve:
@@ -277,10 +308,15 @@ def timed_epochs(args, epoch) -> None:
     print(json.dumps({"ready": True}), flush=True)
     e = args.warmup
     for line in sys.stdin:
-        if line.strip() != "epoch":
-            raise SystemExit(f"pytorch_lenet.py --serve: unknown request {line.strip()!r}")
-        print(json.dumps({"seconds": epoch(e, True)}), flush=True)
-        e += 1
+        words = line.split()
+        if words == ["epoch"]:
+            print(json.dumps({"seconds": epoch(e, True)}), flush=True)
+            e += 1
+            continue
+        answer = request(words) if words else None
+        if answer is None:
+            raise SystemExit(f"{os.path.basename(sys.argv[0])} --serve: unknown request {line.strip()!r}")
+        print(json.dumps(answer), flush=True)
     if e == args.warmup:
         raise SystemExit("pytorch_lenet.py --serve: no epoch was requested")
 
@@ -325,7 +361,6 @@ def main(argv=None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     if not args.original:
         images, labels = images.to(device), labels.to(device)
-    n = images.shape[0]
     result = {"mode": "original" if args.original else "tensor"}
 
     if args.original:
@@ -357,27 +392,41 @@ def main(argv=None) -> int:
 
         timed_epochs(args, epoch)
         result.update(decoder=f"PIL {PIL.__version__}", images=limit, epochImages=len(samples),
-                      measuredSeconds=measured, epochSeconds=scaled)
+                      measuredSeconds=measured, epochSeconds=scaled, user=user, system=system)
     else:
-        seconds_list, user, system = [], [], []
-
-        def epoch(e, timed):
-            before = resource.getrusage(resource.RUSAGE_SELF)
-            seconds, loss, acc = tensor_epoch(model, optimizer, images, labels, generator)
-            if timed:
-                seconds_list.append(seconds)
-                u, s = cpu_since(before)
-                user.append(u)
-                system.append(s)
-            print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
-            return seconds
-
-        timed_epochs(args, epoch)
         test_images = load_train(args.data_dir, "t10k")[0].to(device)
-        result.update(images=n, epochSeconds=seconds_list,
-                      evalImagesPerSecond=eval_images_per_second(model, test_images),
-                      predictSeconds=predict_seconds(model, test_images[0]))
+        result.update(tensor_run(args, model, optimizer, images, labels, generator,
+                                 lambda words: inference_request(model, test_images, words)))
 
+    finish(args, result)
+    return 0
+
+
+def tensor_run(args, model, optimizer, images, labels, generator, request=lambda words: None,
+               memory_format=torch.contiguous_format) -> dict:
+    """The in-memory loop's warm-up and timed epochs (timed_epochs): the result's fields."""
+    seconds_list, user, system = [], [], []
+
+    def epoch(e, timed):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        seconds, loss, acc = tensor_epoch(model, optimizer, images, labels, generator,
+                                          memory_format)
+        if timed:
+            seconds_list.append(seconds)
+            u, s = cpu_since(before)
+            user.append(u)
+            system.append(s)
+        print(epoch_line(e, loss, acc, seconds, "" if timed else " [warm-up]"), file=sys.stderr)
+        return seconds
+
+    timed_epochs(args, epoch, request)
+    return {"images": images.shape[0], "epochSeconds": seconds_list, "user": user,
+            "system": system}
+
+
+def finish(args, result) -> None:
+    """Prints the run's summary: one JSON object (--json) or a line."""
+    user, system = result.pop("user"), result.pop("system")
     result = {**runtime_facts(), "device": args.device, **result, "median": statistics.median(result["epochSeconds"]),
               "userSeconds": statistics.median(user), "systemSeconds": statistics.median(system)}
     if args.json:
@@ -386,7 +435,6 @@ def main(argv=None) -> int:
         print(f"torch {result['torch']}, threads {result['threads']}, BLAS {result['blas']}, "
               f"OPENBLAS_NUM_THREADS={result['openblasThreads'] or 'unset'}: median epoch "
               f"{result['median']:.2f}s over {len(result['epochSeconds'])} timed epoch(s)")
-    return 0
 
 
 if __name__ == "__main__":

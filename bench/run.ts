@@ -1,32 +1,85 @@
-// `npm run bench`: every benchmark (LeNet epoch, focal op), printed as `torchfocal bench` prints it.
-//   node dist/bench/run.js [--json] [--quick] [--device cpu|cuda] [--threads N] [--repeats N] [--python PATH]
-import { parseArgs } from 'node:util';
-import { runBench } from '../ts/bench/run';
-import { printBenchReport } from '../ts/cli/bench';
+// `torchfocal bench` / `npm run bench`: every benchmark in one run, one report.
+import os from 'node:os';
+import { pythonPath, round } from './common';
+import { runDistributedBench } from './distributed';
+import { runFocalOpBench } from './focal-op';
+import { runLenetBench, type LenetBenchOptions } from './lenet';
+import type { BenchReport } from './report';
+import { runResnet32Bench } from './resnet32';
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      json: { type: 'boolean', default: false },
-      quick: { type: 'boolean', default: false },
-      threads: { type: 'string' },
-      repeats: { type: 'string' },
-      python: { type: 'string' },
-      device: { type: 'string' },
-    },
+/** a machine busier than this (fraction of all cores) outside the benchmark gets a note */
+const BUSY_THRESHOLD = 0.15;
+
+export async function runBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
+  const cpus = os.availableParallelism();
+  const busyBefore = await busyFraction();
+  const lenet = await runLenetBench(options);
+  const threads = lenet.figures.torchfocal.threads;
+  const report: BenchReport = {
+    machine: { cpus, busyBefore: round(busyBefore, 2), busyAfter: 0 },
+    lenet: lenet.figures,
+    inference: lenet.inference,
+    ratios: lenet.ratios,
+    notes: lenet.notes,
+  };
+  const add = (part: { ratios: Record<string, number>; notes: string[] }) => {
+    Object.assign(report.ratios, part.ratios);
+    report.notes.push(...part.notes);
+  };
+  const python = lenet.figures.pytorchBest ? pythonPath(options.python) : undefined;
+  const focal = await runFocalOpBench({
+    threads,
+    repeats: options.quick ? 3 : 7,
+    device: options.device,
+    python,
+    log: options.log,
   });
-  const report = await runBench({
-    threads: values.threads === undefined ? undefined : Number(values.threads),
-    repeats: values.repeats === undefined ? undefined : Number(values.repeats),
-    quick: values.quick,
-    python: values.python,
-    device: values.device,
-    log: (line) => process.stderr.write(line + '\n'),
-  });
-  printBenchReport(report, values.json ?? false);
+  report.focalOp = focal.figures;
+  add(focal);
+  if ((options.device ?? 'cpu') === 'cpu') {
+    const dist = await runDistributedBench({ quick: options.quick, log: options.log });
+    report.distributed = dist.figures;
+    add(dist);
+    const resnet = await runResnet32Bench({
+      quick: options.quick,
+      threads,
+      seed: options.seed,
+      python,
+      log: options.log,
+    });
+    report.resnet32 = resnet.figures;
+    report.augment = resnet.augment;
+    add(resnet);
+  }
+  const busyAfter = await busyFraction();
+  report.machine.busyAfter = round(busyAfter, 2);
+  for (const [when, busy] of [
+    ['before', busyBefore],
+    ['after', busyAfter],
+  ] as const) {
+    if (busy > BUSY_THRESHOLD) {
+      report.notes.push(
+        `other work kept ${Math.round(busy * 100)}% of the ${cpus} cores busy ${when} the run: the timings are not trustworthy`,
+      );
+    }
+  }
+  return report;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-});
+/** Fraction of all cores busy during `ms` milliseconds (this process idles meanwhile). */
+async function busyFraction(ms = 1000): Promise<number> {
+  const total = () =>
+    os.cpus().reduce(
+      (acc, c) => {
+        const t = c.times;
+        acc.busy += t.user + t.nice + t.sys + t.irq;
+        acc.all += t.user + t.nice + t.sys + t.irq + t.idle;
+        return acc;
+      },
+      { busy: 0, all: 0 },
+    );
+  const a = total();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const b = total();
+  return b.all > a.all ? (b.busy - a.busy) / (b.all - a.all) : 0;
+}

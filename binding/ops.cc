@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "bench/native/focal_op_bench.h"
 #include "binding/convert.h"
 #include "binding/workers/task_worker.h"
-#include "src/bench/focal_op_bench.h"
 #include "src/ops/value_and_grad.h"
 #include "src/train/runtime.h"
 

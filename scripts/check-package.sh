@@ -16,11 +16,12 @@ say "packing (prepack compiles the TypeScript)"
 tarball=$(npm pack --silent --pack-destination "$work" | tail -1)
 tar -tzf "$work/$tarball" > "$work/contents"
 for f in dist/ts/index.js dist/ts/index.d.ts dist/ts/cli/main.js scripts/install.js CMakeLists.txt \
-  binding/addon.cc src/train/trainer.cpp models/registry.cpp bench/pytorch_lenet.py \
+  binding/addon.cc src/train/trainer.cpp models/registry.cpp bench/native/focal_op_bench.cpp \
+  dist/bench/run.js bench/pytorch_lenet.py bench/pytorch_resnet32.py bench/d2l_models.py \
   ts/export/onnx.proto; do
   grep -qx "package/$f" "$work/contents" || { say "the tarball lacks $f"; exit 1; }
 done
-if grep -qE '^package/(test|dist/test|dist/bench)/' "$work/contents"; then
+if grep -qE '^package/(test|dist/test)/' "$work/contents"; then
   say "the tarball carries tests"; exit 1
 fi
 say "$tarball: $(wc -l < "$work/contents") files, $(du -k "$work/$tarball" | cut -f1) KiB"
@@ -38,6 +39,9 @@ test -f node_modules/torchfocal/build/Release/torchfocal.node || { say "no addon
 version=$(node -p "require('torchfocal/package.json').version")
 [ "$(npx torchfocal --version)" = "$version" ] || { say "--version is not $version"; exit 1; }
 npx torchfocal info
+# the bench's harness and its baselines resolve from the installed package (not run: minutes)
+npx torchfocal bench --help > /dev/null
+node -e 'require("torchfocal/dist/bench/run.js")'
 npx torchfocal info --json | node -e '
   const info = JSON.parse(require("fs").readFileSync(0, "utf8"));
   if (!info.runtime || !/^\d+\.\d+\.\d+$/.test(info.runtime.torchVersion)) process.exit(1);'

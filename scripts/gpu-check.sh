@@ -90,7 +90,7 @@ if [[ -f $TORCHFOCAL_ADDON ]]; then
   step nccl-1gpu 120 node dist/ts/cli/main.js train --nproc 1 --device cuda --epochs 1 \
     --out "$OUT/nccl-run" --json
   # ---- The benchmark on the GPU (LeNet epoch, inference, focal op; PyTorch in the same run) ----
-  step bench-cuda 300 node dist/bench/run.js --quick --device cuda --python "$PY" --json
+  step bench-cuda 300 node dist/ts/cli/main.js bench --quick --device cuda --python "$PY" --json
   # the bench log ends with its JSON object; keep it on its own
   tail -1 "$OUT/bench-cuda.log" > "$OUT/bench-cuda.json"
 fi
@@ -108,7 +108,7 @@ if [[ -s $OUT/bench-cuda.json ]]; then
       `| torchfocal LeNet epoch (cuda, uncaptured) | ${s(l.torchfocalUncaptured?.seconds)} s |`,
       ...(l.timeTo99?.recipes ?? []).map((t) => `| to 99% test accuracy, ${t.recipe} | ${s(t.seconds ?? undefined)} s of training, ${t.epochs} epochs, acc ${t.accuracy} |`),
       `| PyTorch eager, GPU-resident (best / default) | ${s(l.pytorchBest?.seconds)} s / ${s(l.pytorchDefault?.seconds)} s |`,
-      `| eval images/s torchfocal / PyTorch | ${s(l.torchfocal.evalImagesPerSecond)} / ${s(l.pytorchBest?.evalImagesPerSecond)} |`,
+      `| eval images/s torchfocal / PyTorch | ${s(r.inference.torchfocal.evalImagesPerSecond)} / ${s(r.inference.pytorch?.evalImagesPerSecond)} |`,
       ...Object.entries(r.ratios).map(([k, v]) => `| ${k} | ${v} |`),
       ...r.notes.map((n) => `| note | ${n} |`)];
     console.log(lines.join("\n"));' "$OUT/bench-cuda.json" 2>/dev/null | tee -a "$SUMMARY"

@@ -9,7 +9,7 @@ import {
   parseImbalance,
   type Dataset,
 } from '../ts/index';
-import { runFocalOpBench } from '../ts/bench/focal-op';
+import { runFocalOpBench } from '../bench/focal-op';
 
 // An independent float64 reference in plain JS: softmax focal loss and its analytic gradient
 // by central finite differences.

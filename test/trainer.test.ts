@@ -251,7 +251,7 @@ test('checkpoint: safetensors weights load into the original PyTorch definitions
 
 test('every zoo network has the parameter names and shapes PyTorch gives the same definitions', async (t) => {
   const py = JSON.parse(
-    execFileSync(PYTHON, [path.join(ROOT, 'test', 'fixtures', 'd2l_models.py')], {
+    execFileSync(PYTHON, [path.join(ROOT, 'bench', 'd2l_models.py')], {
       encoding: 'utf8',
       maxBuffer: 1 << 24,
     }),

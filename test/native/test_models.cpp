@@ -1,5 +1,5 @@
 // The network zoo against PyTorch: the reference numbers and names below come from
-// test/fixtures/d2l_models.py under PyTorch 1.13.1 (Debian's python3-torch), i.e. from the
+// bench/d2l_models.py under PyTorch 1.13.1 (Debian's python3-torch), i.e. from the
 // Dive-into-Deep-Learning definitions themselves, and for resnet18/34/50 from torchvision's
 // (test/fixtures/torchvision_resnet.py, python3-torchvision 0.14).
 #include <gtest/gtest.h>

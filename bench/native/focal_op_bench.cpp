@@ -1,4 +1,4 @@
-#include "src/bench/focal_op_bench.h"
+#include "bench/native/focal_op_bench.h"
 
 #include <torch/torch.h>
 

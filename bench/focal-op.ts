@@ -1,8 +1,8 @@
 // The focal-op benchmark: the fused op against LibTorch's cross-entropy and the original
 // experiment's composed focal loss (in LibTorch and in PyTorch), forward + backward, float32.
 import path from 'node:path';
-import { call, native } from '../native';
-import { PACKAGE_ROOT } from '../package';
+import { call, native } from '../ts/native';
+import { PACKAGE_ROOT } from '../ts/package';
 import { exec, lastLine, pythonUnavailable, round, threadFreeEnv } from './common';
 
 /** Median seconds per forward + backward at one size. */

@@ -1,22 +1,19 @@
 // The LeNet epoch benchmark: torchfocal against PyTorch (tuned and at its defaults) and against
 // the original experiment's PNG-decoding loop, all measured in one run on this machine.
-import type { DistributedFigures } from './distributed';
-import type { AugmentFigures } from './augment';
-import os from 'node:os';
 import path from 'node:path';
-import { native } from '../native';
-import { PACKAGE_ROOT } from '../package';
-import { Trainer } from '../train/trainer';
-import type { CudaGraphMode, TrainerOptions } from '../train/options';
-import { scheduleSpan } from '../train/run';
-import { loadMnist } from '../data/mnist';
-import { subset, type Dataset, type DataSplit } from '../data/dataset';
+import { native } from '../ts/native';
+import { PACKAGE_ROOT } from '../ts/package';
+import { Trainer } from '../ts/train/trainer';
+import type { CudaGraphMode, TrainerOptions } from '../ts/train/options';
+import { scheduleSpan } from '../ts/train/run';
+import { loadMnist } from '../ts/data/mnist';
+import type { DataSplit } from '../ts/data/dataset';
 import { checkInt, median, pythonPath, pythonUnavailable, round } from './common';
+import { inferenceRatios, runInferenceBench, type InferenceFigures } from './inference';
 import { MissingDependency, PythonEpochs } from './pytorch-baseline';
-import type { FocalOpFigures } from './focal-op';
 
 /** One configuration's timed epochs (warm-up excluded). */
-export interface TimedRun extends InferenceFigures {
+export interface TimedRun {
   /** median of `epochSeconds` */
   seconds: number;
   epochSeconds: number[];
@@ -31,19 +28,13 @@ export interface TimedRun extends InferenceFigures {
   /** median CPU seconds per timed epoch, all threads of the process: user and kernel */
   userSeconds: number;
   systemSeconds: number;
+  /** PyTorch: the memory layout it trained in, when it chose one (ResNet-32) */
+  layout?: string;
 }
 
 export interface TorchfocalRun extends TimedRun {
   /** median wall time of `trainer.epochs()` steps seen from JS (N-API overhead included) */
   wallSeconds: number;
-}
-
-/** Inference after the timed epochs (TimedRun fields of the in-memory runs). */
-export interface InferenceFigures {
-  /** test-set images per second through `evaluate` (batches of 1000, metrics included) */
-  evalImagesPerSecond?: number;
-  /** one image's class probabilities, median of 50 calls (JS call to result for torchfocal) */
-  predictSeconds?: number;
 }
 
 export interface OriginalRun extends TimedRun {
@@ -127,32 +118,6 @@ export interface LenetFigures {
   original?: OriginalRun;
 }
 
-/**
- * What `torchfocal bench` reports. Each section holds the figures of one benchmark; `ratios`
- * holds every cross-run ratio by name (time ratios: < 1 means torchfocal is faster). New
- * benchmarks add an optional section here and their ratios to the same map.
- */
-export interface BenchReport {
-  machine: {
-    cpus: number;
-    /**
-     * Fraction of all cores busy (0..1) during one second before and one second after the run,
-     * while the benchmark itself was idle: other work on the machine skews every figure.
-     */
-    busyBefore: number;
-    busyAfter: number;
-  };
-  lenet: LenetFigures;
-  /** the focal-op benchmark (ts/bench/focal-op.ts), when it ran */
-  focalOp?: FocalOpFigures;
-  /** data-parallel throughput (ts/bench/distributed.ts), on the CPU */
-  distributed?: DistributedFigures;
-  /** on-device augmentation's cost (ts/bench/augment.ts), on the CPU */
-  augment?: AugmentFigures;
-  ratios: Record<string, number>;
-  notes: string[];
-}
-
 export interface LenetBenchOptions {
   /** 'cpu' (default) or 'cuda': torchfocal and the PyTorch in-memory loops train there */
   device?: string;
@@ -167,6 +132,10 @@ export interface LenetBenchOptions {
   /** fewer epochs, no PNG-decoding loop */
   quick?: boolean;
   seed?: number;
+  /** interleaved rounds of the inference figures (default 5, quick 2), best reported */
+  inferenceRounds?: number;
+  /** calls per one-image prediction block (default 1000) */
+  predictCalls?: number;
   /** images per timed pass of the PNG loop, scaled to a full epoch (default 6400) */
   originalImages?: number;
   /** where the PNG copy of MNIST is written once (default node_modules/.cache/torchfocal/mnist-png) */
@@ -177,12 +146,16 @@ export interface LenetBenchOptions {
 
 const SCRIPT = path.join(PACKAGE_ROOT, 'bench', 'pytorch_lenet.py');
 const BATCH_SIZE = 128;
-/** a machine busier than this (fraction of all cores) outside the benchmark gets a note */
-const BUSY_THRESHOLD = 0.15;
 /** kernel CPU above this share of an epoch's time gets a note (page-fault churn) */
 const SYSTEM_SHARE = 0.2;
 
-export async function runLenetBench(options: LenetBenchOptions = {}): Promise<BenchReport> {
+/** The LeNet figures, then the inference figures of its trained model (bench/inference.ts). */
+export async function runLenetBench(options: LenetBenchOptions = {}): Promise<{
+  figures: LenetFigures;
+  inference: InferenceFigures;
+  ratios: Record<string, number>;
+  notes: string[];
+}> {
   const log = options.log ?? (() => {});
   const repeats = options.repeats ?? (options.quick ? 1 : 5);
   const warmup = options.warmup ?? 1;
@@ -192,9 +165,11 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   checkInt('warmup', warmup, 0);
   checkInt('threads', threads, 0);
   checkInt('seed', seed, 0);
+  const inferenceRounds = options.inferenceRounds ?? (options.quick ? 2 : 5);
+  const predictCalls = options.predictCalls ?? 1000;
+  checkInt('inferenceRounds', inferenceRounds, 1);
+  checkInt('predictCalls', predictCalls, 1);
   const notes: string[] = [];
-  const cpus = os.availableParallelism();
-  const busyBefore = await busyFraction();
 
   const baseline = { python: pythonPath(options.python), script: SCRIPT, seed, warmup, log };
   const unavailable = await pythonUnavailable(baseline.python, SCRIPT, 'import torch, numpy');
@@ -270,11 +245,24 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
     notes.push(`PyTorch baselines skipped: ${unavailable}`);
   }
   let torchfocal: TorchfocalRun;
+  let inference: InferenceFigures | undefined;
+  // After the timed epochs, the trained model's inference against PyTorch best's, interleaved.
+  const afterEpochs = async (trainer: Trainer, trainSeconds: number) => {
+    inference = await runInferenceBench(trainer, data.test, {
+      trainSeconds,
+      trainImages: data.train.count,
+      pytorch: baselines.find((b) => b.name === 'pytorchBest')?.run,
+      rounds: inferenceRounds,
+      predictCalls,
+      log,
+    });
+  };
   const runs: { pytorchBest?: TimedRun; pytorchDefault?: TimedRun; original?: OriginalRun } = {};
   try {
     torchfocal = await timeTorchfocal(data, {
       ...{ threads, seed, warmup, repeats, log, device },
       between: unavailable ? undefined : between,
+      afterEpochs,
     });
     for (const b of baselines) runs[b.name] = (await b.run.finish()) as OriginalRun;
   } finally {
@@ -321,13 +309,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
   ratio('torchfocalVsPytorchDefault', pytorchDefault);
   ratio('torchfocalVsOriginal', original);
   ratio('cudaGraphVsUncaptured', torchfocalUncaptured);
-  // Inference, as time ratios too (< 1: torchfocal faster): time per image, time per call.
-  const tfIps = torchfocal.evalImagesPerSecond;
-  const pyIps = pytorchBest?.evalImagesPerSecond;
-  if (tfIps && pyIps) ratios.evalVsPytorchBest = round(pyIps / tfIps, 3);
-  const tfPredict = torchfocal.predictSeconds;
-  const pyPredict = pytorchBest?.predictSeconds;
-  if (tfPredict && pyPredict) ratios.predictVsPytorchBest = round(tfPredict / pyPredict, 3);
+  Object.assign(ratios, inferenceRatios(inference!));
   if (pytorchBest && pytorchDefault && pytorchDefault.seconds < pytorchBest.seconds) {
     notes.push(
       `PyTorch at its defaults (${threadCount(pytorchDefault.threads)}) beat the tuned run (${threadCount(pytorchBest.threads)}, OPENBLAS_NUM_THREADS=1): compare against the faster one`,
@@ -345,23 +327,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<Be
       `torchfocal's BLAS is ${torchfocal.blas}, not OpenBLAS: the Linear layers run about 3× slower (install libopenblas0-pthread)`,
     );
   }
-  const busyAfter = await busyFraction();
-  for (const [when, busy] of [
-    ['before', busyBefore],
-    ['after', busyAfter],
-  ] as const) {
-    if (busy > BUSY_THRESHOLD) {
-      notes.push(
-        `other work kept ${Math.round(busy * 100)}% of the ${cpus} cores busy ${when} the run: the timings are not trustworthy`,
-      );
-    }
-  }
-  return {
-    machine: { cpus, busyBefore: round(busyBefore, 2), busyAfter: round(busyAfter, 2) },
-    lenet: figures,
-    ratios,
-    notes,
-  };
+  return { figures, inference: inference!, ratios, notes };
 }
 
 async function timeTorchfocal(
@@ -376,9 +342,11 @@ async function timeTorchfocal(
     cudaGraph?: CudaGraphMode;
     /** runs after each timed epoch, while this trainer waits (the interleaved baselines) */
     between?: () => Promise<void>;
+    /** runs after the timed epochs with the trained trainer and the median epoch's seconds */
+    afterEpochs?: (trainer: Trainer, seconds: number) => Promise<void>;
   },
 ): Promise<TorchfocalRun> {
-  const { train, test } = data;
+  const { train } = data;
   const trainer = await Trainer.create({
     model: 'lenet',
     classNames: train.classNames,
@@ -388,7 +356,6 @@ async function timeTorchfocal(
     batchSize: BATCH_SIZE,
     cudaGraph: o.cudaGraph,
   });
-  let inference: InferenceFigures = {};
   const nativeSeconds: number[] = [];
   const wall: number[] = [];
   const user: number[] = [];
@@ -417,7 +384,7 @@ async function timeTorchfocal(
       start = performance.now();
       cpu = process.cpuUsage();
     }
-    inference = await timeInference(trainer, test, o.log);
+    await o.afterEpochs?.(trainer, median(nativeSeconds));
   } finally {
     trainer.dispose();
   }
@@ -432,7 +399,6 @@ async function timeTorchfocal(
     torch: info.torchVersion,
     userSeconds: round(median(user), 3),
     systemSeconds: round(median(system), 3),
-    ...inference,
   };
 }
 
@@ -481,54 +447,6 @@ async function timeToAccuracy(
     epochs,
     accuracy: round(accuracy, 4),
   };
-}
-
-/** Test-set throughput (median of 3 passes) and one-image predict latency (median of 50). */
-async function timeInference(
-  trainer: Trainer,
-  test: Dataset,
-  log: (line: string) => void,
-): Promise<InferenceFigures> {
-  await trainer.setData({ test });
-  const passes: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const start = performance.now();
-    await trainer.evaluate();
-    passes.push((performance.now() - start) / 1000);
-  }
-  const one = subset(test, [0]);
-  const calls: number[] = [];
-  for (let i = 0; i < 50; i++) {
-    const start = performance.now();
-    await trainer.predict(one.images, one);
-    calls.push((performance.now() - start) / 1000);
-  }
-  const figures = {
-    evalImagesPerSecond: Math.round(test.count / median(passes)),
-    predictSeconds: round(median(calls), 6),
-  };
-  log(
-    `torchfocal: evaluate ${figures.evalImagesPerSecond} images/s, predict one image ${(figures.predictSeconds * 1e3).toFixed(2)} ms`,
-  );
-  return figures;
-}
-
-/** Fraction of all cores busy during `ms` milliseconds (this process idles meanwhile). */
-async function busyFraction(ms = 1000): Promise<number> {
-  const total = () =>
-    os.cpus().reduce(
-      (acc, c) => {
-        const t = c.times;
-        acc.busy += t.user + t.nice + t.sys + t.irq;
-        acc.all += t.user + t.nice + t.sys + t.irq + t.idle;
-        return acc;
-      },
-      { busy: 0, all: 0 },
-    );
-  const a = total();
-  await new Promise((resolve) => setTimeout(resolve, ms));
-  const b = total();
-  return b.all > a.all ? (b.busy - a.busy) / (b.all - a.all) : 0;
 }
 
 function cacheDir(): string {

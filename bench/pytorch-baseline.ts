@@ -1,6 +1,7 @@
-// A PyTorch baseline of the LeNet bench (bench/pytorch_lenet.py --serve) kept running, so that
-// its timed epochs can be interleaved with torchfocal's: on this VM the same configuration moves
-// by up to ±30% from one minute to the next, and figures taken minutes apart compare the minutes.
+// A PyTorch baseline (bench/pytorch_lenet.py or pytorch_resnet32.py --serve) kept running, so
+// that its timed epochs and inference blocks can be interleaved with torchfocal's: on this VM the
+// same configuration moves by up to ±30% from one minute to the next, and figures taken minutes
+// apart compare the minutes.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -56,7 +57,7 @@ export class PythonEpochs {
   }
 
   /**
-   * Starts pytorch_lenet.py --serve with `args` (`env` laid over an environment cleared of
+   * Starts the script with --serve, `args` (`env` laid over an environment cleared of
    * thread settings) and resolves once its warm-up epochs are done.
    */
   static async start(
@@ -103,13 +104,22 @@ export class PythonEpochs {
 
   /** Runs one timed epoch; resolves with its seconds. */
   async epoch(): Promise<number> {
-    this.child.stdin.write('epoch\n');
+    const answer = await this.request('epoch');
+    if (typeof answer.seconds !== 'number') {
+      throw new Error(`${this.label}: an epoch answered ${JSON.stringify(answer)}`);
+    }
+    return answer.seconds;
+  }
+
+  /** Sends one request line (pytorch_lenet.py's doc lists them); resolves with its answer. */
+  async request(line: string): Promise<Record<string, unknown>> {
+    this.child.stdin.write(line + '\n');
     const answer = await this.next();
-    if (typeof answer?.seconds !== 'number') {
+    if (answer === null) {
       this.kill();
       throw this.failure(await this.exited);
     }
-    return answer.seconds;
+    return answer;
   }
 
   /** Ends the requests: the baseline measures inference and reports all its figures. */
@@ -158,7 +168,7 @@ export class PythonEpochs {
   }
 }
 
-/** pytorch_lenet.py's JSON as the bench reports it. */
+/** The script's JSON as the bench reports it. */
 function toRun(out: Record<string, unknown>): TimedRun | OriginalRun {
   const result: TimedRun = {
     seconds: round(out.median as number, 3),
@@ -169,12 +179,7 @@ function toRun(out: Record<string, unknown>): TimedRun | OriginalRun {
     torch: out.torch as string,
     userSeconds: round(out.userSeconds as number, 3),
     systemSeconds: round(out.systemSeconds as number, 3),
-    ...(typeof out.evalImagesPerSecond === 'number' && {
-      evalImagesPerSecond: Math.round(out.evalImagesPerSecond),
-    }),
-    ...(typeof out.predictSeconds === 'number' && {
-      predictSeconds: round(out.predictSeconds, 6),
-    }),
+    ...(typeof out.layout === 'string' && { layout: out.layout }),
   };
   if (out.mode !== 'original') return result;
   return {

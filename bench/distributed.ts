@@ -3,6 +3,7 @@
 // time, evaluation excluded). The first epoch is warm-up.
 import os from 'node:os';
 import path from 'node:path';
+import { PACKAGE_ROOT } from '../ts/package';
 import { exec, lastLine, median, round } from './common';
 
 export interface DistributedFigures {
@@ -13,7 +14,7 @@ export interface DistributedFigures {
   epochs: number;
 }
 
-const CLI = path.join(__dirname, '..', 'cli', 'main.js');
+const CLI = path.join(PACKAGE_ROOT, 'dist', 'ts', 'cli', 'main.js');
 const MNIST_TRAIN = 60000;
 
 async function imagesPerSecond(extra: string[], epochs: number, out: string): Promise<number> {
