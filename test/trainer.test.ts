@@ -123,6 +123,34 @@ test('a call while an epoch is in flight gets a clear error; abort stops the loo
   await t.throwsAsync(trainer.evaluate(), { message: /disposed/ });
 });
 
+test('one-image predict: at once when the engine is idle, queued behind another epoch when not; the same probabilities either way', async (t) => {
+  const data = await smallMnist(2000, 50);
+  const options = { model: 'lenet', classNames: data.train.classNames, threads: 1, seed: 3 };
+  const busy = await Trainer.create({ ...options, batchSize: 16 });
+  const serving = await Trainer.create(options);
+  await busy.setData({ train: data.train });
+  const one = data.test.images.subarray(0, 784);
+  const shape = { count: 1, height: 28, width: 28 };
+  const idle = await serving.predict(one, shape);
+  // The other trainer's epoch holds the engine thread: the prediction waits its turn (the
+  // JS thread is never blocked on someone else's job, so the timer below still fires).
+  const epoch = busy.fit(1);
+  await new Promise((r) => setTimeout(r, 20));
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const queued = await serving.predict(one, shape);
+  clearInterval(timer);
+  await epoch;
+  t.deepEqual(queued[0].probabilities, idle[0].probabilities);
+  t.true(ticks > 0);
+  // An engine error on the immediate path rejects like any other.
+  const unnormalised = await Trainer.create({ ...options, normalize: 'dataset' });
+  await t.throwsAsync(unnormalised.predict(one, shape), {
+    message: /predict: normalize 'dataset' needs the training data first/,
+  });
+  for (const trainer of [busy, serving, unnormalised]) trainer.dispose();
+});
+
 test('bad options and data are rejected with errors naming the argument', async (t) => {
   const names = ['a', 'b', 'c'];
   await t.throwsAsync(Trainer.create({ model: 'nosuchnet', classNames: names }), {

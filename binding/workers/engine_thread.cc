@@ -14,15 +14,18 @@ class EngineThread {
  public:
   EngineThread() : thread_([this] { Loop(); }) { thread_.detach(); }
 
-  void Run(const std::function<void()>& job) {
+  // Queues `job` (if idle, or `only_if_idle` is false) and waits for it; false: not queued.
+  bool Run(const std::function<void()>& job, bool only_if_idle = false) {
     std::packaged_task<void()> task(job);
     auto done = task.get_future();
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      if (only_if_idle && (running_ || !queue_.empty())) return false;
       queue_.push_back(std::move(task));
     }
     ready_.notify_one();
     done.get();  // rethrows the job's exception
+    return true;
   }
 
  private:
@@ -34,23 +37,33 @@ class EngineThread {
         ready_.wait(lock, [this] { return !queue_.empty(); });
         task = std::move(queue_.front());
         queue_.pop_front();
+        running_ = true;
       }
       task();
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_ = false;
     }
   }
 
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<std::packaged_task<void()>> queue_;
+  bool running_ = false;
   std::thread thread_;
 };
 
-}  // namespace
-
-void RunOnEngineThread(const std::function<void()>& job) {
+EngineThread& Engine() {
   // Never destroyed: the detached thread may still wait on it while the process exits.
   static EngineThread* engine = new EngineThread();
-  engine->Run(job);
+  return *engine;
+}
+
+}  // namespace
+
+void RunOnEngineThread(const std::function<void()>& job) { Engine().Run(job); }
+
+bool RunOnIdleEngineThread(const std::function<void()>& job) {
+  return Engine().Run(job, /*only_if_idle=*/true);
 }
 
 }  // namespace torchfocal::binding

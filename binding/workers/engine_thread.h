@@ -14,4 +14,10 @@ namespace torchfocal::binding {
 // futexes, which cost a LeNet epoch 70,000 sleeps and wake-ups and 20-30% of its time.
 void RunOnEngineThread(const std::function<void()>& job);
 
+// Runs `job` as above only when the engine thread is idle (nothing running or queued) and returns
+// true; returns false, having run nothing, when it is busy. For work of a fraction of a
+// millisecond (one image's prediction), where the hops through libuv's pool cost a third as much
+// again: the JS thread waits for the job itself, never for someone else's.
+bool RunOnIdleEngineThread(const std::function<void()>& job);
+
 }  // namespace torchfocal::binding

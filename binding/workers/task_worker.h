@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -31,6 +32,28 @@ class TaskWorker final : public Napi::AsyncWorker {
     auto promise = worker->deferred_.Promise();
     worker->Queue();  // libuv owns the worker now and deletes it after OnOK/OnError
     return promise;
+  }
+
+  // The same task run at once, the JS thread waiting, when the engine thread is idle (engine
+  // thread.h says for what); its promise comes back settled. Empty, having run nothing, when the
+  // engine thread is busy: Start it then.
+  static std::optional<Napi::Promise> TryNow(Napi::Env env, const std::string& op, const Run& run,
+                                             const Convert& convert) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    try {
+      Result result{};
+      if (!RunOnIdleEngineThread([&] { result = run(); })) return std::nullopt;
+      deferred.Resolve(convert(env, result));
+    } catch (const Napi::Error& e) {
+      deferred.Reject(e.Value());
+    } catch (const std::exception& e) {
+      auto error = Napi::Error::New(env, op + ": " + Describe(e));
+      if (const char* code = ErrorCode(e)) error.Set("code", Napi::String::New(env, code));
+      deferred.Reject(error.Value());
+    } catch (...) {
+      deferred.Reject(Napi::Error::New(env, op + ": unknown native error").Value());
+    }
+    return deferred.Promise();
   }
 
  protected:
