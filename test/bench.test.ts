@@ -142,7 +142,7 @@ test('the inference bench measures torchfocal and a live PyTorch baseline in rou
       predictCalls: 30,
       log: (line) => lines.push(line),
     });
-    t.like(f, { model: 'lenet', testImages: 10000, evalBatchSize: 64, rounds: 2 });
+    t.like(f, { model: 'lenet', testImages: 10000, evalBatchSize: 128, rounds: 2 });
     t.is(f.torchfocal.trainImagesPerSecond, 20000);
     const py = f.pytorch!;
     t.deepEqual(Object.keys(py.layouts).sort(), ['channels_last', 'nchw']);

@@ -17,14 +17,14 @@ export type AmpMode = (typeof AMP_MODES)[number];
 export type MemoryFormat = (typeof MEMORY_FORMATS)[number];
 
 /**
- * The evaluation batch when none is given: 64 on the CPU, where larger batches spill the caches
- * (at 1000 a LeNet evaluates 8× slower, a ResNet 1.8×: bench/NOTES.md) and where a signal is
+ * The evaluation batch when none is given: 128 on the CPU, where each of two threads takes a
+ * slice of 64 (larger slices spill the caches: bench/NOTES.md §17, §21) and where a signal is
  * heard between batches; 1000 on a GPU.
  */
 export function defaultEvalBatchSize(device: string): number {
   const gpu =
     device.startsWith('cuda') || (device === 'auto' && native().runtimeInfo().cudaAvailable);
-  return gpu ? 1000 : 64;
+  return gpu ? 1000 : 128;
 }
 
 /**
