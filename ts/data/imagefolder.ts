@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import sharp from 'sharp';
 import { isDirectory, luma, type Dataset, type DataSplit } from './dataset';
-import { decodePlainPng, plainPng, readStart } from './png';
+import { decodePlainPng, plainPngFile } from './png';
 import {
   cacheEntry,
   readCached,
@@ -356,16 +356,6 @@ interface Scan {
   maxPixels: number;
 }
 
-// A small plain PNG's header, read synchronously; undefined for any other file.
-function plainHeader(file: string) {
-  if (path.extname(file).toLowerCase() !== '.png') return undefined;
-  try {
-    return plainPng(readStart(file));
-  } catch {
-    return undefined; // sharp will say why
-  }
-}
-
 // Reads the listed images' sizes from their headers (no decoding yet).
 async function scanHeaders(listed: Listed, maxPixels: number, signal?: AbortSignal): Promise<Scan> {
   const skipped = [...listed.skipped];
@@ -373,7 +363,7 @@ async function scanHeaders(listed: Listed, maxPixels: number, signal?: AbortSign
     listed.files,
     IN_FLIGHT,
     async (file) => {
-      const png = plainHeader(file);
+      const png = plainPngFile(file);
       const over = png && overPixelLimit(png.width, png.height, maxPixels);
       if (over) {
         skipped.push({ file, reason: over });
@@ -554,6 +544,14 @@ export async function decodeImage(
     throw new Error(`${file}: ${unreadableReason(err, err)}`);
   });
   if (!st.isFile()) throw new Error(`${file}: not a regular file (${fileKind(st)})`);
+  const png = plainPngFile(file);
+  const fits = png && (!size || (size.width === png.width && size.height === png.height));
+  const plain = fits && png.width * png.height <= maxPixels ? decodePlainSafely(file) : undefined;
+  if (plain && png) {
+    const { width, height } = png;
+    const pixels = plain.rgb ? toChannels(plain.rgb, channels) : greyAs(plain.grey, channels);
+    return { pixels, width, height };
+  }
   try {
     const { width, height } = await sharp(file, { limitInputPixels: false }).metadata();
     const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
@@ -574,6 +572,14 @@ function decodePlainSafely(file: string): ReturnType<typeof decodePlainPng> {
   } catch {
     return undefined;
   }
+}
+
+// A grey plane as `channels` planes (3: the same plane thrice, as the RGB of a grey image).
+function greyAs(grey: Uint8Array, channels: 1 | 3): Uint8Array {
+  if (channels === 1) return grey;
+  const out = new Uint8Array(3 * grey.length);
+  for (let c = 0; c < 3; c++) out.set(grey, c * grey.length);
+  return out;
 }
 
 // Counts decoded files for LoadOptions.onProgress.

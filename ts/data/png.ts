@@ -73,6 +73,16 @@ export function readStart(file: string, limit = HEAD_BYTES): Buffer {
   }
 }
 
+/** The file's plain PNG header (see plainPng), or undefined for any other file. */
+export function plainPngFile(file: string): PlainPng | undefined {
+  if (!file.toLowerCase().endsWith('.png')) return undefined;
+  try {
+    return plainPng(readStart(file));
+  } catch {
+    return undefined; // sharp will say why
+  }
+}
+
 /**
  * A plain PNG file's pixels, alpha dropped: `grey` (one plane) for a grey PNG, else `rgb`
  * (interleaved); undefined when the file is not a plain PNG (any more). Throws when it is
