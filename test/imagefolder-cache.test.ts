@@ -11,7 +11,8 @@ import {
   type LoadOptions,
   type LoadProgress,
 } from '../ts/index';
-import { tempDir } from './helpers/cli';
+import { jsonLines, quickTrainArgs, runCli, tempDir } from './helpers/cli';
+import { mnistImageFolder } from './helpers/imagefolder';
 
 // Noise that does not compress away, seeded per image.
 function noise(bytes: number, seed: number): Buffer {
@@ -189,4 +190,41 @@ test('decoded cache: a cache folder that cannot be written costs a warning, not 
   same(t, split.train, fresh.split.train, 'train');
   t.is(warnings.length, 2);
   t.regex(warnings[0], /training: the decoded images could not be kept in the cache: .*ENOTDIR/);
+});
+
+test('CLI: train keeps both splits, --resume and eval read them back (never rewritten), --no-decode-cache keeps nothing', async (t) => {
+  const root = await mnistImageFolder(20, 10);
+  const cache = tempDir();
+  const env = { TORCHFOCAL_CACHE: cache };
+  const decoded = path.join(cache, 'decoded');
+  const out = path.join(tempDir(), 'run');
+  const trained = await runCli(quickTrainArgs(root, out, '--epochs', '1'), { env });
+  t.is(trained.code, 0, trained.stderr);
+  const files = fs.readdirSync(decoded).map((f) => path.join(decoded, f));
+  t.is(files.length, 2);
+  const written = files.map((f) => fs.statSync(f, { bigint: true }).mtimeNs);
+  const resumed = await runCli(quickTrainArgs(root, out, '--epochs', '2', '--resume'), { env });
+  t.is(resumed.code, 0, resumed.stderr);
+  const evaluated = await runCli(['eval', '--checkpoint', out, '--threads', '1', '--json'], {
+    env,
+  });
+  t.is(evaluated.code, 0, evaluated.stderr);
+  t.deepEqual(
+    jsonLines(evaluated.stdout)[0].confusion,
+    jsonLines(resumed.stdout).at(-1)!.eval.confusion,
+  );
+  // a decode would have replaced them (a miss writes the split again)
+  t.deepEqual(fs.readdirSync(decoded).sort(), files.map((f) => path.basename(f)).sort());
+  t.deepEqual(
+    files.map((f) => fs.statSync(f, { bigint: true }).mtimeNs),
+    written,
+  );
+  const empty = tempDir();
+  const off = await runCli(
+    ['eval', '--checkpoint', out, '--threads', '1', '--json', '--no-decode-cache'],
+    { env: { TORCHFOCAL_CACHE: empty } },
+  );
+  t.is(off.code, 0, off.stderr);
+  t.is(off.stdout, evaluated.stdout);
+  t.deepEqual(fs.readdirSync(empty), []);
 });

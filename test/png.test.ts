@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import sharp from 'sharp';
+import { loadDataset } from '../ts/index';
 import { decodePlainPng, plainPng, readStart, JS_PNG_MAX_PIXELS } from '../ts/data/png';
 import { tempDir } from './helpers/cli';
 
@@ -113,4 +114,40 @@ test('a damaged plain PNG throws (its image folder then asks sharp, for its mess
   fs.writeFileSync(file, bytes.subarray(0, bytes.length - 30)); // cut in its pixel data
   t.truthy(plainPng(readStart(file)));
   t.throws(() => decodePlainPng(file));
+});
+
+test('an abort stops a load of small PNGs (decoded in JS, without waiting) within 100 ms', async (t) => {
+  const root = tempDir();
+  const first = path.join(root, 'first.png');
+  await sharp(noise(64 * 64, 5), { raw: { width: 64, height: 64, channels: 1 } })
+    .toColourspace('b-w')
+    .png()
+    .toFile(first);
+  for (const split of ['training', 'testing']) {
+    for (const cls of ['a', 'b']) {
+      const dir = path.join(root, split, cls);
+      fs.mkdirSync(dir, { recursive: true });
+      for (let i = 0; i < 3000; i++) fs.copyFileSync(first, path.join(dir, `${i}.png`));
+    }
+  }
+  const abort = new AbortController();
+  let decoded = 0;
+  let total = 0;
+  let abortedAt = 0;
+  const loading = loadDataset(root, {
+    signal: abort.signal,
+    onProgress: (p) => {
+      ({ decoded, total } = p);
+      // From a timer, as a signal comes: it runs only if the decoding lets the event loop run.
+      if (decoded === 1000) {
+        abortedAt = Date.now();
+        setTimeout(() => abort.abort(), 0);
+      }
+    },
+  });
+  const err = await t.throwsAsync(loading);
+  const took = Date.now() - abortedAt;
+  t.is(err?.name, 'AbortError');
+  t.true(decoded < total, `the load had ended: ${decoded} of ${total}`);
+  t.true(took < 100, `stopped ${took} ms after the abort was due`);
 });

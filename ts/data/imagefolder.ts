@@ -594,6 +594,7 @@ class DecodeCounter {
   cached = 0;
   /** `files` more done: decoded (one at a time), left out, or read back from the cache */
   tick(files = 1, cached = false): void {
+    if (files === 0) return;
     this.decoded += files;
     if (cached) this.cached += files;
     const { decoded, total } = this;
