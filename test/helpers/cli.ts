@@ -14,6 +14,10 @@ export interface CliResult {
   stderr: string;
 }
 
+// The CLI keeps decoded image folders in its cache folder: runs from tests keep them in one of
+// this test process (unless TORCHFOCAL_CACHE says otherwise), not in the user's.
+let testCache: string | undefined;
+
 /** Runs a process to its end, collecting its output. */
 export function runProcess(
   file: string,
@@ -23,7 +27,11 @@ export function runProcess(
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       cwd: options.cwd ?? ROOT,
-      env: { ...process.env, ...options.env },
+      env: {
+        TORCHFOCAL_CACHE: (testCache ??= tempDir('torchfocal-cache-')),
+        ...process.env,
+        ...options.env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -4,8 +4,9 @@ import { loadTestSet } from '../data/index';
 import { openCheckpoint, Trainer, type CheckpointConfig } from '../train/trainer';
 import { recordedImageSize } from '../train/checkpoint';
 import { DEFAULT_TOP_K, type Evaluation } from '../train/evaluation';
-import { intAtLeast, maxPixelsOption } from './parse';
-import { warnOnStderr, printJson } from './output';
+import { cacheDir } from '../data/cache';
+import { intAtLeast, maxPixelsOption, noDecodeCacheOption } from './parse';
+import { EpochProgress, warnOnStderr, printJson } from './output';
 import { checkpointDataset, datasetSpec } from '../train/resume';
 
 interface EvalFlags {
@@ -18,6 +19,7 @@ interface EvalFlags {
   evalBatchSize?: number;
   topK: number;
   maxPixels?: number;
+  decodeCache: boolean;
 }
 
 export function evalCommand(): Command {
@@ -44,13 +46,19 @@ export function evalCommand(): Command {
         'image folders: skip test images of more pixels (default: as trained, 4096²)',
       ),
     )
+    .addOption(noDecodeCacheOption())
     .action(async (flags: EvalFlags) => {
       const opened = await openCheckpoint(flags.checkpoint); // verified once, loaded below
       const { config } = opened;
       // The recorded folder, or the same place beside the checkpoint when both have moved.
       const spec = flags.dataset ?? (await checkpointDataset(opened)) ?? 'mnist';
-      // The test split alone: an image folder's training/ is neither listed nor decoded.
+      // The test split alone: an image folder's training/ is neither listed nor decoded; a
+      // training run kept it decoded in the cache, as eval does.
+      const progress = new EpochProgress();
       const data = await loadTestSet(spec, {
+        onProgress: progress.loading,
+        cache: flags.decodeCache ? cacheDir() : undefined,
+        onWarning: warnOnStderr,
         size: recordedImageSize(config),
         maxPixels: flags.maxPixels ?? (config.data?.maxPixels as number | undefined),
         // as trained: grey or RGB whatever the test images' own colours

@@ -81,6 +81,17 @@ export function maxPixelsOption(description: string): Option {
   return new Option('--max-pixels <n>', description).argParser(intAtLeast(1));
 }
 
+/**
+ * `--no-decode-cache`: decode an image folder afresh and keep nothing (the flag's value,
+ * `decodeCache`, is true without it: decoded splits are kept in and read from the cache folder).
+ */
+export function noDecodeCacheOption(): Option {
+  return new Option(
+    '--no-decode-cache',
+    'image folders: decode every image, neither reading nor keeping decoded splits in the cache folder',
+  );
+}
+
 /** `--normalize none|dataset|imagenet|M1,M2,M3/S1,S2,S3` (figures checked by resolveOptions). */
 export function normalizeSpec(value: string): Normalize {
   if (['none', 'dataset', 'imagenet'].includes(value)) return value as Normalize;

@@ -9,6 +9,7 @@ import {
   listImageFiles,
   mapLimit,
 } from '../data/imagefolder';
+import { plainPngFile } from '../data/png';
 import { openCheckpoint, Trainer, type Prediction } from '../train/trainer';
 import { recordedImageSize } from '../train/checkpoint';
 import { intAtLeast, maxPixelsOption } from './parse';
@@ -30,10 +31,11 @@ type Outcome = { file: string; prediction: Prediction } | { file: string; error:
 // Files decoded at once (sharp decodes on libuv's threads).
 const IN_FLIGHT = 8;
 
-// Pixels decoded and held at once: files are taken in windows of at most this many pixels
-// (or one file, if larger), decoded, predicted and dropped before the next window, so eight
-// images of the largest allowed size are never in memory together.
-const WINDOW_PIXELS = 32 * 2 ** 20;
+// Pixels decoded and held at once: files are taken in windows of at most this many pixels (or
+// one file, if larger); the next window decodes while one is predicted, and a window is
+// dropped once predicted, so two windows are held at most: 32 Mi pixels, or two images of the
+// largest allowed size, never eight.
+const WINDOW_PIXELS = 16 * 2 ** 20;
 
 export function predictCommand(): Command {
   return new Command('predict')
@@ -104,9 +106,9 @@ export function predictCommand(): Command {
     });
 }
 
-// Decodes the files window by window (a few at a time), sends those of one size to the engine
-// together, and returns one outcome per entry, in the entries' order: an unreadable file
-// costs only itself.
+// Decodes the files window by window (a few at a time, the next window while the engine
+// predicts one), sends those of one size to the engine together, and returns one outcome per
+// entry, in the entries' order: an unreadable file costs only itself.
 async function predictFiles(
   trainer: Trainer,
   entries: { file: string; error?: string }[],
@@ -117,38 +119,48 @@ async function predictFiles(
   // Sizes from the headers alone (an unreadable one counts as small: its decode fails).
   const pixels = await mapLimit(entries, IN_FLIGHT, async (e) => {
     if (e.error) return 0;
-    const m = await sharp(e.file, { limitInputPixels: false })
-      .metadata()
-      .catch(() => undefined);
+    const m =
+      plainPngFile(e.file) ??
+      (await sharp(e.file, { limitInputPixels: false })
+        .metadata()
+        .catch(() => undefined));
     const n = (m?.width ?? 0) * (m?.height ?? 0);
     return n > (maxPixels ?? DEFAULT_MAX_PIXELS) ? 0 : n; // refused from its header, not decoded
   });
-  const outcomes: Outcome[] = [];
+  const windows: (typeof entries)[] = [];
   for (let start = 0; start < entries.length;) {
     let end = start + 1;
     let sum = pixels[start];
     while (end < entries.length && sum + pixels[end] <= WINDOW_PIXELS) sum += pixels[end++];
-    outcomes.push(
-      ...(await predictWindow(trainer, entries.slice(start, end), size, top, maxPixels)),
-    );
+    windows.push(entries.slice(start, end));
     start = end;
+  }
+  if (windows.length === 0) return [];
+  const channels = trainer.options.channels;
+  const outcomes: Outcome[] = [];
+  let next = decodeWindow(windows[0], channels, size, maxPixels);
+  for (let w = 0; w < windows.length; w++) {
+    const decoded = await next;
+    if (w + 1 < windows.length) next = decodeWindow(windows[w + 1], channels, size, maxPixels);
+    outcomes.push(...(await predictDecoded(trainer, decoded, size, top)));
   }
   return outcomes;
 }
 
-async function predictWindow(
-  trainer: Trainer,
+type Decoded = { file: string; error: string } | { file: string; pixels: Uint8Array };
+
+// A window's files decoded; one that cannot be is an error of its own (never a rejection).
+async function decodeWindow(
   entries: { file: string; error?: string }[],
+  channels: 1 | 3,
   size: { width: number; height: number },
-  top?: number,
   maxPixels?: number,
-): Promise<Outcome[]> {
+): Promise<Decoded[]> {
   // One at a time when a file is large: a window of many pixels is one file.
   const inFlight = entries.length === 1 ? 1 : IN_FLIGHT;
-  const decoded = await mapLimit(entries, inFlight, async (e) => {
+  return mapLimit(entries, inFlight, async (e): Promise<Decoded> => {
     if (e.error) return { file: e.file, error: e.error };
     try {
-      const channels = trainer.options.channels;
       return { file: e.file, ...(await decodeImage(e.file, channels, size, { maxPixels })) };
     } catch (err) {
       // decodeImage's message starts with the file name: keep the reason alone
@@ -159,7 +171,15 @@ async function predictWindow(
       };
     }
   });
-  // Every decoded image has `size`: one stack, one native call.
+}
+
+// Predicts a decoded window: every decoded image has `size`, so one stack, one native call.
+async function predictDecoded(
+  trainer: Trainer,
+  decoded: Decoded[],
+  size: { width: number; height: number },
+  top?: number,
+): Promise<Outcome[]> {
   const good = decoded.flatMap((d, i) => ('error' in d ? [] : [i]));
   const predictions = new Map<number, Prediction>();
   if (good.length > 0) {
@@ -172,7 +192,7 @@ async function predictWindow(
   }
   return decoded.map((d, i) =>
     'error' in d
-      ? { file: d.file, error: d.error! }
+      ? { file: d.file, error: d.error }
       : { file: d.file, prediction: predictions.get(i)! },
   );
 }

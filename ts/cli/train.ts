@@ -3,6 +3,7 @@ import { Command, Help, InvalidArgumentError, Option } from 'commander';
 import { ERROR_CODES, hasErrorCode, native } from '../native';
 import { launch, rankFromEnv, withoutOptions } from './launch';
 import { runTraining, type RunSpec } from '../train/run';
+import { cacheDir } from '../data/cache';
 import { claimFreshDir } from '../train/run-lock';
 import { MONITORS, type Monitor } from '../train/selection';
 import {
@@ -23,6 +24,7 @@ import {
   fraction,
   intAtLeast,
   maxPixelsOption,
+  noDecodeCacheOption,
   nonNegativeNumber,
   normalizeSpec,
   oneOf,
@@ -206,6 +208,7 @@ interface TrainFlags extends TrainingFlags {
   valSplit?: number;
   valDataset?: string;
   maxPixels?: number;
+  decodeCache: boolean;
   monitor?: Monitor;
   saveBest?: boolean;
   earlyStop?: number;
@@ -295,6 +298,7 @@ export function trainCommand(): Command {
     )
     .option('--val-dataset <path>', 'a validation set of its own: PATH/<class>/* images')
     .addOption(maxPixelsOption('image folders: skip images of more pixels (default 4096²)'))
+    .addOption(noDecodeCacheOption())
     .addOption(
       new Option(
         '--monitor <figure>',
@@ -391,6 +395,7 @@ export function trainCommand(): Command {
         masterPort,
         distTimeout,
         bucketMb,
+        decodeCache,
         ...options
       } = flags; // the launcher's and the printer's, not the run's
       void [json, nproc, nnodes, nodeRank, masterAddr, masterPort, distTimeout, bucketMb];
@@ -428,6 +433,7 @@ export function trainCommand(): Command {
           signal: interrupt.signal,
           onProgress: quiet ? undefined : progress.update,
           onLoadProgress: quiet ? undefined : progress.loading,
+          decodeCache: decodeCache ? cacheDir() : undefined,
           onEpoch: (r) => {
             if (quiet) return;
             progress.stop();

@@ -3,8 +3,17 @@
 import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import sharp from 'sharp';
 import { isDirectory, luma, type Dataset, type DataSplit } from './dataset';
+import { decodePlainPng, plainPngFile } from './png';
+import {
+  cacheEntry,
+  readCached,
+  writeCached,
+  type CacheEntry,
+  type DecodeSettings,
+} from './decode-cache';
 
 /** torchvision's IMG_EXTENSIONS, matched case-insensitively. */
 export const IMG_EXTENSIONS = [
@@ -42,6 +51,8 @@ type Skipped = NonNullable<Dataset['skipped']>;
 export interface LoadProgress {
   decoded: number;
   total: number;
+  /** of the `decoded`, those read back from the decoded cache (present once there are some) */
+  cached?: number;
 }
 
 export interface LoadOptions {
@@ -56,6 +67,14 @@ export interface LoadOptions {
    * pixel, else 1; the test split follows the training split.
    */
   channels?: 1 | 3;
+  /**
+   * The cache folder (`cacheDir()`) in which decoded splits are kept, under decoded/, one file a
+   * split: a split whose files (names, sizes, modification and change times) and decode
+   * settings are unchanged is read back instead of decoded. Default: none, every load decodes.
+   */
+  cache?: string;
+  /** a decoded split could not be kept in the cache, and why (default: process.emitWarning) */
+  onWarning?: (message: string) => void;
 }
 
 export interface TestSplitOptions extends LoadOptions {
@@ -102,8 +121,14 @@ async function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): 
 }
 
 // Python's sorted() order, as torchvision uses: UTF-8 byte order is code-point order, while
-// JavaScript's default sort compares UTF-16 units.
-const byCodePoint = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+// JavaScript's default sort compares UTF-16 units. Each key is encoded once, not once a
+// comparison (60,000 names: 0.1 s instead of 1 s).
+function sortByCodePoint<T>(items: T[], key: (item: T) => string): T[] {
+  return items
+    .map((item) => ({ item, bytes: Buffer.from(key(item)) }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes))
+    .map(({ item }) => item);
+}
 
 /** Whether `root` has a training/ folder, i.e. is meant as an image folder. */
 export async function looksLikeImageFolder(root: string): Promise<boolean> {
@@ -159,7 +184,10 @@ async function readDir(dir: string): Promise<Dirent[]> {
         : `${dir}: ${(err as Error).message}`,
     );
   });
-  return entries.filter((e) => !e.name.startsWith('.')).sort((a, b) => byCodePoint(a.name, b.name));
+  return sortByCodePoint(
+    entries.filter((e) => !e.name.startsWith('.')),
+    (e) => e.name,
+  );
 }
 
 // Class folders of a split. A class folder may be a link (followed once), unless it leads to
@@ -205,7 +233,7 @@ async function listImages(dir: string, skipped: Skipped, signal?: AbortSignal): 
     else if (isImageFile(file)) files.push(file);
     else skipped.push({ file, reason: `not an image extension (${IMG_EXTENSIONS.join(' ')})` });
   }
-  return files.sort(byCodePoint);
+  return sortByCodePoint(files, (f) => f);
 }
 
 /**
@@ -222,7 +250,9 @@ export async function listImageFiles(
 
 /**
  * @internal Runs `fn` over `items` with at most `limit` calls pending; results keep the items'
- * order. An aborted `signal` stops it before the next item.
+ * order. An aborted `signal` stops it before the next item. Calls that finish without waiting
+ * (a small PNG decoded in JS) would never let the event loop run, and so never hear a signal:
+ * every 10 ms of such work it is let run.
  */
 export async function mapLimit<T, R>(
   items: T[],
@@ -232,9 +262,15 @@ export async function mapLimit<T, R>(
 ): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let slice = performance.now();
   const worker = async () => {
     while (next < items.length) {
+      if (performance.now() - slice > 10) {
+        await yieldToLoop();
+        slice = performance.now();
+      }
       throwIfAborted(signal);
+      if (next >= items.length) break;
       const i = next++;
       out[i] = await fn(items[i]);
     }
@@ -281,6 +317,31 @@ function pixelLimit(options: { maxPixels?: number }): number {
   return max;
 }
 
+// A split's image files, in order, with their labels; `skipped` holds what the listing left out.
+interface Listed {
+  dir: string;
+  classes: string[];
+  files: string[];
+  labels: number[];
+  skipped: Skipped;
+}
+
+async function listSplit(
+  dir: string,
+  classes: string[],
+  skipped: Skipped,
+  signal?: AbortSignal,
+): Promise<Listed> {
+  const listed: Listed = { dir, classes, files: [], labels: [], skipped };
+  for (const [label, cls] of classes.entries()) {
+    for (const file of await listImages(path.join(dir, cls), skipped, signal)) {
+      listed.files.push(file);
+      listed.labels.push(label);
+    }
+  }
+  return listed;
+}
+
 interface Scan {
   dir: string;
   files: string[];
@@ -288,28 +349,27 @@ interface Scan {
   sizes: { width: number; height: number }[];
   /** per file: an 8-bit grey image (with or without alpha), from its header */
   grey: boolean[];
+  /** per file: a small plain PNG, decoded in JS (png.ts) */
+  plain: boolean[];
+  /** the listing's skips, then those of the headers and the decode */
   skipped: Skipped;
   maxPixels: number;
 }
 
-// Lists a split's images and reads their sizes from the headers (no decoding yet).
-async function scanSplit(
-  dir: string,
-  classes: string[],
-  skipped: Skipped,
-  maxPixels: number,
-  signal?: AbortSignal,
-): Promise<Scan> {
-  const listed: { file: string; label: number }[] = [];
-  for (const [label, cls] of classes.entries()) {
-    for (const file of await listImages(path.join(dir, cls), skipped, signal)) {
-      listed.push({ file, label });
-    }
-  }
+// Reads the listed images' sizes from their headers (no decoding yet).
+async function scanHeaders(listed: Listed, maxPixels: number, signal?: AbortSignal): Promise<Scan> {
+  const skipped = [...listed.skipped];
   const sizes = await mapLimit(
-    listed,
+    listed.files,
     IN_FLIGHT,
-    async ({ file }) => {
+    async (file) => {
+      const png = plainPngFile(file);
+      const over = png && overPixelLimit(png.width, png.height, maxPixels);
+      if (over) {
+        skipped.push({ file, reason: over });
+        return undefined;
+      }
+      if (png) return { ...png, plain: true };
       try {
         const { width, height, channels, depth, space } = await sharp(file).metadata();
         const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
@@ -318,7 +378,7 @@ async function scanSplit(
           return undefined;
         }
         const grey = (channels ?? 3) <= 2 && depth === 'uchar' && space === 'b-w';
-        return { width, height, grey };
+        return { width: width!, height: height!, grey, plain: false };
       } catch (err) {
         skipped.push({ file, reason: await whyUnreadable(file, err) });
         return undefined;
@@ -326,14 +386,24 @@ async function scanSplit(
     },
     signal,
   );
-  const scan: Scan = { dir, files: [], labels: [], sizes: [], grey: [], skipped, maxPixels };
-  listed.forEach(({ file, label }, i) => {
+  const scan: Scan = {
+    dir: listed.dir,
+    files: [],
+    labels: [],
+    sizes: [],
+    grey: [],
+    plain: [],
+    skipped,
+    maxPixels,
+  };
+  listed.files.forEach((file, i) => {
     const size = sizes[i];
     if (!size) return;
     scan.files.push(file);
-    scan.labels.push(label);
+    scan.labels.push(listed.labels[i]);
     scan.sizes.push({ width: size.width, height: size.height });
     scan.grey.push(size.grey);
+    scan.plain.push(size.plain);
   });
   return scan;
 }
@@ -474,6 +544,14 @@ export async function decodeImage(
     throw new Error(`${file}: ${unreadableReason(err, err)}`);
   });
   if (!st.isFile()) throw new Error(`${file}: not a regular file (${fileKind(st)})`);
+  const png = plainPngFile(file);
+  const fits = png && (!size || (size.width === png.width && size.height === png.height));
+  const plain = fits && png.width * png.height <= maxPixels ? decodePlainSafely(file) : undefined;
+  if (plain && png) {
+    const { width, height } = png;
+    const pixels = plain.rgb ? toChannels(plain.rgb, channels) : greyAs(plain.grey, channels);
+    return { pixels, width, height };
+  }
   try {
     const { width, height } = await sharp(file, { limitInputPixels: false }).metadata();
     const over = overPixelLimit(width ?? 0, height ?? 0, maxPixels);
@@ -488,6 +566,22 @@ export async function decodeImage(
   }
 }
 
+function decodePlainSafely(file: string): ReturnType<typeof decodePlainPng> {
+  try {
+    return decodePlainPng(file);
+  } catch {
+    return undefined;
+  }
+}
+
+// A grey plane as `channels` planes (3: the same plane thrice, as the RGB of a grey image).
+function greyAs(grey: Uint8Array, channels: 1 | 3): Uint8Array {
+  if (channels === 1) return grey;
+  const out = new Uint8Array(3 * grey.length);
+  for (let c = 0; c < 3; c++) out.set(grey, c * grey.length);
+  return out;
+}
+
 // Counts decoded files for LoadOptions.onProgress.
 class DecodeCounter {
   decoded = 0;
@@ -497,9 +591,14 @@ class DecodeCounter {
   ) {
     onProgress?.({ decoded: 0, total });
   }
-  tick(): void {
-    this.decoded++;
-    this.onProgress?.({ decoded: this.decoded, total: this.total });
+  cached = 0;
+  /** `files` more done: decoded (one at a time), left out, or read back from the cache */
+  tick(files = 1, cached = false): void {
+    if (files === 0) return;
+    this.decoded += files;
+    if (cached) this.cached += files;
+    const { decoded, total } = this;
+    this.onProgress?.({ decoded, total, ...(this.cached > 0 && { cached: this.cached }) });
   }
 }
 
@@ -524,11 +623,15 @@ async function decodeSplit(
       const file = scan.files[i];
       try {
         const resize = needsResize(i) ? size : undefined;
-        if (scan.grey[i] && channels !== 3) {
+        // A small plain PNG at the common size is decoded here; a grey one is its grey plane
+        // (each channel of its RGB). A damaged one goes on to sharp, for sharp's message.
+        const plain = scan.plain[i] && !resize ? decodePlainSafely(file) : undefined;
+        if (plain?.grey) return { grey: plain.grey };
+        if (!plain && scan.grey[i] && channels !== 3) {
           const grey = await decodeGrey(file, resize, scan.maxPixels);
           if (grey?.length === width * height) return { grey };
         }
-        const { rgb } = await decodeRgb(file, resize, scan.maxPixels);
+        const rgb = plain?.rgb ?? (await decodeRgb(file, resize, scan.maxPixels)).rgb;
         if (rgb.length !== 3 * width * height) {
           throw new Error(
             `decoded to ${rgb.length / 3} pixels, the header said ${width}×${height}`,
@@ -574,7 +677,7 @@ async function decodeSplit(
     classNames: classes,
     source: scan.dir,
     // Skips are recorded as decodes finish; sorted so the list does not depend on timing.
-    skipped: scan.skipped.sort((a, b) => byCodePoint(a.file, b.file)),
+    skipped: sortByCodePoint(scan.skipped, (s) => s.file),
     resized: kept.filter(needsResize).length,
     ...(size.capped && { capped: size.capped }),
   };
@@ -607,13 +710,11 @@ async function loadTestSplit(root: string, options: TestSplitOptions): Promise<T
   const testDir = path.join(root, 'testing');
   const skipped: Skipped = [];
   const classes = await listClasses(testDir, skipped);
-  const scan = await scanSplit(testDir, classes, skipped, pixelLimit(options), options.signal);
-  requireEveryClass(scan, classes, scan.labels);
-  const size = options.size ?? commonSize(scan.sizes);
-  const counter = new DecodeCounter(scan.files.length, options.onProgress);
+  const listed = await listSplit(testDir, classes, skipped, options.signal);
+  const counter = new DecodeCounter(listed.files.length, options.onProgress);
   // Without the training split to decide from, its own pixels decide (callers that know the
   // training channels, eval of a checkpoint, pass them).
-  const test = await decodeSplit(scan, classes, size, options.channels, counter, options.signal);
+  const test = await loadSplit(listed, options, counter, options.channels, options.size);
   return { name: root, test };
 }
 
@@ -627,24 +728,113 @@ async function loadBothSplits(root: string, options: LoadOptions): Promise<DataS
   const testClasses = await listClasses(testDir, testSkipped);
   const differs = classDifference(classes, testClasses, 'not in training');
   if (differs) throw new Error(`${testDir}: classes differ from ${trainDir}: testing ${differs}`);
-  const maxPixels = pixelLimit(options);
-  const trainScan = await scanSplit(trainDir, classes, trainSkipped, maxPixels, signal);
-  const testScan = await scanSplit(testDir, classes, testSkipped, maxPixels, signal);
-  // Checked before decoding so an empty class fails fast, and so a majority size exists.
-  requireEveryClass(trainScan, classes, trainScan.labels);
-  requireEveryClass(testScan, classes, testScan.labels);
-  const size = commonSize(trainScan.sizes);
+  const trainListed = await listSplit(trainDir, classes, trainSkipped, signal);
+  const testListed = await listSplit(testDir, classes, testSkipped, signal);
   const counter = new DecodeCounter(
-    trainScan.files.length + testScan.files.length,
+    trainListed.files.length + testListed.files.length,
     options.onProgress,
   );
-  const train = await decodeSplit(trainScan, classes, size, options.channels, counter, signal);
-  const channels = train.channels as 1 | 3;
-  return {
-    name: root,
-    train,
-    test: await decodeSplit(testScan, classes, size, channels, counter, signal),
+  // When the training split must be decoded, the test split's headers are read first, so
+  // that an empty test class fails before the long decode.
+  const testScan = memo(() => scanListed(testListed, options, counter));
+  const train = await loadSplit(
+    trainListed,
+    options,
+    counter,
+    options.channels,
+    undefined,
+    testScan,
+  );
+  const size = {
+    width: train.width,
+    height: train.height,
+    ...(train.capped && { capped: train.capped }),
   };
+  const channels = train.channels as 1 | 3;
+  const test = await loadSplit(testListed, options, counter, channels, size, undefined, testScan);
+  return { name: root, train, test };
+}
+
+function memo<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make());
+}
+
+// Reads a listed split's headers; an empty class fails here, before any decoding.
+async function scanListed(listed: Listed, options: LoadOptions, counter: DecodeCounter) {
+  const scan = await scanHeaders(listed, pixelLimit(options), options.signal);
+  requireEveryClass(scan, listed.classes, scan.labels);
+  counter.tick(listed.files.length - scan.files.length); // left out by their headers
+  return scan;
+}
+
+/**
+ * A listed split, read back from the decoded cache when `options.cache` holds it for these
+ * files and settings, else decoded (to `channels`, at `size`: default its own common size) and
+ * kept there. `before` runs first when it is decoded (another split's checks); `scanned` is
+ * its header scan when one was made already.
+ */
+async function loadSplit(
+  listed: Listed,
+  options: LoadOptions,
+  counter: DecodeCounter,
+  channels: 1 | 3 | undefined,
+  size: (Size & { capped?: Size }) | undefined,
+  before?: () => Promise<unknown>,
+  scanned?: () => Promise<Scan>,
+): Promise<Dataset> {
+  const maxPixels = pixelLimit(options);
+  const settings: DecodeSettings = {
+    channels: channels ?? 'auto',
+    size: size ? { width: size.width, height: size.height } : 'common',
+    maxPixels,
+    maxCommonSide: MAX_COMMON_SIDE,
+  };
+  const { dir, classes, files, labels } = listed;
+  const entry =
+    options.cache === undefined
+      ? undefined
+      : await cacheEntry(options.cache, dir, classes, files, labels, settings, options.signal);
+  const kept = entry && (await readCached(entry));
+  throwIfAborted(options.signal);
+  if (kept) {
+    counter.tick(files.length, true);
+    const skipped = sortByCodePoint([...listed.skipped, ...kept.skipped], (s) => s.file);
+    return { ...kept, classNames: classes, source: dir, skipped };
+  }
+  const scan = await (scanned ?? (() => scanListed(listed, options, counter)))();
+  await before?.();
+  const decoded = await decodeSplit(
+    scan,
+    classes,
+    size ?? commonSize(scan.sizes),
+    channels,
+    counter,
+    options.signal,
+  );
+  if (entry) await keep(entry, listed, decoded, options);
+  return decoded;
+}
+
+// Writes a decoded split to the cache; a failure (a read-only or full disk) costs only speed.
+async function keep(entry: CacheEntry, listed: Listed, ds: Dataset, options: LoadOptions) {
+  const listing = new Set(listed.skipped);
+  const split = {
+    images: ds.images,
+    labels: ds.labels,
+    count: ds.count,
+    channels: ds.channels,
+    height: ds.height,
+    width: ds.width,
+    classNames: ds.classNames,
+    skipped: (ds.skipped ?? []).filter((s) => !listing.has(s)),
+    resized: ds.resized ?? 0,
+    ...(ds.capped && { capped: ds.capped }),
+  };
+  await writeCached(entry, listed.dir, split).catch((err: Error) => {
+    const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
+    warn(`${listed.dir}: the decoded images could not be kept in the cache: ${err.message}`);
+  });
 }
 
 /**
@@ -671,11 +861,9 @@ async function loadOneSplit(
   if (differs) {
     throw new Error(`${dir}: its class folders are not the training classes: it ${differs}`);
   }
-  const scan = await scanSplit(dir, classNames, skipped, pixelLimit(options), options.signal);
-  requireEveryClass(scan, classNames, scan.labels);
-  const counter = new DecodeCounter(scan.files.length, options.onProgress);
-  const size = commonSize(scan.sizes);
-  return decodeSplit(scan, classNames, size, options.channels, counter, options.signal);
+  const listed = await listSplit(dir, classNames, skipped, options.signal);
+  const counter = new DecodeCounter(listed.files.length, options.onProgress);
+  return loadSplit(listed, options, counter, options.channels, undefined);
 }
 
 // How the class folders `found` differ from `expected` ("lacks 'a' and has 'b' <extra>"), or

@@ -78,6 +78,11 @@ export interface RunHooks {
   onInitFrom?: (initFrom: InitFrom) => void;
   /** an image folder's decoding, file by file (`signal` stops it too) */
   onLoadProgress?: (progress: LoadProgress) => void;
+  /**
+   * the cache folder (`cacheDir()`) where an image folder's decoded splits are kept and read
+   * back (LoadOptions.cache); default: none, the images are decoded on every run
+   */
+  decodeCache?: string;
 }
 
 export interface RunResult {
@@ -190,6 +195,8 @@ async function runLocked(spec: RunSpec, hooks: RunHooks): Promise<RunResult> {
     onProgress: hooks.onLoadProgress,
     maxPixels: spec.maxPixels,
     channels,
+    cache: hooks.decodeCache,
+    onWarning: hooks.onWarning,
   };
   const given = hooks.data && {
     ...hooks.data,
