@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { Dataset } from './dataset';
 
 /** Bumped whenever decoding could give another pixel, so that older caches are not served. */
 export const DECODE_VERSION = 1;
@@ -25,20 +26,9 @@ export interface DecodeSettings {
   maxCommonSide: number;
 }
 
-/** A decoded split as the cache keeps it. */
-export interface DecodedSplit {
-  images: Uint8Array;
-  labels: Int32Array;
-  count: number;
-  channels: number;
-  height: number;
-  width: number;
-  classNames: string[];
-  /** files the decoding left out, with why (the listing's own skips are found again) */
-  skipped: { file: string; reason: string }[];
-  resized: number;
-  capped?: { width: number; height: number };
-}
+/** A decoded split as the cache keeps it: a dataset without its source, with what its load left out. */
+export type DecodedSplit = Omit<Dataset, 'source' | 'skipped' | 'resized'> &
+  Required<Pick<Dataset, 'skipped' | 'resized'>>;
 
 interface Header {
   digest: string;
