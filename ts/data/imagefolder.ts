@@ -447,7 +447,11 @@ function requireEveryClass(scan: Scan, classes: string[], labels: ArrayLike<numb
   const empty = counts.indexOf(0);
   if (empty < 0) return;
   const classDir = path.join(scan.dir, classes[empty]);
-  const skipped = scan.skipped.filter((s) => s.file.startsWith(classDir + path.sep));
+  // Sorted: skips are recorded as reads finish, and the example named must not depend on timing.
+  const skipped = sortByCodePoint(
+    scan.skipped.filter((s) => s.file.startsWith(classDir + path.sep)),
+    (s) => s.file,
+  );
   const why = skipped.length
     ? ` (${skipped.length} skipped, e.g. ${path.basename(skipped[0].file)}: ${skipped[0].reason})`
     : '';
