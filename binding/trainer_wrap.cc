@@ -225,8 +225,7 @@ Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
     return out;
   };
   // A few small images (serving one at a time) take well under a millisecond: run them at once.
-  constexpr int64_t kSmallInput = 16 * 1024;  // uint8 values
-  if (view.count * view.channels * view.height * view.width <= kSmallInput) {
+  if (view.count * view.channels * view.height * view.width <= train::Trainer::kSmallInput) {
     auto settled = Worker::TryNow(env, "predict", run, convert);
     if (settled) {
       Release()();

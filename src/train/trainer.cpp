@@ -231,6 +231,9 @@ Trainer::Trainer(TrainConfig config) : config_(std::move(config)), device_(torch
     }
   }
   rng_ = std::make_unique<RandomStream>(device_, mix_seed(config_.seed, ~0ull));
+  // Distributed ranks already run one slice each (and sum gradients in backward's hooks).
+  slice_training_ =
+      config_.slice_steps && device_.is_cpu() && !collective_ && trains_in_slices(*model_);
   optimizer_ = make_optimizer(
       {config_.optimizer, config_.lr, config_.momentum, config_.nesterov, config_.weight_decay},
       trainable_);
@@ -529,11 +532,8 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
       }
       auto batch = train_.gather(indices, transform_, &augment_);
       clear_gradients(params);
-      torch::Tensor logits;
-      {
-        AutocastScope autocast(amp_, device_);
-        logits = model_->forward(laid_out(batch.images));
-      }
+      std::optional<SlicedForward> sliced;
+      const auto logits = train_forward(batch.images, sliced);
       // The loss in float32, whatever precision the last layer ran in.
       auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
       const auto non_finite = [&](double value) {
@@ -560,7 +560,7 @@ EpochResult Trainer::train_epoch(const ProgressFn& progress, const std::atomic<b
           non_finite(value);
           continue;
         }
-        (scaler_ ? scaler_->scale(loss) : loss).backward();
+        train_backward(scaler_ ? scaler_->scale(loss) : loss, sliced);
       }
       set_rate(step);
       const auto clip = [&] {
@@ -659,15 +659,12 @@ metrics::Metrics Trainer::evaluate_test(const std::atomic<bool>* cancel) {
 
 void Trainer::device_step(const torch::Tensor& indices) {
   auto batch = train_.gather(indices, transform_, &augment_);
-  torch::Tensor logits;
-  {
-    AutocastScope autocast(amp_, device_);
-    logits = model_->forward(laid_out(batch.images));
-  }
+  std::optional<SlicedForward> sliced;
+  const auto logits = train_forward(batch.images, sliced);
   auto loss = loss_->forward(logits.to(torch::kFloat32), batch.labels);
   flat_->zero_grad();
   // Backward also for a non-finite loss: its gradients are never applied (`take` below).
-  (scaler_ ? scaler_->scale(loss) : loss).backward();
+  train_backward(scaler_ ? scaler_->scale(loss) : loss, sliced);
 
   torch::NoGradGuard no_grad;
   auto& s = sums_;
@@ -744,37 +741,50 @@ std::tuple<double, int64_t, int64_t> Trainer::read_device_sums(int64_t steps) {
   return {h[0], static_cast<int64_t>(h[1]), static_cast<int64_t>(h[2])};
 }
 
+torch::Tensor Trainer::train_forward(const torch::Tensor& images,
+                                     std::optional<SlicedForward>& sliced) {
+  const int64_t n = images.size(0);
+  if (const int64_t slices = slice_training_ ? slice_count(device_, n) : 1; slices > 1) {
+    sliced.emplace(n, slices, [&](int64_t begin, int64_t end) {
+      AutocastScope autocast(amp_, device_);
+      return model_->forward(laid_out(images.slice(0, begin, end)));
+    });
+    return sliced->logits();
+  }
+  AutocastScope autocast(amp_, device_);
+  return model_->forward(laid_out(images));
+}
+
+void Trainer::train_backward(const torch::Tensor& scaled, std::optional<SlicedForward>& sliced) {
+  if (sliced) {
+    sliced->backward(scaled, trainable_);
+  } else {
+    scaled.backward();
+  }
+}
+
 torch::Tensor Trainer::laid_out(torch::Tensor images) const {
   return channels_last_ && images.dim() == 4 ? images.contiguous(torch::MemoryFormat::ChannelsLast)
                                              : std::move(images);
 }
 
 torch::Tensor Trainer::infer(const torch::Tensor& images) {
-  // Why slices: LeNet-sized layers split over two threads spend over a quarter of an
-  // evaluation in libgomp's barriers (perf: 28% of its samples), one per layer and thread. Each
-  // thread running single-threaded kernels on its own slice meets the others once, at the end.
-  // Below kMinSlice images a slice is too small to pay for that, and intra-op threads stay.
-  constexpr int64_t kMinSlice = 8;
-  constexpr int64_t kSmallWork = 16 * 1024;  // input values
   const int64_t n = images.size(0);
-  const int64_t threads = at::get_num_threads();
-  if (!device_.is_cpu() || threads < 2 || n < 2 * kMinSlice) {
+  const int64_t slices = slice_count(device_, n);
+  if (slices == 1) {
     // A batch of a few small images (one 28 x 28 image: 216 us on two threads, 150 us on one)
     // runs on this thread alone; larger work keeps the intra-op threads.
     std::optional<SingleThreadScope> one_thread;
-    if (device_.is_cpu() && images.numel() <= kSmallWork) one_thread.emplace();
+    if (device_.is_cpu() && images.numel() <= kSmallInput) one_thread.emplace();
     AutocastScope autocast(amp_, device_);
     return model_->forward(laid_out(images));
   }
-  const int64_t slices = std::min(threads, n / kMinSlice);
   std::vector<torch::Tensor> parts(slices);
-  at::parallel_for(0, slices, 1, [&](int64_t first, int64_t last) {
+  for_each_slice(n, slices, [&](int64_t i, int64_t begin, int64_t end) {
     // Grad mode and autocast are thread-local: the pool's threads have their own.
     torch::NoGradGuard no_grad;
     AutocastScope autocast(amp_, device_);
-    for (int64_t i = first; i < last; ++i) {
-      parts[i] = model_->forward(laid_out(images.slice(0, n * i / slices, n * (i + 1) / slices)));
-    }
+    parts[i] = model_->forward(laid_out(images.slice(0, begin, end)));
   });
   return torch::cat(parts);
 }

@@ -19,6 +19,7 @@
 #include "src/losses/loss.h"
 #include "src/metrics/metrics.h"
 #include "src/train/amp.h"
+#include "src/train/batch_slices.h"
 #include "src/train/flat_optimizer.h"
 #include "src/train/init_weights.h"
 #include "src/train/lr_schedule.h"
@@ -89,6 +90,10 @@ struct TrainConfig {
   // batch runs uncaptured). "auto": whenever the device step runs on CUDA; "on": an error where
   // it cannot; "off".
   std::string cuda_graph = "auto";
+  // On a CPU of several threads, a step of a network that allows it (trains_in_slices) runs one
+  // slice of the batch per thread, forward and backward (src/train/batch_slices.h); false runs
+  // every step whole, each layer split over the threads (the tests compare the two).
+  bool slice_steps = true;
   // Data parallelism over c10d (src/dist/collective.h): each rank trains on its shard of every
   // epoch's order with batches of batch_size, gradients are averaged before each step, and the
   // epoch's figures and evaluations are summed over ranks.
@@ -145,6 +150,11 @@ struct Cancelled : std::runtime_error {
 
 class Trainer {
  public:
+  // Inputs of at most this many values (one or a few small images) run on the calling thread
+  // alone on the CPU: a second thread's wake-up and barriers cost more than its share. The
+  // binding runs such a predict at once instead of queueing it.
+  static constexpr int64_t kSmallInput = 16 * 1024;
+
   explicit Trainer(TrainConfig config);
 
   const TrainConfig& config() const { return config_; }
@@ -156,6 +166,8 @@ class Trainer {
   // Whether the sync-free step and its CUDA graph are in use (TrainConfig::device_step,
   // cuda_graph).
   bool uses_device_step() const { return flat_ != nullptr; }
+  // Whether CPU steps of several threads run in slices (TrainConfig::slice_steps).
+  bool uses_sliced_steps() const { return slice_training_; }
   bool uses_cuda_graph() const { return graph_ != nullptr; }
   int64_t epochs_done() const { return epoch_; }
   void set_epochs_done(int64_t epoch);
@@ -231,6 +243,11 @@ class Trainer {
   void clear_gradients(const std::vector<torch::Tensor>& params);
   // Throws unless every rank describes the same (distributed runs; no-op otherwise).
   void check_same_on_all_ranks(const std::string& what, const std::string& description);
+  // The network's training output for a batch. On a CPU of several threads each thread runs its
+  // own slice, forward here and backward in train_backward (`sliced` keeps the slices).
+  torch::Tensor train_forward(const torch::Tensor& images, std::optional<SlicedForward>& sliced);
+  // Backward of the (scaled) loss into the trainable parameters' gradients.
+  void train_backward(const torch::Tensor& scaled, std::optional<SlicedForward>& sliced);
   // A batch of model inputs in the trainer's memory format.
   torch::Tensor laid_out(torch::Tensor images) const;
   // The network's output for a batch in evaluation mode, without autograd (the caller has put
@@ -266,6 +283,7 @@ class Trainer {
   void check_normalisation_known(const char* op) const;
   data::Sampler sampler_ = data::Sampler::kInstance;
   bool channels_last_ = false;
+  bool slice_training_ = false;  // a CPU step runs in slices (src/train/batch_slices.h)
   Amp amp_ = Amp::kOff;
   std::unique_ptr<LossScaler> scaler_;                 // fp16 only
   torch::Tensor train_labels_cpu_;                     // the samplers draw on the CPU generator

@@ -59,7 +59,7 @@ export function addTrainingOptions(cmd: Command): Command {
     .option('--batch-size <n>', 'training batch size', intAtLeast(1), 128)
     .option(
       '--eval-batch-size <n>',
-      'images per evaluation batch (default 64 on the CPU, 1000 on a GPU; lower it when evaluation runs out of memory)',
+      'images per evaluation batch (default 128 on the CPU, 1000 on a GPU; lower it when evaluation runs out of memory)',
       intAtLeast(1),
     )
     .addOption(

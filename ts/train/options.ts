@@ -175,7 +175,7 @@ export interface TrainerOptions {
   /** distributed: batch-norm statistics over the global batch of all ranks (SyncBatchNorm) */
   syncBn?: boolean;
   /**
-   * images per evaluation and prediction batch (default 64 on the CPU, 1000 on a GPU:
+   * images per evaluation and prediction batch (default 128 on the CPU, 1000 on a GPU:
    * `defaultEvalBatchSize`); lower it when they run out of memory
    */
   evalBatchSize?: number;
