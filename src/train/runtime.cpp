@@ -64,6 +64,13 @@ SingleThreadScope::SingleThreadScope() = default;
 SingleThreadScope::~SingleThreadScope() = default;
 #endif
 
+DirectConvolutionScope::DirectConvolutionScope() : saved_(at::globalContext().userEnabledMkldnn()) {
+  at::globalContext().setUserEnabledMkldnn(false);
+}
+DirectConvolutionScope::~DirectConvolutionScope() {
+  at::globalContext().setUserEnabledMkldnn(saved_);
+}
+
 void configure_blas() {
   // OpenBLAS exports this setter; the reference BLAS has none and is single-threaded anyway.
   using SetThreads = void (*)(int);

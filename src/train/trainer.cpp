@@ -775,7 +775,11 @@ torch::Tensor Trainer::infer(const torch::Tensor& images) {
     // A batch of a few small images (one 28 x 28 image: 216 us on two threads, 150 us on one)
     // runs on this thread alone; larger work keeps the intra-op threads.
     std::optional<SingleThreadScope> one_thread;
-    if (device_.is_cpu() && images.numel() <= kSmallInput) one_thread.emplace();
+    std::optional<DirectConvolutionScope> direct;
+    if (device_.is_cpu() && images.numel() <= kSmallInput) {
+      one_thread.emplace();
+      direct.emplace();
+    }
     AutocastScope autocast(amp_, device_);
     return model_->forward(laid_out(images));
   }
