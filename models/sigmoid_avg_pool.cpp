@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <type_traits>
 #include <vector>
 
 namespace torchfocal::models {
@@ -35,11 +36,30 @@ void backward_nchw(const T* s, const T* dy, T* dx, int64_t planes, int64_t h, in
   });
 }
 
+// Calls f with the channel count as a compile-time constant for NCHW planes (1) and LeNet's 6
+// and 16 channels (0:
+// any other, read at run time). The per-position loops over a few interleaved channels then
+// unroll into whole vectors instead of a scalar loop whose overhead dominated them (perf: half of
+// the pooling pass in one scalar store).
+template <typename F>
+void with_channels(int64_t c, const F& f) {
+  if (c == 1) {
+    f(std::integral_constant<int64_t, 1>());  // NCHW planes
+  } else if (c == 6) {
+    f(std::integral_constant<int64_t, 6>());
+  } else if (c == 16) {
+    f(std::integral_constant<int64_t, 16>());
+  } else {
+    f(std::integral_constant<int64_t, 0>());
+  }
+}
+
 // Channels-last: a position (i, j) holds C contiguous values; they take the C values of the
-// pooled position (i / 2, j / 2).
-template <typename T>
-void backward_nhwc(const T* s, const T* dy, T* dx, int64_t n, int64_t c, int64_t h, int64_t w,
+// pooled position (i / 2, j / 2). `Fixed` is C known at compile time, or 0.
+template <int64_t Fixed, typename T>
+void backward_nhwc(const T* s, const T* dy, T* dx, int64_t n, int64_t c_any, int64_t h, int64_t w,
                    int64_t oh, int64_t ow) {
+  const int64_t c = Fixed > 0 ? Fixed : c_any;
   at::parallel_for(0, n * h, kGrain * h, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / h, i = row % h;
@@ -66,9 +86,10 @@ void backward_nhwc(const T* s, const T* dy, T* dx, int64_t n, int64_t c, int64_t
 // layer; this pass adds each pair of rows once and then neighbouring positions. A plane holds
 // `h` rows of `w` positions of `cc` interleaved values: one image of C channels in channels-last
 // (cc = C), or one channel of one image in NCHW (cc = 1).
-template <typename T>
-void pool_planes(const T* s, T* y, int64_t planes, int64_t cc, int64_t h, int64_t w, int64_t oh,
+template <int64_t Fixed, typename T>
+void pool_planes(const T* s, T* y, int64_t planes, int64_t cc_any, int64_t h, int64_t w, int64_t oh,
                  int64_t ow) {
+  const int64_t cc = Fixed > 0 ? Fixed : cc_any;
   const int64_t row = w * cc, pooled = ow * cc;
   at::parallel_for(0, planes, kGrain, [&](int64_t begin, int64_t end) {
     std::vector<T> pair(2 * pooled);
@@ -97,8 +118,11 @@ std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x) {
   const auto s = torch::sigmoid(x.contiguous(format));
   auto y = torch::empty({n, c, oh, ow}, s.options().memory_format(format));
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sigmoid_avg_pool2x2_forward", [&] {
-    pool_planes(s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), nhwc ? n : n * c, nhwc ? c : 1, h,
-                w, oh, ow);
+    const int64_t cc = nhwc ? c : 1;
+    with_channels(cc, [&](auto fixed) {
+      pool_planes<decltype(fixed)::value>(s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                                          nhwc ? n : n * c, cc, h, w, oh, ow);
+    });
   });
   return {s, y};
 }
@@ -113,8 +137,10 @@ torch::Tensor fused_backward(const torch::Tensor& s, const torch::Tensor& dy_in)
   auto dx = torch::empty_like(sc, format);
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sigmoid_avg_pool2x2_backward", [&] {
     if (nhwc) {
-      backward_nhwc(sc.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), n, c,
-                    h, w, oh, ow);
+      with_channels(c, [&](auto fixed) {
+        backward_nhwc<decltype(fixed)::value>(sc.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(),
+                                              dx.data_ptr<scalar_t>(), n, c, h, w, oh, ow);
+      });
     } else {
       backward_nchw(sc.data_ptr<scalar_t>(), dy.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(),
                     n * c, h, w, oh, ow);
