@@ -163,7 +163,9 @@ test.serial(
 test.serial(
   'experiment starve: SIGINT reports the finished runs; --resume keeps them, continues the stopped one, runs the rest',
   async (t) => {
-    const { dir } = await smallIdxFolder(30, 50);
+    // 6,000 training images: the stopped run's second epoch must outlast the signal's delivery
+    // (with 2,000 a fast moment of the machine finished it first, and the run counted as done).
+    const { dir } = await smallIdxFolder(10, 50);
     const out = path.join(tempDir(), 'starve');
     const args = ['experiment', 'starve', '--dataset', dir, '--model', 'mlp', '--epochs', '2'];
     const full = [...args, '--threads', '1', '--keep', '0.1', '--out', out, '--json'];
