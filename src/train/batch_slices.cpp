@@ -62,10 +62,20 @@ void SlicedForward::backward(const torch::Tensor& loss, const std::vector<torch:
   });
   torch::NoGradGuard no_grad;
   for (size_t p = 0; p < params.size(); ++p) {
+    // The first add is out of place: autograd's result may be a view (an expanded gradient)
+    // that an in-place add would refuse; the sum it returns is ours to add into.
     torch::Tensor sum;
+    bool owned = false;
     for (const auto& slice : grads) {
       if (!slice[p].defined()) continue;
-      sum = sum.defined() ? sum.add_(slice[p]) : slice[p];
+      if (!sum.defined()) {
+        sum = slice[p];
+      } else if (owned) {
+        sum.add_(slice[p]);
+      } else {
+        sum = sum + slice[p];
+        owned = true;
+      }
     }
     // Accumulated, as backward does: into the gradient buffers when they are views of one.
     auto& grad = params[p].mutable_grad();
