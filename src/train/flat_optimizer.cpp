@@ -19,6 +19,35 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 15;  // elements per CPU task: large enough to beat the overhead
 
+// Adam over elements [begin, end). Its square root and two divisions are most of the cost. The
+// constants come by value and the arrays as restrict so that the compiler may hoist the weight
+// decay's branches and vectorise: through references a store to p could change them.
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+inline void
+adam_range(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+           int64_t begin, int64_t end, math::AdamConstants c, math::AdamStepScalars s) {
+  for (int64_t i = begin; i < end; ++i) math::adam_update(p[i], g[i], m[i], v[i], c, s);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+// The same loop 8 wide, where the baseline x86-64 build has 4. Not "fma": contracted
+// multiply-adds would round unlike torch::optim; square roots and divisions are exact at either
+// width, so the results are the same bits.
+__attribute__((target("avx2"))) void adam_range_avx2(float* p, const float* g, float* m, float* v,
+                                                     int64_t begin, int64_t end,
+                                                     math::AdamConstants c,
+                                                     math::AdamStepScalars s) {
+  adam_range(p, g, m, v, begin, end, c, s);
+}
+
+bool has_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#endif
+
 }  // namespace
 
 torch::Tensor flat_view(const torch::Tensor& flat, const torch::Tensor& like, int64_t offset) {
@@ -115,7 +144,6 @@ FlatOptimizer::FlatOptimizer(torch::optim::Optimizer& optimizer) : optimizer_(op
 
 void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
   torch::NoGradGuard no_grad;
-  const int64_t n = params_flat_.numel();
   const auto& rate = lr.defined() ? lr : lr_;
   if (rate.scalar_type() != torch::kFloat64 || rate.numel() != 1 ||
       rate.device() != params_flat_.device()) {
@@ -124,6 +152,7 @@ void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
   step_.add_(take.to(torch::kInt64));
 #ifdef TORCHFOCAL_WITH_CUDA
   if (params_flat_.is_cuda()) {
+    const int64_t n = params_flat_.numel();
     const c10::cuda::CUDAGuard guard(params_flat_.device());
     const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     const auto flag = take.to(torch::kFloat32).contiguous();
@@ -146,29 +175,45 @@ void FlatOptimizer::step(const torch::Tensor& take, const torch::Tensor& lr) {
                                 " but torchfocal was built without CUDA");
   }
   if (take.item<float>() == 0.0f) return;  // on the CPU a read costs nothing
+  update_on_cpu(rate.item<double>());
+}
+
+void FlatOptimizer::step(double lr) {
+  if (!params_flat_.is_cpu()) {
+    throw std::invalid_argument("flat optimizer: a step at a host rate runs on the CPU only");
+  }
+  torch::NoGradGuard no_grad;
+  step_.add_(1);
+  update_on_cpu(lr);
+}
+
+void FlatOptimizer::update_on_cpu(double lr) {
+  const int64_t n = params_flat_.numel();
   float* p = params_flat_.data_ptr<float>();
   const float* g = grads_.data_ptr<float>();
   if (adam_) {
     float* m = exp_avg_.data_ptr<float>();
     float* v = exp_avg_sq_.data_ptr<float>();
-    const auto s = math::adam_step_scalars(beta1_, beta2_, rate.item<double>(),
-                                           step_.item<int64_t>(), decoupled_decay_);
+    const auto s =
+        math::adam_step_scalars(beta1_, beta2_, lr, step_.item<int64_t>(), decoupled_decay_);
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        math::adam_update(p[i], g[i], m[i], v[i], constants_, s);
+#if defined(__GNUC__) && defined(__x86_64__)
+      if (has_avx2()) return adam_range_avx2(p, g, m, v, begin, end, constants_, s);
+#endif
+      adam_range(p, g, m, v, begin, end, constants_, s);
     });
   } else if (momentum_buffer_.defined() || sgd_.weight_decay != 0.0f) {
-    const auto lr = static_cast<float>(rate.item<double>());
+    const auto rate = static_cast<float>(lr);
     float* buf = momentum_buffer_.defined() ? momentum_buffer_.data_ptr<float>() : nullptr;
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
       float unused = 0;
       for (int64_t i = begin; i < end; ++i)
-        math::sgd_update(p[i], g[i], buf != nullptr ? buf[i] : unused, sgd_, lr);
+        math::sgd_update(p[i], g[i], buf != nullptr ? buf[i] : unused, sgd_, rate);
     });
   } else {
-    const auto lr = static_cast<float>(rate.item<double>());
+    const auto rate = static_cast<float>(lr);
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) math::sgd_update(p[i], g[i], lr);
+      for (int64_t i = begin; i < end; ++i) math::sgd_update(p[i], g[i], rate);
     });
   }
 }

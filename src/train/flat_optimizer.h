@@ -43,6 +43,8 @@ class FlatOptimizer {
   // One step where `take` (a 0-dim float32 tensor on the parameters' device) is 1; none where 0.
   // `lr`, a one-element float64 tensor there, overrides the optimizer's rate (a schedule's).
   void step(const torch::Tensor& take, const torch::Tensor& lr = {});
+  // The host loop's step on the CPU: always taken, at `lr`.
+  void step(double lr);
 
   // The step count and moments into the torch::optim optimizer's state (reads the count: a
   // device sync), and back (after that state was loaded from a checkpoint).
@@ -50,6 +52,8 @@ class FlatOptimizer {
   void load();
 
  private:
+  void update_on_cpu(double lr);  // the parameters' update, the step count already advanced
+
   torch::optim::Optimizer& optimizer_;
   std::vector<torch::Tensor> params_;
   bool adam_ = false;

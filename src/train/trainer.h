@@ -165,7 +165,7 @@ class Trainer {
   const data::InputTransform& transform() const { return transform_; }
   // Whether the sync-free step and its CUDA graph are in use (TrainConfig::device_step,
   // cuda_graph).
-  bool uses_device_step() const { return flat_ != nullptr; }
+  bool uses_device_step() const { return device_step_; }
   // Whether CPU steps of several threads run in slices (TrainConfig::slice_steps).
   bool uses_sliced_steps() const { return slice_training_; }
   bool uses_cuda_graph() const { return graph_ != nullptr; }
@@ -241,6 +241,7 @@ class Trainer {
                                                const torch::Tensor& loss, bool stop);
   // Before a step: zeroes the flat gradient buffer (distributed), else drops the gradients.
   void clear_gradients(const std::vector<torch::Tensor>& params);
+  void optimizer_step(double lr);  // the host loop's step, at the schedule's rate
   // Throws unless every rank describes the same (distributed runs; no-op otherwise).
   void check_same_on_all_ranks(const std::string& what, const std::string& description);
   // The network's training output for a batch. On a CPU of several threads each thread runs its
@@ -292,7 +293,9 @@ class Trainer {
   std::unique_ptr<dist::GradientSync> gradient_sync_;  // its gradient buckets
   torch::Tensor grad_buffer_;  // distributed: all gradients (views), then the loss and stop slots
   LrSchedule schedule_ = LrSchedule::kConstant;
-  std::unique_ptr<FlatOptimizer> flat_;  // the device step's optimizer (over optimizer_'s state)
+  bool device_step_ = false;  // TrainConfig::device_step resolved
+  // The device step's optimizer, and the CPU host loop's (over optimizer_'s state)
+  std::unique_ptr<FlatOptimizer> flat_;
   torch::Tensor step_rates_;  // the device step: this epoch's rate of every step (float64)
   std::unique_ptr<StepStream> step_stream_;  // where the device step runs (CUDA)
   std::unique_ptr<StepGraph> graph_;         // the device step, captured

@@ -1,9 +1,10 @@
 // The optimizers against torch.optim's own figures: 20 steps of Adam with L2 weight decay, AdamW,
 // SGD with momentum, SGD Nesterov with weight decay, and clipping by the total gradient norm,
 // from test/fixtures/optim_reference.h (generated once by optim_reference.py with python3-torch,
-// in float64 from float32 inputs, and again in float32). Each runs through the host loop's
-// torch::optim (float64 and float32) and the device step's flat optimizer (float32, CPU loop: the
-// maths the CUDA kernel shares), held to 1e-6 of torch.optim's float32 steps value by value. Then
+// in float64 from float32 inputs, and again in float32). Each runs through torch::optim (float64
+// and float32: distributed ranks step it) and the flat optimizer (float32, CPU loop: the maths the
+// CUDA kernel shares) as the device step and as the CPU host loop drive it, held to 1e-6 of
+// torch.optim's float32 steps value by value. Then
 // the trainer: every optimizer, with clipping and warm-up, resumes bitwise from its training state,
 // in the host loop and the device step; the checkpoint entries are the documented ones; bad
 // combinations are refused.
@@ -75,9 +76,10 @@ tf::train::OptimizerOptions options_of(const OptimCase& c) {
 // steps run by torch.optim in float32 (its own rounding: what a float32 implementation can match).
 struct Errors {
   double relative = 0, elementwise = 0, as_float32 = 0;
+  torch::Tensor last;  // the parameters after the last step, flattened
   void add(const std::vector<torch::Tensor>& params, const OptimCase& c, int t) {
-    const auto mine = torch::cat({params[0].detach().flatten(), params[1].detach().flatten()})
-                          .to(torch::kFloat64);
+    last = torch::cat({params[0].detach().flatten(), params[1].detach().flatten()});
+    const auto mine = last.to(torch::kFloat64);
     const auto theirs =
         torch::from_blob(const_cast<double*>(c.params[t]), {kOptimValues}, torch::kFloat64);
     const auto diff = (mine - theirs).abs();
@@ -106,8 +108,9 @@ Errors run_host(const OptimCase& c, torch::ScalarType dtype) {
   return errors;
 }
 
-// The flat optimizer as the device step drives it: clip on the device, the rate as a tensor.
-Errors run_flat(const OptimCase& c) {
+// The flat optimizer as the device step drives it (clip on the device, the rate as a tensor), or
+// as the CPU host loop does (`host_rate`: the host's clip, the rate as a number).
+Errors run_flat(const OptimCase& c, bool host_rate) {
   auto params = initial_params(torch::kFloat32);
   auto holder = tf::train::make_optimizer(options_of(c), params);
   tf::train::FlatOptimizer flat(*holder);
@@ -115,8 +118,13 @@ Errors run_flat(const OptimCase& c) {
   Errors errors;
   for (int t = 0; t < kOptimSteps; ++t) {
     set_grads(params, t);
-    if (c.clip_grad_norm > 0) flat.clip_grad_norm(c.clip_grad_norm);
-    flat.step(take, torch::full({1}, c.rates[t], torch::kFloat64));
+    if (host_rate) {
+      if (c.clip_grad_norm > 0) tf::train::clip_grad_norm(params, c.clip_grad_norm);
+      flat.step(c.rates[t]);
+    } else {
+      if (c.clip_grad_norm > 0) flat.clip_grad_norm(c.clip_grad_norm);
+      flat.step(take, torch::full({1}, c.rates[t], torch::kFloat64));
+    }
     errors.add(params, c, t);
   }
   return errors;
@@ -128,7 +136,8 @@ TEST(Optimizers, StepByStepLikeTorchOptim) {
   for (const auto& c : kOptimCases) {
     const auto host64 = run_host(c, torch::kFloat64);
     const auto host32 = run_host(c, torch::kFloat32);
-    const auto flat = run_flat(c);
+    const auto flat = run_flat(c, /*host_rate=*/false);
+    const auto flat_host = run_flat(c, /*host_rate=*/true);
     std::printf(
         "[ figures  ] %-20s worst of 20 steps, relative (elementwise) to float64 torch.optim: "
         "host float64 %.1e (%.1e), host float32 %.1e (%.1e), device step float32 %.1e (%.1e); "
@@ -141,6 +150,10 @@ TEST(Optimizers, StepByStepLikeTorchOptim) {
     EXPECT_LT(flat.relative, 1e-6) << c.name;
     EXPECT_LT(host32.as_float32, 1e-6) << c.name;
     EXPECT_LT(flat.as_float32, 1e-6) << c.name;
+    EXPECT_LT(flat_host.relative, 1e-6) << c.name;
+    EXPECT_LT(flat_host.as_float32, 1e-6) << c.name;
+    // Without clipping the two ways run the same update on the same numbers: the same bits.
+    if (c.clip_grad_norm == 0) EXPECT_TRUE(torch::equal(flat.last, flat_host.last)) << c.name;
   }
 }
 
