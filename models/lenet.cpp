@@ -2,6 +2,7 @@
 
 #include "models/layers.h"
 #include "models/sigmoid_avg_pool.h"
+#include "models/single_channel_conv.h"
 
 namespace torchfocal::models {
 
@@ -16,10 +17,11 @@ torch::nn::Sequential make_lenet(const ModelOptions& options) {
   // (models/sigmoid_avg_pool.h); an Identity keeps the pooling's place, so the parameter
   // indices, and with them the state_dict names, stay PyTorch's (d2l's nn.Sequential).
   return nn::Sequential(
-      // padding 2 keeps 28x28, as the original LeNet saw 32x32 inputs
-      nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/options.in_channels, /*out_channels=*/6,
-                                   /*kernel_size=*/5)
-                     .padding(2)),
+      // padding 2 keeps 28x28, as the original LeNet saw 32x32 inputs; a Conv2d that runs
+      // grey images on direct kernels (models/single_channel_conv.h)
+      SingleChannelConv2d(nn::Conv2dOptions(/*in_channels=*/options.in_channels,
+                                            /*out_channels=*/6, /*kernel_size=*/5)
+                              .padding(2)),
       SigmoidAvgPool2x2(), nn::Identity(),
       nn::Conv2d(nn::Conv2dOptions(/*in_channels=*/6, /*out_channels=*/16, /*kernel_size=*/5)),
       SigmoidAvgPool2x2(), nn::Identity(), nn::Flatten(), nn::Linear(flat_features, 120),

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "src/common/cpu_features.h"
 #include "src/train/optimizer_state.h"
 
 #ifdef TORCHFOCAL_WITH_CUDA
@@ -31,7 +32,7 @@ adam_range(float* __restrict p, const float* __restrict g, float* __restrict m, 
   for (int64_t i = begin; i < end; ++i) math::adam_update(p[i], g[i], m[i], v[i], c, s);
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#ifdef TORCHFOCAL_X86_TARGETS
 // The same loop 8 wide, where the baseline x86-64 build has 4. Not "fma": contracted
 // multiply-adds would round unlike torch::optim; square roots and divisions are exact at either
 // width, so the results are the same bits.
@@ -40,11 +41,6 @@ __attribute__((target("avx2"))) void adam_range_avx2(float* p, const float* g, f
                                                      math::AdamConstants c,
                                                      math::AdamStepScalars s) {
   adam_range(p, g, m, v, begin, end, c, s);
-}
-
-bool has_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2");
-  return yes;
 }
 #endif
 
@@ -197,8 +193,8 @@ void FlatOptimizer::update_on_cpu(double lr) {
     const auto s =
         math::adam_step_scalars(beta1_, beta2_, lr, step_.item<int64_t>(), decoupled_decay_);
     at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
-#if defined(__GNUC__) && defined(__x86_64__)
-      if (has_avx2()) return adam_range_avx2(p, g, m, v, begin, end, constants_, s);
+#ifdef TORCHFOCAL_X86_TARGETS
+      if (cpu_has_avx2()) return adam_range_avx2(p, g, m, v, begin, end, constants_, s);
 #endif
       adam_range(p, g, m, v, begin, end, constants_, s);
     });

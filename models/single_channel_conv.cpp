@@ -1,0 +1,349 @@
+#include "models/single_channel_conv.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "src/common/cpu_features.h"
+#include "src/common/torch_compat.h"
+
+namespace torchfocal::models {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kLanes = 8;        // floats in an AVX2 vector
+constexpr int kBlockRows = 4;        // output rows a forward block keeps in registers together
+constexpr int kBlockVectors = 2;     // and vectors of each of them
+constexpr int64_t kGradImages = 16;  // images per partial weight gradient: a fixed split, so the
+                                     // sum's order, and its bits, do not depend on the threads
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The sizes of one call. A "run" is one output row of all channels: wo × c values (channels-last).
+struct Geometry {
+  int64_t h, w, k, pad, c;
+  int64_t ho, wo;
+  int64_t run;       // wo × c
+  int64_t run_pad;   // rounded up to whole vectors
+  int64_t rep_row;   // one row of the repeated input: (w + 2 pad) × c values and a vector's slack
+  int64_t rep_rows;  // padded input rows, and zero rows under a last partial block of rows
+
+  Geometry(int64_t h_, int64_t w_, int64_t k_, int64_t pad_, int64_t c_)
+      : h(h_), w(w_), k(k_), pad(pad_), c(c_) {
+    ho = h + 2 * pad - k + 1;
+    wo = w + 2 * pad - k + 1;
+    run = wo * c;
+    run_pad = round_up(run, kBlockVectors * kLanes);
+    rep_row = round_up((w + 2 * pad) * c + kBlockVectors * kLanes, kLanes);
+    rep_rows = round_up(ho, kBlockRows) + k - 1;
+  }
+};
+
+#ifdef TORCHFOCAL_X86_TARGETS
+#define TORCHFOCAL_AVX2_FMA __attribute__((target("avx2,fma")))
+
+typedef float Vec __attribute__((vector_size(32)));
+typedef float VecUnaligned __attribute__((vector_size(32), aligned(4)));
+
+TORCHFOCAL_AVX2_FMA inline Vec load(const float* p) {
+  return *reinterpret_cast<const VecUnaligned*>(p);
+}
+TORCHFOCAL_AVX2_FMA inline void store(float* p, Vec v) { *reinterpret_cast<VecUnaligned*>(p) = v; }
+
+// rep[r][q] = the zero-padded image at row r, column q / c: every input value repeated c times,
+// so that tap (kh, kw) of output run i is the run-long span rep[i + kh][kw · c ...]. Writes the
+// image's own values only: the buffer starts zeroed, and its padding stays zero from image to
+// image. For C = 6 four values make three vectors, by permutes, where a scalar loop spent as long
+// as a third of the forward pass.
+template <int C>
+TORCHFOCAL_AVX2_FMA void repeat_input(const float* x, const Geometry& g, float* rep) {
+  typedef int Lanes __attribute__((vector_size(32)));
+  const int64_t c = C > 0 ? C : g.c;
+  for (int64_t i = 0; i < g.h; ++i) {
+    const float* xi = x + i * g.w;
+    float* row = rep + (i + g.pad) * g.rep_row + g.pad * c;
+    int64_t j = 0;
+    if constexpr (C == 6) {
+      for (; j + kLanes <= g.w; j += 4) {  // a whole vector read, four values used
+        const Vec v = load(xi + j);
+        store(row + j * 6, __builtin_shuffle(v, Lanes{0, 0, 0, 0, 0, 0, 1, 1}));
+        store(row + j * 6 + 8, __builtin_shuffle(v, Lanes{1, 1, 1, 1, 2, 2, 2, 2}));
+        store(row + j * 6 + 16, __builtin_shuffle(v, Lanes{2, 2, 3, 3, 3, 3, 3, 3}));
+      }
+    }
+    for (; j < g.w; ++j) {
+      for (int64_t k = 0; k < c; ++k) row[j * c + k] = xi[j];
+    }
+  }
+}
+
+// One image forward: out [ho][run] (channels-last) from its repeated input. `taps` [K·K][run_pad]
+// holds tap t's weight of channel q % c at lane q; `bias_run` [run_pad] the bias the same way. A
+// block of 4 output rows × 2 vectors keeps 8 sums in registers through the K·K taps: enough
+// independent multiply-adds to cover their latency, and each tap's 2 weight vectors serve 4 rows.
+template <int K, int C>
+TORCHFOCAL_AVX2_FMA void forward_image(const float* rep, const float* taps, const float* bias_run,
+                                       const Geometry& g, float* out) {
+  constexpr int R = kBlockRows, Q = kBlockVectors;
+  const int64_t c = C > 0 ? C : g.c;
+  for (int64_t i0 = 0; i0 < g.ho; i0 += R) {
+    for (int64_t q = 0; q < g.run_pad; q += Q * kLanes) {
+      Vec a[R][Q];
+      for (int v = 0; v < Q; ++v) {
+        const Vec b = load(bias_run + q + v * kLanes);
+        for (int r = 0; r < R; ++r) a[r][v] = b;
+      }
+      for (int kh = 0; kh < K; ++kh) {
+        const float* x[R];  // the block's rows: a tap is a fixed offset from each
+        for (int r = 0; r < R; ++r) x[r] = rep + (i0 + kh + r) * g.rep_row + q;
+        const float* t = taps + kh * K * g.run_pad + q;
+#pragma GCC unroll 5
+        for (int kw = 0; kw < K; ++kw) {
+          Vec wv[Q];
+          for (int v = 0; v < Q; ++v) wv[v] = load(t + kw * g.run_pad + v * kLanes);
+          for (int r = 0; r < R; ++r) {
+            for (int v = 0; v < Q; ++v) a[r][v] += load(x[r] + kw * c + v * kLanes) * wv[v];
+          }
+        }
+      }
+      for (int r = 0; r < R && i0 + r < g.ho; ++r) {
+        for (int v = 0; v < Q; ++v) {
+          const int64_t at = q + v * kLanes;
+          const int64_t valid = std::min(kLanes, g.run - at);
+          float* o = out + (i0 + r) * g.run + at;
+          if (valid == kLanes) {
+            store(o, a[r][v]);
+          } else if (valid > 0) {
+            float lanes[kLanes];
+            store(lanes, a[r][v]);
+            std::memcpy(o, lanes, valid * sizeof(float));
+          }
+        }
+      }
+    }
+  }
+}
+
+// One image's weight and bias gradients, added lane by lane into `sums` [K·K + 1][run_pad]: tap
+// (kh, kw) at lane q gathers dy[i][q] · rep[i + kh][kw · c + q] over the output rows i, and the
+// last row dy[i][q] alone (the bias). Each dy vector feeds the K taps of one kh, their sums held
+// in registers over all rows. dy's rows are `dy_row` apart and readable to whole vectors (zero
+// past the run).
+template <int K, int C>
+TORCHFOCAL_AVX2_FMA void weight_grad_image(const float* rep, const float* dy, int64_t dy_row,
+                                           const Geometry& g, float* sums) {
+  const int64_t c = C > 0 ? C : g.c;
+  for (int64_t q = 0; q < g.run; q += kLanes) {
+    Vec bias = {};
+    for (int kh = 0; kh < K; ++kh) {
+      Vec a[K] = {};
+      for (int64_t i = 0; i < g.ho; ++i) {
+        const Vec d = load(dy + i * dy_row + q);
+        if (kh == 0) bias += d;
+        const float* x = rep + (i + kh) * g.rep_row + q;
+#pragma GCC unroll 5
+        for (int kw = 0; kw < K; ++kw) a[kw] += load(x + kw * c) * d;
+      }
+      for (int kw = 0; kw < K; ++kw) {
+        float* s = sums + (kh * K + kw) * g.run_pad + q;
+        store(s, load(s) + a[kw]);
+      }
+    }
+    float* s = sums + K * K * g.run_pad + q;
+    store(s, load(s) + bias);
+  }
+}
+#endif
+
+// Calls f with K, and C where it is LeNet's 6 (0: read at run time), as compile-time constants:
+// the taps' offsets become constants, and the loops need no registers to hold them.
+template <typename F>
+void with_sizes(int64_t k, int64_t c, const F& f) {
+  const auto with_c = [&](auto kk) {
+    if (c == 6) {
+      f(kk, std::integral_constant<int, 6>());
+    } else {
+      f(kk, std::integral_constant<int, 0>());
+    }
+  };
+  if (k == 3) {
+    with_c(std::integral_constant<int, 3>());
+  } else if (k == 5) {
+    with_c(std::integral_constant<int, 5>());
+  } else {
+    throw std::invalid_argument("single-channel conv: kernel size " + std::to_string(k) +
+                                " has no direct kernel");
+  }
+}
+
+Geometry geometry_of(const torch::Tensor& x, const torch::Tensor& weight, int64_t padding) {
+  return Geometry(x.size(2), x.size(3), weight.size(2), padding, weight.size(0));
+}
+
+// [K·K][run_pad]: at lane q, channel q % c's value of each tap (zero in the slack).
+torch::Tensor tap_runs(const torch::Tensor& weight, const Geometry& g) {
+  const auto w = weight.reshape({g.c, g.k * g.k}).t();  // [taps][c]
+  const auto runs = w.repeat({1, g.wo});                // [taps][wo · c], channel fastest
+  return torch::constant_pad_nd(runs, {0, g.run_pad - g.run}).contiguous();
+}
+
+torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weight,
+                           const torch::Tensor& bias, int64_t padding) {
+  const auto x = x_in.contiguous();  // one channel: channels-last is the same memory
+  const Geometry g = geometry_of(x, weight, padding);
+  const int64_t n = x.size(0);
+  auto out = torch::empty({n, g.c, g.ho, g.wo},
+                          x.options().memory_format(torch::MemoryFormat::ChannelsLast));
+  if (n == 0) return out;
+  const auto taps = tap_runs(weight, g);
+  const auto bias_run =
+      torch::constant_pad_nd(bias.repeat({g.wo}), {0, g.run_pad - g.run}).contiguous();
+  const float* xs = x.data_ptr<float>();
+  float* os = out.data_ptr<float>();
+#ifdef TORCHFOCAL_X86_TARGETS
+  with_sizes(g.k, g.c, [&](auto k, auto c) {
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> rep(g.rep_rows * g.rep_row);
+      for (int64_t b = begin; b < end; ++b) {
+        repeat_input<decltype(c)::value>(xs + b * g.h * g.w, g, rep.data());
+        forward_image<decltype(k)::value, decltype(c)::value>(rep.data(), taps.data_ptr<float>(),
+                                                              bias_run.data_ptr<float>(), g,
+                                                              os + b * g.ho * g.run);
+      }
+    });
+  });
+#endif
+  return out;
+}
+
+// {weight gradient in the weight's layout, bias gradient}
+std::pair<torch::Tensor, torch::Tensor> conv_grads(const torch::Tensor& x_in,
+                                                   const torch::Tensor& dy_in,
+                                                   const torch::Tensor& weight, int64_t padding) {
+  const auto x = x_in.contiguous();
+  const Geometry g = geometry_of(x, weight, padding);
+  const int64_t n = x.size(0);
+  // dy's runs, read in place where they are whole vectors (LeNet's 28 × 6), else copied with
+  // zero slack to whole vectors.
+  auto dy = dy_in.contiguous(torch::MemoryFormat::ChannelsLast);
+  int64_t dy_row = g.run;
+  if (g.run % kLanes != 0) {
+    dy = torch::constant_pad_nd(dy.permute({0, 2, 3, 1}).reshape({n, g.ho, g.run}),
+                                {0, g.run_pad - g.run})
+             .contiguous();
+    dy_row = g.run_pad;
+  }
+  const int64_t blocks = (n + kGradImages - 1) / kGradImages;
+  const int64_t rows = g.k * g.k + 1;  // the taps, then the bias
+  auto sums = torch::zeros({blocks, rows, g.run_pad}, x.options());
+  const float* xs = x.data_ptr<float>();
+  const float* ds = dy.data_ptr<float>();
+  float* ss = sums.data_ptr<float>();
+#ifdef TORCHFOCAL_X86_TARGETS
+  with_sizes(g.k, g.c, [&](auto k, auto c) {
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> rep(g.rep_rows * g.rep_row);
+      for (int64_t block = begin; block < end; ++block) {
+        for (int64_t b = block * kGradImages; b < std::min(n, (block + 1) * kGradImages); ++b) {
+          repeat_input<decltype(c)::value>(xs + b * g.h * g.w, g, rep.data());
+          weight_grad_image<decltype(k)::value, decltype(c)::value>(
+              rep.data(), ds + b * g.ho * dy_row, dy_row, g, ss + block * rows * g.run_pad);
+        }
+      }
+    });
+  });
+#endif
+  // Blocks in order, then each channel's lanes (q % c): [taps + 1][c].
+  const auto lanes = sums.sum(0).slice(1, 0, g.run).reshape({rows, g.wo, g.c}).sum(1);
+  return {lanes.slice(0, 0, rows - 1)
+              .t()
+              .reshape(weight.sizes())
+              .contiguous(weight.suggest_memory_format()),
+          lanes[rows - 1].clone()};
+}
+
+struct SingleChannelConvFunction : public torch::autograd::Function<SingleChannelConvFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               int64_t padding) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["padding"] = padding;
+    return conv_forward(x, weight, bias, padding);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& dy = grads[0];
+    const int64_t padding = ctx->saved_data["padding"].toInt();
+    auto [weight_grad, bias_grad] = conv_grads(saved[0], dy, saved[1], padding);
+    return {torch::Tensor(), weight_grad, bias_grad, torch::Tensor()};
+  }
+};
+
+bool cpu_autocast() {
+#if TORCHFOCAL_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
+// The padding of a Conv2d when it is the same number on every side.
+struct SymmetricPadding {
+  std::optional<int64_t> operator()(const torch::ExpandingArray<2>& p) const {
+    if ((*p)[0] != (*p)[1]) return std::nullopt;
+    return (*p)[0];
+  }
+  std::optional<int64_t> operator()(torch::enumtype::kValid) const { return 0; }
+  std::optional<int64_t> operator()(torch::enumtype::kSame) const { return std::nullopt; }
+};
+
+struct ZeroPadding {
+  bool operator()(torch::enumtype::kZeros) const { return true; }
+  template <typename Other>
+  bool operator()(Other) const {
+    return false;
+  }
+};
+
+}  // namespace
+
+bool single_channel_conv_applies(const torch::Tensor& x, const torch::Tensor& weight) {
+  return cpu_has_avx2_fma() && x.is_cpu() && x.scalar_type() == torch::kFloat32 &&
+         weight.is_cpu() && weight.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
+         x.size(1) == 1 && weight.dim() == 4 && weight.size(1) == 1 &&
+         weight.size(2) == weight.size(3) && (weight.size(2) == 3 || weight.size(2) == 5) &&
+         !(x.requires_grad() && torch::GradMode::is_enabled()) && !cpu_autocast();
+}
+
+torch::Tensor single_channel_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
+                                    const torch::Tensor& bias, int64_t padding) {
+  if (!single_channel_conv_applies(x, weight) || !bias.defined() || bias.dim() != 1 ||
+      bias.size(0) != weight.size(0) || bias.scalar_type() != torch::kFloat32 || padding < 0 ||
+      x.size(2) + 2 * padding < weight.size(2) || x.size(3) + 2 * padding < weight.size(3)) {
+    throw std::invalid_argument(
+        "single-channel conv: no direct kernel for this input, weight, bias and padding");
+  }
+  return SingleChannelConvFunction::apply(x, weight, bias, padding);
+}
+
+torch::Tensor SingleChannelConv2dImpl::forward(const torch::Tensor& x) {
+  const auto& o = options;
+  const auto padding = compat::visit_option(SymmetricPadding{}, o.padding());
+  const bool plain = (*o.stride())[0] == 1 && (*o.stride())[1] == 1 && (*o.dilation())[0] == 1 &&
+                     (*o.dilation())[1] == 1 && o.groups() == 1 && o.bias() &&
+                     compat::visit_option(ZeroPadding{}, o.padding_mode());
+  if (plain && padding && single_channel_conv_applies(x, weight) &&
+      x.size(2) + 2 * *padding >= weight.size(2) && x.size(3) + 2 * *padding >= weight.size(3)) {
+    return single_channel_conv2d(x, weight, bias, *padding);
+  }
+  return torch::nn::Conv2dImpl::forward(x);
+}
+
+}  // namespace torchfocal::models
