@@ -186,11 +186,22 @@ Geometry geometry_of(const torch::Tensor& x, const torch::Tensor& weight, int64_
   return Geometry(x.size(2), x.size(3), weight.size(2), padding, weight.size(0));
 }
 
-// [K·K][run_pad]: at lane q, channel q % c's value of each tap (zero in the slack).
-torch::Tensor tap_runs(const torch::Tensor& weight, const Geometry& g) {
-  const auto w = weight.reshape({g.c, g.k * g.k}).t();  // [taps][c]
-  const auto runs = w.repeat({1, g.wo});                // [taps][wo · c], channel fastest
-  return torch::constant_pad_nd(runs, {0, g.run_pad - g.run}).contiguous();
+// [K·K][run_pad]: at lane q, channel q % c's value of each tap (zero in the slack); then one more
+// run of the bias the same way. Plain loops: a few LibTorch ops here cost 3% of an evaluation.
+std::vector<float> weight_runs(const torch::Tensor& weight, const torch::Tensor& bias,
+                               const Geometry& g) {
+  const auto w = weight.contiguous();  // [c][1][k][k]: one input channel, so any layout
+  const auto b = bias.contiguous();
+  const float* ws = w.data_ptr<float>();
+  const float* bs = b.data_ptr<float>();
+  const int64_t taps = g.k * g.k;
+  std::vector<float> runs((taps + 1) * g.run_pad, 0.0f);
+  for (int64_t q = 0; q < g.run; ++q) {
+    const int64_t channel = q % g.c;
+    for (int64_t t = 0; t < taps; ++t) runs[t * g.run_pad + q] = ws[channel * taps + t];
+    runs[taps * g.run_pad + q] = bs[channel];
+  }
+  return runs;
 }
 
 torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weight,
@@ -201,9 +212,9 @@ torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weigh
   auto out = torch::empty({n, g.c, g.ho, g.wo},
                           x.options().memory_format(torch::MemoryFormat::ChannelsLast));
   if (n == 0) return out;
-  const auto taps = tap_runs(weight, g);
-  const auto bias_run =
-      torch::constant_pad_nd(bias.repeat({g.wo}), {0, g.run_pad - g.run}).contiguous();
+  const auto runs = weight_runs(weight, bias, g);
+  const float* taps = runs.data();
+  const float* bias_run = taps + g.k * g.k * g.run_pad;
   const float* xs = x.data_ptr<float>();
   float* os = out.data_ptr<float>();
 #ifdef TORCHFOCAL_X86_TARGETS
@@ -212,8 +223,7 @@ torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weigh
       std::vector<float> rep(g.rep_rows * g.rep_row);
       for (int64_t b = begin; b < end; ++b) {
         repeat_input<decltype(c)::value>(xs + b * g.h * g.w, g, rep.data());
-        forward_image<decltype(k)::value, decltype(c)::value>(rep.data(), taps.data_ptr<float>(),
-                                                              bias_run.data_ptr<float>(), g,
+        forward_image<decltype(k)::value, decltype(c)::value>(rep.data(), taps, bias_run, g,
                                                               os + b * g.ho * g.run);
       }
     });
@@ -241,10 +251,10 @@ std::pair<torch::Tensor, torch::Tensor> conv_grads(const torch::Tensor& x_in,
   }
   const int64_t blocks = (n + kGradImages - 1) / kGradImages;
   const int64_t rows = g.k * g.k + 1;  // the taps, then the bias
-  auto sums = torch::zeros({blocks, rows, g.run_pad}, x.options());
+  std::vector<float> sums(blocks * rows * g.run_pad, 0.0f);
   const float* xs = x.data_ptr<float>();
   const float* ds = dy.data_ptr<float>();
-  float* ss = sums.data_ptr<float>();
+  float* ss = sums.data();
 #ifdef TORCHFOCAL_X86_TARGETS
   with_sizes(g.k, g.c, [&](auto k, auto c) {
     at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
@@ -259,13 +269,21 @@ std::pair<torch::Tensor, torch::Tensor> conv_grads(const torch::Tensor& x_in,
     });
   });
 #endif
-  // Blocks in order, then each channel's lanes (q % c): [taps + 1][c].
-  const auto lanes = sums.sum(0).slice(1, 0, g.run).reshape({rows, g.wo, g.c}).sum(1);
-  return {lanes.slice(0, 0, rows - 1)
-              .t()
-              .reshape(weight.sizes())
-              .contiguous(weight.suggest_memory_format()),
-          lanes[rows - 1].clone()};
+  // Blocks in order, then each channel's lanes (q % c). The weight's memory is [c][k][k] in any
+  // layout (one input channel).
+  auto weight_grad = torch::zeros_like(weight);
+  auto bias_grad = torch::zeros({g.c}, weight.options());
+  float* wg = weight_grad.data_ptr<float>();
+  float* bg = bias_grad.data_ptr<float>();
+  for (int64_t block = 0; block < blocks; ++block) {
+    for (int64_t t = 0; t < rows; ++t) {
+      const float* lanes = ss + (block * rows + t) * g.run_pad;
+      float* into = t + 1 < rows ? wg + t : bg;
+      const int64_t step = t + 1 < rows ? rows - 1 : 1;  // channel stride: K·K taps, or 1
+      for (int64_t q = 0; q < g.run; ++q) into[(q % g.c) * step] += lanes[q];
+    }
+  }
+  return {weight_grad, bias_grad};
 }
 
 struct SingleChannelConvFunction : public torch::autograd::Function<SingleChannelConvFunction> {
@@ -329,6 +347,10 @@ torch::Tensor single_channel_conv2d(const torch::Tensor& x, const torch::Tensor&
       x.size(2) + 2 * padding < weight.size(2) || x.size(3) + 2 * padding < weight.size(3)) {
     throw std::invalid_argument(
         "single-channel conv: no direct kernel for this input, weight, bias and padding");
+  }
+  // No graph to record where no gradient is wanted (evaluation, prediction).
+  if (!torch::GradMode::is_enabled() || (!weight.requires_grad() && !bias.requires_grad())) {
+    return conv_forward(x, weight, bias, padding);
   }
   return SingleChannelConvFunction::apply(x, weight, bias, padding);
 }
