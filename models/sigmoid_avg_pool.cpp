@@ -7,6 +7,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "src/common/cpu_features.h"
+#include "src/common/float_lanes.h"
+
 namespace torchfocal::models {
 namespace {
 
@@ -88,47 +91,105 @@ void backward_nhwc(const T* s, const T* dy, T* dx, int64_t n, int64_t c_any, int
   });
 }
 
-// y = the 2x2 average of s, two input rows at a time. LibTorch's channels-last pooling runs
-// LeNet's C = 6 channels in scalar tails of 8-wide vectors, at 0.33 ms per step for the first
-// layer; this pass adds each pair of rows once and then neighbouring positions. A plane holds
-// `h` rows of `w` positions of `cc` interleaved values: one image of C channels in channels-last
-// (cc = C), or one channel of one image in NCHW (cc = 1).
+// One pooled row: y = the 2x2 average of input rows s0 and s1, `pair` a scratch of two rows' width.
+// LibTorch's channels-last pooling runs LeNet's C = 6 channels in scalar tails of 8-wide vectors,
+// at 0.33 ms per step for the first layer; this adds the two rows once and then neighbouring
+// positions. A row holds `ow` pooled positions' `cc` interleaved values: one image of C channels
+// in channels-last (cc = C), or one channel of one image in NCHW (cc = 1).
 template <int64_t Fixed, typename T>
-void pool_planes(const T* s, T* y, int64_t planes, int64_t cc_any, int64_t h, int64_t w, int64_t oh,
-                 int64_t ow) {
+TORCHFOCAL_ALWAYS_INLINE void pool_row(const T* s0, const T* s1, T* yi, T* pair, int64_t cc_any,
+                                       int64_t ow) {
   const int64_t cc = Fixed > 0 ? Fixed : cc_any;
-  const int64_t row = w * cc, pooled = ow * cc;
+  for (int64_t k = 0; k < 2 * ow * cc; ++k) pair[k] = s0[k] + s1[k];
+  for (int64_t j = 0; j < ow; ++j) {
+    for (int64_t k = 0; k < cc; ++k) {
+      yi[j * cc + k] = (pair[2 * j * cc + k] + pair[(2 * j + 1) * cc + k]) * T(0.25);
+    }
+  }
+}
+
+// y pooled from s, plane by plane: a plane holds `h` rows of `w` positions of `cc` values.
+template <int64_t Fixed, typename T>
+void pool_planes(const T* s, T* y, int64_t planes, int64_t cc, int64_t h, int64_t w, int64_t oh,
+                 int64_t ow) {
+  const int64_t row = w * cc;
   at::parallel_for(0, planes, kGrain, [&](int64_t begin, int64_t end) {
-    std::vector<T> pair(2 * pooled);
+    std::vector<T> pair(2 * ow * cc);
     for (int64_t p = begin; p < end; ++p) {
       for (int64_t i = 0; i < oh; ++i) {
         const T* s0 = s + (p * h + 2 * i) * row;
-        const T* s1 = s0 + row;
-        for (int64_t k = 0; k < 2 * pooled; ++k) pair[k] = s0[k] + s1[k];
-        T* yi = y + (p * oh + i) * pooled;
-        for (int64_t j = 0; j < ow; ++j) {
-          for (int64_t k = 0; k < cc; ++k) {
-            yi[j * cc + k] = (pair[2 * j * cc + k] + pair[(2 * j + 1) * cc + k]) * T(0.25);
-          }
-        }
+        pool_row<Fixed>(s0, s0 + row, y + (p * oh + i) * ow * cc, pair.data(), cc, ow);
       }
     }
   });
 }
 
-// s = sigmoid(x) (LibTorch's vectorised kernel, kept for backward) and its pooled y.
-std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x) {
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+#ifdef TORCHFOCAL_X86_TARGETS
+#define TORCHFOCAL_AVX2_FMA __attribute__((target("avx2,fma")))
+
+// to = sigmoid(from) = 1 / (1 + e^-x), LibTorch's formula, by FloatLanes' exp (< 2 ulp). (A
+// function, not a lambda: a lambda does not take its enclosing function's target.)
+TORCHFOCAL_AVX2_FMA inline void sigmoid_avx2(const float* from, float* to, int64_t count) {
+  using L = FloatLanes<8>;
+  int64_t k = 0;
+  for (; k + L::kWidth <= count; k += L::kWidth) {
+    L::store(to + k, 1.0f / (1.0f + L::exp(-L::load(from + k))));
+  }
+  if (k < count) {
+    const auto x = L::load_partial(from + k, count - k, 0.0f);
+    L::store_partial(to + k, 1.0f / (1.0f + L::exp(-x)), count - k);
+  }
+}
+
+// s = sigmoid(x) and its pooled y, two input rows at a time, pooled while they are in the cache:
+// instead of a LibTorch sigmoid pass through Sleef (12% of an evaluation) and a pooling pass.
+template <int64_t Fixed>
+TORCHFOCAL_AVX2_FMA void sigmoid_pool_planes_avx2(const float* x, float* s, float* y, int64_t begin,
+                                                  int64_t end, int64_t cc, int64_t h, int64_t w,
+                                                  int64_t oh, int64_t ow, float* pair) {
+  const int64_t row = w * cc;
+  for (int64_t p = begin; p < end; ++p) {
+    const float* xp = x + p * h * row;
+    float* sp = s + p * h * row;
+    for (int64_t i = 0; i < oh; ++i) {
+      sigmoid_avx2(xp + 2 * i * row, sp + 2 * i * row, 2 * row);
+      pool_row<Fixed>(sp + 2 * i * row, sp + (2 * i + 1) * row, y + (p * oh + i) * ow * cc, pair,
+                      cc, ow);
+    }
+    if (h % 2 == 1) sigmoid_avx2(xp + (h - 1) * row, sp + (h - 1) * row, row);  // for backward
+  }
+}
+#endif
+
+// s = sigmoid(x) (kept for backward) and its pooled y. Float32 on an AVX2 CPU in one pass (above);
+// otherwise LibTorch's vectorised sigmoid, then the pooling.
+std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x_in) {
+  const int64_t n = x_in.size(0), c = x_in.size(1), h = x_in.size(2), w = x_in.size(3);
   const int64_t oh = h / 2, ow = w / 2;
-  const bool nhwc = x.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
+  const bool nhwc = x_in.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
   const auto format = nhwc ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  const auto s = torch::sigmoid(x.contiguous(format));
-  auto y = torch::empty({n, c, oh, ow}, s.options().memory_format(format));
-  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sigmoid_avg_pool2x2_forward", [&] {
-    const int64_t cc = nhwc ? c : 1;
+  const auto x = x_in.contiguous(format);
+  const int64_t cc = nhwc ? c : 1, planes = nhwc ? n : n * c;
+  auto y = torch::empty({n, c, oh, ow}, x.options().memory_format(format));
+#ifdef TORCHFOCAL_X86_TARGETS
+  if (x.scalar_type() == torch::kFloat && cpu_has_avx2_fma()) {
+    auto s = torch::empty_like(x, format);
     with_channels(cc, [&](auto fixed) {
-      pool_planes<decltype(fixed)::value>(s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                                          nhwc ? n : n * c, cc, h, w, oh, ow);
+      at::parallel_for(0, planes, kGrain, [&](int64_t begin, int64_t end) {
+        std::vector<float> pair(2 * ow * cc);
+        sigmoid_pool_planes_avx2<decltype(fixed)::value>(x.data_ptr<float>(), s.data_ptr<float>(),
+                                                         y.data_ptr<float>(), begin, end, cc, h, w,
+                                                         oh, ow, pair.data());
+      });
+    });
+    return {s, y};
+  }
+#endif
+  const auto s = torch::sigmoid(x);
+  AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "sigmoid_avg_pool2x2_forward", [&] {
+    with_channels(cc, [&](auto fixed) {
+      pool_planes<decltype(fixed)::value>(s.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), planes,
+                                          cc, h, w, oh, ow);
     });
   });
   return {s, y};
