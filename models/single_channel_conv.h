@@ -1,10 +1,10 @@
 // A convolution of one-channel images (LeNet's first layer: 1 → 6 channels, 5 × 5, padding 2)
 // computed directly on the CPU. One input channel leaves oneDNN's kernels little to vectorise:
 // LeNet's first layer costs it 6.3 µs an image forward and 15 µs with the weight gradient (one
-// thread), more than the second layer's 16× the arithmetic. Here one output row of every channel
-// (channels-last: W × C contiguous values) is a run of vectors, and each of the K × K taps adds
-// the input row, each value repeated C times and shifted by the tap, times the tap's weights laid
-// out along that run: 4.8 and 9.6 µs (bench/NOTES.md §24). Forward and the weight and bias
+// thread), more than the second layer, which has twice the arithmetic. Here one output row of every
+// channel (channels-last: W × C contiguous values) is a run of vectors, and each of the K × K taps
+// adds the input row, each value repeated C times and shifted by the tap, times the tap's weights
+// laid out along that run: 4.8 and 9.6 µs (bench/NOTES.md §25). Forward and the weight and bias
 // gradients; an input that wants a gradient, and everything else these kernels do not cover,
 // runs LibTorch's convolution.
 #pragma once
