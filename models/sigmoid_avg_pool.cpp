@@ -143,27 +143,30 @@ TORCHFOCAL_AVX2_FMA inline void sigmoid_avx2(const float* from, float* to, int64
 
 // s = sigmoid(x) and its pooled y, two input rows at a time, pooled while they are in the cache:
 // instead of a LibTorch sigmoid pass through Sleef (12% of an evaluation) and a pooling pass.
+// Without `s` (nothing to keep for a backward) the two rows go through `rows` [2 w cc] instead.
 template <int64_t Fixed>
 TORCHFOCAL_AVX2_FMA void sigmoid_pool_planes_avx2(const float* x, float* s, float* y, int64_t begin,
                                                   int64_t end, int64_t cc, int64_t h, int64_t w,
-                                                  int64_t oh, int64_t ow, float* pair) {
+                                                  int64_t oh, int64_t ow, float* pair,
+                                                  float* rows) {
   const int64_t row = w * cc;
   for (int64_t p = begin; p < end; ++p) {
     const float* xp = x + p * h * row;
-    float* sp = s + p * h * row;
     for (int64_t i = 0; i < oh; ++i) {
-      sigmoid_avx2(xp + 2 * i * row, sp + 2 * i * row, 2 * row);
-      pool_row<Fixed>(sp + 2 * i * row, sp + (2 * i + 1) * row, y + (p * oh + i) * ow * cc, pair,
-                      cc, ow);
+      float* si = s != nullptr ? s + (p * h + 2 * i) * row : rows;
+      sigmoid_avx2(xp + 2 * i * row, si, 2 * row);
+      pool_row<Fixed>(si, si + row, y + (p * oh + i) * ow * cc, pair, cc, ow);
     }
-    if (h % 2 == 1) sigmoid_avx2(xp + (h - 1) * row, sp + (h - 1) * row, row);  // for backward
+    if (s != nullptr && h % 2 == 1) {
+      sigmoid_avx2(xp + (h - 1) * row, s + (p * h + h - 1) * row, row);  // for backward
+    }
   }
 }
 #endif
 
-// s = sigmoid(x) (kept for backward) and its pooled y. Float32 on an AVX2 CPU in one pass (above);
-// otherwise LibTorch's vectorised sigmoid, then the pooling.
-std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x_in) {
+// s = sigmoid(x) (kept for backward) and its pooled y. Float32 on an AVX2 CPU in one pass (above),
+// without s unless `keep`; otherwise LibTorch's vectorised sigmoid, then the pooling.
+std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x_in, bool keep) {
   const int64_t n = x_in.size(0), c = x_in.size(1), h = x_in.size(2), w = x_in.size(3);
   const int64_t oh = h / 2, ow = w / 2;
   const bool nhwc = x_in.is_contiguous(torch::MemoryFormat::ChannelsLast) && c > 1;
@@ -173,13 +176,14 @@ std::pair<torch::Tensor, torch::Tensor> fused_forward(const torch::Tensor& x_in)
   auto y = torch::empty({n, c, oh, ow}, x.options().memory_format(format));
 #ifdef TORCHFOCAL_X86_TARGETS
   if (x.scalar_type() == torch::kFloat && cpu_has_avx2_fma()) {
-    auto s = torch::empty_like(x, format);
+    torch::Tensor s;
+    if (keep) s = torch::empty_like(x, format);
     with_channels(cc, [&](auto fixed) {
       at::parallel_for(0, planes, kGrain, [&](int64_t begin, int64_t end) {
-        std::vector<float> pair(2 * ow * cc);
-        sigmoid_pool_planes_avx2<decltype(fixed)::value>(x.data_ptr<float>(), s.data_ptr<float>(),
-                                                         y.data_ptr<float>(), begin, end, cc, h, w,
-                                                         oh, ow, pair.data());
+        std::vector<float> pair(2 * ow * cc), rows(keep ? 0 : 2 * w * cc);
+        sigmoid_pool_planes_avx2<decltype(fixed)::value>(
+            x.data_ptr<float>(), keep ? s.data_ptr<float>() : nullptr, y.data_ptr<float>(), begin,
+            end, cc, h, w, oh, ow, pair.data(), rows.data());
       });
     });
     return {s, y};
@@ -226,7 +230,7 @@ bool fused_on(const torch::Tensor& t) {
 struct SigmoidAvgPoolFunction : public torch::autograd::Function<SigmoidAvgPoolFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x) {
     if (fused_on(x)) {
-      auto [s, y] = fused_forward(x);
+      auto [s, y] = fused_forward(x, /*keep=*/true);
       ctx->save_for_backward({s});
       return y;
     }
@@ -252,6 +256,10 @@ torch::Tensor sigmoid_avg_pool2x2(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4, "sigmoid_avg_pool2x2: expected a 4-d input, got ", x.dim(), "-d");
   TORCH_CHECK(x.size(2) >= 2 && x.size(3) >= 2,
               "sigmoid_avg_pool2x2: the input is smaller than the 2x2 window");
+  // No gradient wanted (evaluation, prediction): no graph, and no sigmoid kept for one.
+  if (!(torch::GradMode::is_enabled() && x.requires_grad()) && fused_on(x)) {
+    return fused_forward(x, /*keep=*/false).second;
+  }
   return SigmoidAvgPoolFunction::apply(x);
 }
 

@@ -63,6 +63,27 @@ TEST(SigmoidAvgPool, MatchesTheComposedOpsInFloat64) {
   EXPECT_TRUE(torch::allclose(low.grad.to(torch::kDouble), want.grad, 2e-2, 2e-3));
 }
 
+TEST(SigmoidAvgPool, ForwardWithoutGradientIsTheSameForward) {
+  // Evaluation keeps no sigmoid for a backward: the same values, bit for bit, in both layouts,
+  // float32 and float64, odd sizes included.
+  torch::manual_seed(21);
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (const auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+      for (const auto& shape : std::vector<std::vector<int64_t>>{{3, 6, 28, 28}, {2, 6, 9, 7}}) {
+        const auto x = (torch::randn(shape, dtype) * 3).contiguous(format);
+        const auto with_graph = sigmoid_avg_pool2x2(x.clone().requires_grad_()).detach();
+        torch::Tensor without;
+        {
+          torch::NoGradGuard no_grad;
+          without = sigmoid_avg_pool2x2(x);
+        }
+        EXPECT_TRUE(torch::equal(without, with_graph));
+        EXPECT_FALSE(without.requires_grad());
+      }
+    }
+  }
+}
+
 TEST(SigmoidAvgPool, Gradcheck) {
   torch::manual_seed(3);
   auto x = torch::randn({2, 3, 6, 5}, torch::kDouble).requires_grad_();
