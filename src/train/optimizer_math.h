@@ -74,7 +74,8 @@ HOST_DEVICE_INLINE void sgd_update(float& p, float g, float& buf, const SgdConst
   p = ::fmaf(-lr, d, p);
 }
 
-// Plain SGD (no momentum, no weight decay).
-HOST_DEVICE_INLINE void sgd_update(float& p, float g, float lr) { p = p + (-lr) * g; }
+// Plain SGD (no momentum, no weight decay): p.add_(g, -lr), one fused multiply-add as ATen's, so
+// that the CPU host loop (which steps this) and torch::optim (distributed ranks) agree bit for bit.
+HOST_DEVICE_INLINE void sgd_update(float& p, float g, float lr) { p = ::fmaf(-lr, g, p); }
 
 }  // namespace torchfocal::train::math

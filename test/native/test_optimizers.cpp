@@ -157,6 +157,33 @@ TEST(Optimizers, StepByStepLikeTorchOptim) {
   }
 }
 
+TEST(Optimizers, PlainSgdStepsLikeTorchOptimBitForBit) {
+  // One process steps the flat optimizer, distributed ranks torch::optim: runs compared across
+  // the two (--nproc 2 against one process) must not differ by the optimizer's rounding.
+  torch::manual_seed(31);
+  std::vector<torch::Tensor> mine = {torch::randn({37, 5}).requires_grad_(),
+                                     torch::randn({11}).requires_grad_()};
+  std::vector<torch::Tensor> theirs;
+  for (const auto& p : mine) theirs.push_back(p.detach().clone().requires_grad_());
+  tf::train::OptimizerOptions o;
+  o.name = "sgd";
+  o.lr = 0.05;
+  auto holder = tf::train::make_optimizer(o, mine);
+  auto reference = tf::train::make_optimizer(o, theirs);
+  tf::train::FlatOptimizer flat(*holder);
+  for (int step = 0; step < 5; ++step) {
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const auto g = torch::randn(mine[i].sizes());
+      torch::NoGradGuard no_grad;
+      mine[i].mutable_grad().copy_(g);
+      theirs[i].mutable_grad() = g.clone();
+    }
+    flat.step(0.05);
+    reference->step();
+  }
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_TRUE(torch::equal(mine[i], theirs[i])) << i;
+}
+
 TEST(Optimizers, ClippingIsTorchsClipGradNorm) {
   for (const double max_norm : {0.5, 100.0}) {  // clipped, and left alone
     auto a = initial_params(torch::kFloat32), b = initial_params(torch::kFloat32);
