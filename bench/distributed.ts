@@ -1,6 +1,7 @@
 // Data-parallel throughput: `train --nproc 2` (one thread per rank) against one process with one
 // thread, both training LeNet on MNIST through the CLI, timed by their own epoch lines (training
 // time, evaluation excluded). The first epoch is warm-up.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../ts/package';
@@ -20,6 +21,7 @@ const MNIST_TRAIN = 60000;
 async function imagesPerSecond(extra: string[], epochs: number, out: string): Promise<number> {
   const args = [CLI, 'train', '--dataset', 'mnist', '--epochs', String(epochs), '--json'];
   const r = await exec(process.execPath, [...args, '--out', out, ...extra], process.env);
+  fs.rmSync(out, { recursive: true, force: true }); // only the epoch lines are wanted
   if (r.code !== 0) throw new Error(`distributed bench: ${lastLine(r.stderr)}`);
   const seconds = r.stdout
     .split('\n')

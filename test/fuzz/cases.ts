@@ -146,6 +146,7 @@ function labelledPairSeed(rng: Rng): { images: Buffer; labels: Buffer } {
 // ---- Cases ---------------------------------------------------------------------------------------
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'torchfocal-fuzz-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 export async function runCase(kind: Kind, rng: Rng): Promise<Outcome> {
   switch (kind) {

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import test from 'ava';
 
 export const CLI = path.join(__dirname, '..', '..', 'ts', 'cli', 'main.js');
 export const ROOT = path.join(__dirname, '..', '..', '..');
@@ -68,8 +69,17 @@ export function jsonLines(stdout: string): Record<string, any>[] {
     .map((l) => JSON.parse(l));
 }
 
+// Folders from tempDir go when the test file's last test is done, passed or failed: they hold
+// exported zoos (370 MB in one), checkpoints and image folders, and CI's disk is shared.
+const made: string[] = [];
+test.after.always('remove the temp folders', () => {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix = 'torchfocal-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 /** Debian's python3 with torch, the independent reference for cross-checks. */
