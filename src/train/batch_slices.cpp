@@ -16,6 +16,11 @@ int64_t slice_count(const torch::Device& device, int64_t n) {
   return std::min(threads, n / kMinSlice);
 }
 
+int64_t batch_share_count(const torch::Device& device, int64_t batches) {
+  const int64_t threads = at::get_num_threads();
+  return device.is_cpu() && threads >= 2 && batches >= 2 * threads ? threads : 1;
+}
+
 void for_each_slice(int64_t n, int64_t slices,
                     const std::function<void(int64_t, int64_t, int64_t)>& fn) {
   at::parallel_for(0, slices, 1, [&](int64_t first, int64_t last) {

@@ -17,6 +17,11 @@ namespace torchfocal::train {
 // thread or for a small batch.
 int64_t slice_count(const torch::Device& device, int64_t n);
 
+// How many threads share `batches` whole batches on `device`, each running a contiguous run of
+// them alone: one per intra-op thread where each gets at least two; 1 otherwise (too few
+// batches to balance: cut each batch in slices instead).
+int64_t batch_share_count(const torch::Device& device, int64_t batches);
+
 // Calls fn(i, begin, end) for each slice i of `slices` near-equal slices of [0, n), each on one
 // thread of the intra-op pool. The first exception a slice throws is rethrown here.
 void for_each_slice(int64_t n, int64_t slices,

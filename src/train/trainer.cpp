@@ -811,35 +811,70 @@ torch::Tensor Trainer::infer(const torch::Tensor& images) {
   return torch::cat(parts);
 }
 
+void Trainer::for_batch_shares(
+    int64_t batches, const std::function<void(int64_t, int64_t, int64_t, const Forward&)>& each) {
+  const int64_t shares = batch_share_count(device_, batches);
+  if (shares == 1) {
+    each(0, 0, batches, [&](const torch::Tensor& x) { return infer(x); });
+    return;
+  }
+  for_each_slice(batches, shares, [&](int64_t i, int64_t first, int64_t last) {
+    // Grad mode and autocast are thread-local: the pool's threads have their own.
+    torch::NoGradGuard no_grad;
+    AutocastScope autocast(amp_, device_);
+    each(i, first, last, [&](const torch::Tensor& x) { return model_->forward(laid_out(x)); });
+  });
+}
+
 metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* loss_mean,
                                    const std::atomic<bool>* cancel) {
   if (loss_mean != nullptr && !loss_) throw std::logic_error("no training data has been set");
   check_normalisation_known("evaluate");
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto confusion = torch::zeros({config_.num_classes, config_.num_classes},
-                                torch::TensorOptions().dtype(torch::kInt64).device(device_));
-  auto ranks = torch::zeros({config_.num_classes}, confusion.options());  // for top-k accuracy
-  // float64 so that summing thousands of batch losses loses nothing; read once, at the end
-  auto loss_sum = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
   // Distributed: each rank evaluates its contiguous share; the confusion matrices are summed.
   const int64_t world = collective_ ? collective_->world_size() : 1;
   const int64_t rank = collective_ ? collective_->rank() : 0;
   const int64_t from = dataset.size() * rank / world;
   const int64_t to = dataset.size() * (rank + 1) / world;
-  try {
-    for (int64_t begin = from; begin < to; begin += config_.eval_batch_size) {
+  const int64_t batch_size = config_.eval_batch_size;
+  const int64_t batches = (to - from + batch_size - 1) / batch_size;
+  struct Sums {
+    torch::Tensor confusion, ranks, loss;
+  };
+  const auto zero_sums = [&] {
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+    return Sums{torch::zeros({config_.num_classes, config_.num_classes}, i64),
+                torch::zeros({config_.num_classes}, i64),  // for top-k accuracy
+                // float64 so that summing thousands of batch losses loses nothing
+                torch::zeros({1}, i64.dtype(torch::kFloat64))};
+  };
+  // Batches [first, last) into `sums`; `forward` is the network's logits for a batch's inputs.
+  const auto add_batches = [&](int64_t first, int64_t last, Sums& sums, const auto& forward) {
+    for (int64_t b = first; b < last; ++b) {
       if (!collective_ && cancel != nullptr && cancel->load()) throw Cancelled();
-      auto batch = dataset.slice(begin, std::min(to, begin + config_.eval_batch_size), transform_);
-      auto logits = infer(batch.images);
-      confusion += metrics::confusion_matrix(batch.labels, logits.argmax(1), config_.num_classes);
-      ranks += metrics::rank_counts(logits, batch.labels);
+      const int64_t begin = from + b * batch_size;
+      auto batch = dataset.slice(begin, std::min(to, begin + batch_size), transform_);
+      auto logits = forward(batch.images);
+      sums.confusion +=
+          metrics::confusion_matrix(batch.labels, logits.argmax(1), config_.num_classes);
+      sums.ranks += metrics::rank_counts(logits, batch.labels);
       if (loss_mean != nullptr) {
         // the loss is a batch mean: weigh it by the batch's images
-        loss_sum += loss_->forward(logits.to(torch::kFloat32), batch.labels).to(torch::kFloat64) *
-                    static_cast<double>(batch.labels.size(0));
+        sums.loss += loss_->forward(logits.to(torch::kFloat32), batch.labels).to(torch::kFloat64) *
+                     static_cast<double>(batch.labels.size(0));
       }
     }
+  };
+  // Per share: the batches are the ones one loop makes, so the figures are the same whatever the
+  // threads (the loss up to the order of its float64 sum).
+  std::vector<Sums> parts;
+  try {
+    parts.resize(batch_share_count(device_, batches));
+    for_batch_shares(batches, [&](int64_t i, int64_t first, int64_t last, const Forward& forward) {
+      parts[i] = zero_sums();
+      add_batches(first, last, parts[i], forward);
+    });
   } catch (const std::exception& e) {
     train_mode();
     if (!is_out_of_memory(e)) throw;
@@ -847,6 +882,12 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
     throw OutOfMemory("out of memory evaluating at batch size " +
                       std::to_string(config_.eval_batch_size) + ": " + first_line(e) +
                       "; evaluate with a smaller batch size");
+  }
+  auto [confusion, ranks, loss_sum] = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    confusion += parts[i].confusion;
+    ranks += parts[i].ranks;
+    loss_sum += parts[i].loss;
   }
   train_mode();
   if (collective_) collective_->sum({confusion, ranks, loss_sum});
@@ -894,12 +935,16 @@ torch::Tensor Trainer::evaluate_batches(int64_t count,
   configure_threads(config_.threads);
   torch::NoGradGuard no_grad;
   model_->eval();
-  std::vector<torch::Tensor> out;
-  for (int64_t begin = 0; begin < count; begin += config_.eval_batch_size) {
-    auto logits =
-        infer(input(begin, std::min(count, begin + config_.eval_batch_size))).to(torch::kFloat32);
-    out.push_back((softmax ? torch::softmax(logits, /*dim=*/1) : logits).to(torch::kCPU));
-  }
+  const int64_t batch_size = config_.eval_batch_size;
+  std::vector<torch::Tensor> out((count + batch_size - 1) / batch_size);
+  for_batch_shares(static_cast<int64_t>(out.size()), [&](int64_t, int64_t first, int64_t last,
+                                                         const Forward& forward) {
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t begin = b * batch_size;
+      auto logits = forward(input(begin, std::min(count, begin + batch_size))).to(torch::kFloat32);
+      out[b] = (softmax ? torch::softmax(logits, /*dim=*/1) : logits).to(torch::kCPU);
+    }
+  });
   train_mode();
   return torch::cat(out);
 }

@@ -163,6 +163,49 @@ TEST(Trainer, ThreadSlicedInferenceEqualsWholeBatches) {
   }
 }
 
+// Two threads each evaluating a contiguous share of whole batches give one thread's figures: the
+// same confusion matrix and top-k counts, the validation loss up to its float64 sum's order, and
+// the same predictions. 101 images in batches of 10 (the last of one image): 11 batches, 6 and 5
+// per thread.
+TEST(Trainer, ThreadSharedEvaluationEqualsOneThread) {
+  for (const std::string model : {"lenet", "resnet"}) {
+    SCOPED_TRACE(model);
+    auto c = mlp_config();
+    c.model = model;
+    c.width_divisor = 8;
+    c.eval_batch_size = 10;
+    c.threads = 2;
+    tf::train::Trainer two(c);
+    c.threads = 1;
+    tf::train::Trainer one(c);
+    auto [x, y] = halves(64, 3);
+    auto [images, labels] = halves(101, 4);
+    for (auto* t : {&two, &one}) {
+      t->set_train_data(x, y);
+      t->set_val_data(images, labels);
+      t->set_test_data(images, labels);
+    }
+    two.train_epoch();  // batch norm's running statistics leave their initial values
+    one.load_state_dict(two.state_dict());
+    const auto [m2, loss2] = two.evaluate_val();
+    const auto [m1, loss1] = one.evaluate_val();
+    EXPECT_EQ(m2.confusion, m1.confusion);
+    EXPECT_EQ(m2.top_k_accuracy, m1.top_k_accuracy);
+    EXPECT_NEAR(loss2, loss1, 1e-6 * std::abs(loss1));
+    EXPECT_EQ(two.evaluate_test().confusion, m1.confusion);
+    // against the predictions themselves: the counts are the batches' own, each counted once
+    const auto probabilities = one.predict(images);
+    EXPECT_TRUE(torch::allclose(two.predict(images), probabilities, 1e-5, 1e-6));  // in shares
+    const auto expected =
+        tf::metrics::confusion_matrix(labels, probabilities.argmax(1), 2).contiguous();
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < 2; ++j) EXPECT_EQ(m2.confusion[i][j], expected[i][j].item<int64_t>());
+    }
+    std::atomic<bool> cancel{true};
+    EXPECT_THROW(two.evaluate_test(&cancel), tf::train::Cancelled);
+  }
+}
+
 TEST(Trainer, CancelStopsBetweenSteps) {
   tf::train::Trainer t(mlp_config());
   auto [x, y] = halves(256, 5);
