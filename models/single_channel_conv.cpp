@@ -46,7 +46,6 @@ struct Geometry {
 };
 
 #ifdef TORCHFOCAL_X86_TARGETS
-#define TORCHFOCAL_AVX2_FMA __attribute__((target("avx2,fma")))
 
 typedef float Vec __attribute__((vector_size(32)));
 typedef float VecUnaligned __attribute__((vector_size(32), aligned(4)));
