@@ -3,13 +3,20 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "src/common/cpu_features.h"
+#include "src/common/float_lanes.h"
 #include "src/common/torch_compat.h"
+
+#ifdef TORCHFOCAL_X86_TARGETS
+#include <immintrin.h>
+#endif
 
 namespace torchfocal::models {
 namespace {
@@ -34,15 +41,31 @@ struct Geometry {
   int64_t rep_row;   // one row of the repeated input: (w + 2 pad) × c values and a vector's slack
   int64_t rep_rows;  // padded input rows, and zero rows under a last partial block of rows
 
-  Geometry(int64_t h_, int64_t w_, int64_t k_, int64_t pad_, int64_t c_)
+  // `lanes`: floats in the vectors of the forward kernel that runs (the gradients' are AVX2's).
+  Geometry(int64_t h_, int64_t w_, int64_t k_, int64_t pad_, int64_t c_, int64_t lanes = kLanes)
       : h(h_), w(w_), k(k_), pad(pad_), c(c_) {
     ho = h + 2 * pad - k + 1;
     wo = w + 2 * pad - k + 1;
     run = wo * c;
-    run_pad = round_up(run, kBlockVectors * kLanes);
-    rep_row = round_up((w + 2 * pad) * c + kBlockVectors * kLanes, kLanes);
+    run_pad = round_up(run, kBlockVectors * lanes);
+    // whole vectors of `lanes`, and a vector past a block's last tap (AVX-512's aligned reads)
+    rep_row = round_up((w + 2 * pad) * c + (kBlockVectors + 1) * lanes, lanes);
     rep_rows = round_up(ho, kBlockRows) + k - 1;
   }
+};
+
+// A zeroed buffer for the repeated input, its start on a 64-byte boundary (AVX-512's aligned
+// reads).
+class AlignedRows {
+ public:
+  explicit AlignedRows(const Geometry& g) : store_(g.rep_rows * g.rep_row + 16, 0.0f) {}
+  float* data() {
+    const auto at = reinterpret_cast<std::uintptr_t>(store_.data());
+    return store_.data() + (64 - at % 64) % 64 / sizeof(float);
+  }
+
+ private:
+  std::vector<float> store_;
 };
 
 #ifdef TORCHFOCAL_X86_TARGETS
@@ -86,16 +109,19 @@ TORCHFOCAL_AVX2_FMA void repeat_input(const float* x, const Geometry& g, float* 
 // holds tap t's weight of channel q % c at lane q; `bias_run` [run_pad] the bias the same way. A
 // block of 4 output rows × 2 vectors keeps 8 sums in registers through the K·K taps: enough
 // independent multiply-adds to cover their latency, and each tap's 2 weight vectors serve 4 rows.
-template <int K, int C>
-TORCHFOCAL_AVX2_FMA void forward_image(const float* rep, const float* taps, const float* bias_run,
-                                       const Geometry& g, float* out) {
+// W floats a vector: inlined into one function per instruction set, below.
+template <int W, int K, int C>
+TORCHFOCAL_ALWAYS_INLINE void forward_image(const float* rep, const float* taps,
+                                            const float* bias_run, const Geometry& g, float* out) {
+  using L = FloatLanes<W>;
+  using V = typename L::V;
   constexpr int R = kBlockRows, Q = kBlockVectors;
   const int64_t c = C > 0 ? C : g.c;
   for (int64_t i0 = 0; i0 < g.ho; i0 += R) {
-    for (int64_t q = 0; q < g.run_pad; q += Q * kLanes) {
-      Vec a[R][Q];
+    for (int64_t q = 0; q < g.run_pad; q += Q * W) {
+      V a[R][Q];
       for (int v = 0; v < Q; ++v) {
-        const Vec b = load(bias_run + q + v * kLanes);
+        const V b = L::load(bias_run + q + v * W);
         for (int r = 0; r < R; ++r) a[r][v] = b;
       }
       for (int kh = 0; kh < K; ++kh) {
@@ -104,24 +130,105 @@ TORCHFOCAL_AVX2_FMA void forward_image(const float* rep, const float* taps, cons
         const float* t = taps + kh * K * g.run_pad + q;
 #pragma GCC unroll 5
         for (int kw = 0; kw < K; ++kw) {
-          Vec wv[Q];
-          for (int v = 0; v < Q; ++v) wv[v] = load(t + kw * g.run_pad + v * kLanes);
+          V wv[Q];
+          for (int v = 0; v < Q; ++v) wv[v] = L::load(t + kw * g.run_pad + v * W);
           for (int r = 0; r < R; ++r) {
-            for (int v = 0; v < Q; ++v) a[r][v] += load(x[r] + kw * c + v * kLanes) * wv[v];
+            for (int v = 0; v < Q; ++v) a[r][v] += L::load(x[r] + kw * c + v * W) * wv[v];
           }
         }
       }
       for (int r = 0; r < R && i0 + r < g.ho; ++r) {
         for (int v = 0; v < Q; ++v) {
-          const int64_t at = q + v * kLanes;
-          const int64_t valid = std::min(kLanes, g.run - at);
+          const int64_t at = q + v * W;
+          const int64_t valid = std::min<int64_t>(W, g.run - at);
           float* o = out + (i0 + r) * g.run + at;
-          if (valid == kLanes) {
-            store(o, a[r][v]);
+          if (valid == W) {
+            L::store(o, a[r][v]);
           } else if (valid > 0) {
-            float lanes[kLanes];
-            store(lanes, a[r][v]);
-            std::memcpy(o, lanes, valid * sizeof(float));
+            L::store_partial(o, a[r][v], valid);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int K, int C>
+TORCHFOCAL_AVX2_FMA void forward_image_avx2(const float* rep, const float* taps,
+                                            const float* bias_run, const Geometry& g, float* out) {
+  forward_image<8, K, C>(rep, taps, bias_run, g, out);
+}
+
+// The 16 floats from float `Shift` on of the aligned vectors a[0], a[1], ...: a[i] itself, or
+// one valignd of two neighbours.
+template <int Shift>
+TORCHFOCAL_AVX512 TORCHFOCAL_ALWAYS_INLINE __m512 span16(const __m512i* a) {
+  constexpr int i = Shift / 16, s = Shift % 16;
+  if constexpr (s == 0) {
+    return _mm512_castsi512_ps(a[i]);
+  } else {
+    return _mm512_castsi512_ps(_mm512_alignr_epi32(a[i + 1], a[i], s));
+  }
+}
+
+// acc[v] += the span at Offset + 16 v × w[v], for each vector v of a block's row.
+template <int Offset, int... V>
+TORCHFOCAL_AVX512 TORCHFOCAL_ALWAYS_INLINE void tap16(const __m512i* a, const __m512* w,
+                                                      __m512* acc,
+                                                      std::integer_sequence<int, V...>) {
+  ((acc[V] = _mm512_fmadd_ps(span16<Offset + V * 16>(a), w[V], acc[V])), ...);
+}
+
+// All K taps of one kernel row: tap kw's span starts kw · C floats in.
+template <int C, int Q, int... KW>
+TORCHFOCAL_AVX512 TORCHFOCAL_ALWAYS_INLINE void taps16(const __m512i* a, const __m512 (*w)[Q],
+                                                       __m512* acc,
+                                                       std::integer_sequence<int, KW...>) {
+  (tap16<KW * C>(a, w[KW], acc, std::make_integer_sequence<int, Q>()), ...);
+}
+
+// AVX-512 forward, C known at compile time. A tap's span starts kw · C floats into the row, mostly
+// off a 64-byte boundary, so an unaligned 64-byte load of it straddles two cache lines: the AVX2
+// kernel is bound by such loads. Here each row of a block is read once in aligned vectors and
+// each tap's span cut from two neighbours by valignd: for LeNet's 5 taps × 2 vectors, 4 aligned
+// loads and 8 shifts instead of 10 straddling loads. `rep` is 64-byte aligned, rep_row a multiple
+// of 16. Otherwise (C read at run time) the generic kernel.
+template <int K, int C>
+TORCHFOCAL_AVX512 void forward_image_avx512(const float* rep, const float* taps,
+                                            const float* bias_run, const Geometry& g, float* out) {
+  if constexpr (C == 0) {
+    forward_image<16, K, C>(rep, taps, bias_run, g, out);
+  } else {
+    constexpr int W = 16, R = kBlockRows, Q = kBlockVectors;
+    constexpr int A = Q + (K - 1) * C / W + 1;  // aligned vectors of a row a block reads
+    for (int64_t i0 = 0; i0 < g.ho; i0 += R) {
+      for (int64_t q = 0; q < g.run_pad; q += Q * W) {
+        __m512 acc[R][Q];
+        for (int v = 0; v < Q; ++v) {
+          const __m512 b = _mm512_loadu_ps(bias_run + q + v * W);
+          for (int r = 0; r < R; ++r) acc[r][v] = b;
+        }
+        for (int kh = 0; kh < K; ++kh) {
+          __m512 w[K][Q];  // the kernel row's weights serve the block's R rows
+          const float* t = taps + kh * K * g.run_pad + q;
+          for (int kw = 0; kw < K; ++kw) {
+            for (int v = 0; v < Q; ++v) w[kw][v] = _mm512_loadu_ps(t + kw * g.run_pad + v * W);
+          }
+          for (int r = 0; r < R; ++r) {
+            const float* x = rep + (i0 + kh + r) * g.rep_row + q;
+            __m512i a[A];
+            for (int j = 0; j < A; ++j) a[j] = _mm512_load_si512(x + j * W);
+            taps16<C, Q>(a, w, acc[r], std::make_integer_sequence<int, K>());
+          }
+        }
+        for (int r = 0; r < R && i0 + r < g.ho; ++r) {
+          for (int v = 0; v < Q; ++v) {
+            const int64_t at = q + v * W;
+            const int64_t valid = std::min<int64_t>(W, g.run - at);
+            if (valid > 0) {
+              const auto mask = static_cast<__mmask16>((1u << valid) - 1);
+              _mm512_mask_storeu_ps(out + (i0 + r) * g.run + at, mask, acc[r][v]);
+            }
           }
         }
       }
@@ -181,8 +288,9 @@ void with_sizes(int64_t k, int64_t c, const F& f) {
   }
 }
 
-Geometry geometry_of(const torch::Tensor& x, const torch::Tensor& weight, int64_t padding) {
-  return Geometry(x.size(2), x.size(3), weight.size(2), padding, weight.size(0));
+Geometry geometry_of(const torch::Tensor& x, const torch::Tensor& weight, int64_t padding,
+                     int64_t lanes = kLanes) {
+  return Geometry(x.size(2), x.size(3), weight.size(2), padding, weight.size(0), lanes);
 }
 
 // [K·K][run_pad]: at lane q, channel q % c's value of each tap (zero in the slack); then one more
@@ -206,7 +314,8 @@ std::vector<float> weight_runs(const torch::Tensor& weight, const torch::Tensor&
 torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weight,
                            const torch::Tensor& bias, int64_t padding) {
   const auto x = x_in.contiguous();  // one channel: channels-last is the same memory
-  const Geometry g = geometry_of(x, weight, padding);
+  const bool wide = cpu_has_avx512();
+  const Geometry g = geometry_of(x, weight, padding, wide ? 16 : kLanes);
   const int64_t n = x.size(0);
   auto out = torch::empty({n, g.c, g.ho, g.wo},
                           x.options().memory_format(torch::MemoryFormat::ChannelsLast));
@@ -218,12 +327,13 @@ torch::Tensor conv_forward(const torch::Tensor& x_in, const torch::Tensor& weigh
   float* os = out.data_ptr<float>();
 #ifdef TORCHFOCAL_X86_TARGETS
   with_sizes(g.k, g.c, [&](auto k, auto c) {
+    constexpr int K = decltype(k)::value, C = decltype(c)::value;
+    const auto image = wide ? forward_image_avx512<K, C> : forward_image_avx2<K, C>;
     at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> rep(g.rep_rows * g.rep_row);
+      AlignedRows rep(g);
       for (int64_t b = begin; b < end; ++b) {
-        repeat_input<decltype(c)::value>(xs + b * g.h * g.w, g, rep.data());
-        forward_image<decltype(k)::value, decltype(c)::value>(rep.data(), taps, bias_run, g,
-                                                              os + b * g.ho * g.run);
+        repeat_input<C>(xs + b * g.h * g.w, g, rep.data());
+        image(rep.data(), taps, bias_run, g, os + b * g.ho * g.run);
       }
     });
   });
