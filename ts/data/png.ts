@@ -85,15 +85,18 @@ export function plainPngFile(file: string): PlainPng | undefined {
 
 /**
  * A plain PNG file's pixels, alpha dropped: `grey` (one plane) for a grey PNG, else `rgb`
- * (interleaved); undefined when the file is not a plain PNG (any more). Throws when it is
- * damaged (the caller asks sharp, whose messages it keeps).
+ * (interleaved); undefined when the file is not a plain PNG (any more) or `accept` refuses its
+ * header. Throws when it is damaged (the caller asks sharp, whose messages it keeps).
  */
 export function decodePlainPng(
   file: string,
+  accept: (png: PlainPng) => boolean = () => true,
 ): { grey: Uint8Array; rgb?: never } | { rgb: Uint8Array; grey?: never } | undefined {
-  const bytes = readStart(file, Infinity);
-  const png = plainPng(bytes.subarray(0, HEAD_BYTES));
-  if (!png) return undefined;
+  const head = readStart(file);
+  const png = plainPng(head);
+  if (!png || !accept(png)) return undefined;
+  // A file shorter than the head was read whole (a 28 × 28 PNG: one read instead of two).
+  const bytes = head.length < HEAD_BYTES ? head : readStart(file, Infinity);
   const { data, width, height } = PNG.sync.read(bytes); // RGBA, 8 bits a sample
   if (width !== png.width || height !== png.height) return undefined;
   const pixels = width * height;
