@@ -34,23 +34,34 @@ inline bool cpu_has_avx2_fma() {
 #endif
 }
 
-// AVX-512 (16 floats a vector) as TORCHFOCAL_AVX512 compiles for, unless ATEN_CPU_CAPABILITY
-// caps LibTorch's own kernels below it (avx2 or default): ours follow the same cap.
-inline bool cpu_has_avx512() {
+// AVX-512 as TORCHFOCAL_AVX512 compiles for, whatever ATEN_CPU_CAPABILITY says.
+inline bool cpu_supports_avx512() {
 #ifdef TORCHFOCAL_X86_TARGETS
-  static const bool yes = [] {
-    const char* cap = std::getenv("ATEN_CPU_CAPABILITY");
-    if (cap != nullptr && (std::strcmp(cap, "avx2") == 0 || std::strcmp(cap, "default") == 0)) {
-      return false;
-    }
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-           cpu_has_avx2_fma();
-  }();
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512vl") && cpu_has_avx2_fma();
   return yes;
 #else
   return false;
 #endif
+}
+
+// The widest instruction set LibTorch lets its own kernels use, by ATEN_CPU_CAPABILITY (default |
+// avx2 | avx512; unset or other: no cap). Ours follow the same cap; read once.
+enum class CpuCap { kDefault, kAvx2, kNone };
+inline CpuCap aten_cpu_capability() {
+  static const CpuCap cap = [] {
+    const char* value = std::getenv("ATEN_CPU_CAPABILITY");
+    if (value != nullptr && std::strcmp(value, "default") == 0) return CpuCap::kDefault;
+    if (value != nullptr && std::strcmp(value, "avx2") == 0) return CpuCap::kAvx2;
+    return CpuCap::kNone;
+  }();
+  return cap;
+}
+
+// AVX-512 (16 floats a vector) for our kernels: the CPU has it and LibTorch's are not capped below.
+inline bool cpu_has_avx512() {
+  return cpu_supports_avx512() && aten_cpu_capability() == CpuCap::kNone;
 }
 
 }  // namespace torchfocal

@@ -19,21 +19,16 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <stdexcept>
-#include <string>
 
+#include "src/common/cpu_features.h"
 #include "src/common/float_lanes.h"
 #include "src/ops/focal_loss_impl.h"
 #include "src/ops/focal_math.h"
 
-#if defined(TORCHFOCAL_CPU_LANES) && (defined(__x86_64__) || defined(__i386__))
+#if defined(TORCHFOCAL_CPU_LANES) && defined(TORCHFOCAL_X86_TARGETS)
 #define TORCHFOCAL_CPU_X86 1
-#define TORCHFOCAL_TARGET_AVX2 __attribute__((target("avx2,fma")))
-// AVX-512 as LibTorch requires it for its own AVX512 kernels (F, BW, DQ, VL).
-#define TORCHFOCAL_TARGET_AVX512 \
-  __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 #endif
 
 namespace torchfocal::ops::detail {
@@ -416,16 +411,16 @@ void backward_baseline(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
 }
 #endif
 #ifdef TORCHFOCAL_CPU_X86
-TORCHFOCAL_TARGET_AVX2 void forward_avx2(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
+TORCHFOCAL_AVX2_FMA void forward_avx2(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
   softmax_forward_rows<FloatLanes<8>>(a, b, e);
 }
-TORCHFOCAL_TARGET_AVX2 void backward_avx2(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
+TORCHFOCAL_AVX2_FMA void backward_avx2(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
   softmax_backward_rows<FloatLanes<8>>(a, b, e);
 }
-TORCHFOCAL_TARGET_AVX512 void forward_avx512(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
+TORCHFOCAL_AVX512 void forward_avx512(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
   softmax_forward_rows<FloatLanes<16>>(a, b, e);
 }
-TORCHFOCAL_TARGET_AVX512 void backward_avx512(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
+TORCHFOCAL_AVX512 void backward_avx512(const SoftmaxRows<float>& a, int64_t b, int64_t e) {
   softmax_backward_rows<FloatLanes<16>>(a, b, e);
 }
 #endif
@@ -440,11 +435,9 @@ CpuIsa detected_isa() {
     } else if (cpu_isa_available(CpuIsa::kAvx2)) {
       best = CpuIsa::kAvx2;
     }
-    if (const char* cap = std::getenv("ATEN_CPU_CAPABILITY")) {
-      const std::string value(cap);
-      if (value == "default" && best != CpuIsa::kScalar) best = CpuIsa::kBaseline;
-      if (value == "avx2" && best == CpuIsa::kAvx512) best = CpuIsa::kAvx2;
-    }
+    const CpuCap cap = aten_cpu_capability();
+    if (cap == CpuCap::kDefault && best != CpuIsa::kScalar) best = CpuIsa::kBaseline;
+    if (cap == CpuCap::kAvx2 && best == CpuIsa::kAvx512) best = CpuIsa::kAvx2;
     return best;
   }();
   return isa;
@@ -580,15 +573,13 @@ bool cpu_isa_available(CpuIsa isa) {
 #endif
     case CpuIsa::kAvx2:
 #ifdef TORCHFOCAL_CPU_X86
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return cpu_has_avx2_fma();
 #else
       return false;
 #endif
     case CpuIsa::kAvx512:
 #ifdef TORCHFOCAL_CPU_X86
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return cpu_supports_avx512();
 #else
       return false;
 #endif
