@@ -4,8 +4,8 @@
 import test from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../ts/cli/launch';
 import { openCheckpoint, readSafetensors } from '../ts/index';
 import { CLI, jsonLines, runCli, tempDir } from './helpers/cli';
 import { smallIdxFolder } from './helpers/mnist';
@@ -118,15 +118,6 @@ test('a rank killed mid-run stops the others with an error naming it; the checkp
   const { config } = await openCheckpoint(out);
   t.true(config.epochsDone >= 1);
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Rank `r` of 2, started by hand as torchrun would, training `dir` with `extra` options. */
 function handStartedRank(r: number, port: number, dir: string, extra: string[]) {

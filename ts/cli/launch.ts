@@ -3,6 +3,7 @@
 // LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so a scheduler that launches torchrun jobs can launch
 // torchfocal ranks itself.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import type { DistributedOptions } from '../train/options';
@@ -40,7 +41,45 @@ export function rankFromEnv(
   };
 }
 
-async function freePort(): Promise<number> {
+/**
+ * A port for this node's rendezvous store, below the kernel's ephemeral range: a port from inside
+ * it (listen on 0, then close) can be taken again before the store binds it, as the source port
+ * of any outgoing connection (a test run side by side, Gloo's own: EADDRINUSE, seen in a check).
+ * Random, so that launchers side by side rarely try the same one, and checked by binding it.
+ */
+export async function freePort(): Promise<number> {
+  const ephemeral = ephemeralRangeStart();
+  const from = Math.max(1024, ephemeral - 12000);
+  for (let tries = 0; tries < 100 && from < ephemeral; tries++) {
+    const port = from + Math.floor(Math.random() * (ephemeral - from));
+    if (await bindable(port)) return port;
+  }
+  return listenOnZero();
+}
+
+// The first port of ip_local_port_range (Linux); 32768, the usual, elsewhere.
+function ephemeralRangeStart(): number {
+  try {
+    const low = Number(
+      fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    );
+    return Number.isSafeInteger(low) && low > 1024 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+// Whether a server can listen on `port` on every address, as the store does.
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+function listenOnZero(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
