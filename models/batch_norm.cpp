@@ -1,5 +1,7 @@
 #include "models/batch_norm.h"
 
+#include "models/batch_norm_relu.h"
+
 namespace torchfocal::models {
 namespace {
 
@@ -97,6 +99,22 @@ torch::Tensor BatchNorm2dImpl::forward(const torch::Tensor& input) {
   }
   return torch::batch_norm(input, weight, bias, running_mean, running_var, is_training(), kMomentum,
                            kEps, /*cudnn_enabled=*/true);
+}
+
+torch::Tensor BatchNorm2dImpl::forward_relu(const torch::Tensor& input,
+                                            const torch::Tensor& residual) {
+  if (!sum_ && batch_norm_relu_applies(input, residual)) {
+    if (is_training()) {
+      num_batches_tracked.add_(1);
+      return batch_norm_relu_train(input, residual, weight, bias, running_mean, running_var,
+                                   kMomentum, kEps);
+    }
+    if (!torch::GradMode::is_enabled()) {
+      return batch_norm_relu_infer(input, residual, weight, bias, running_mean, running_var, kEps);
+    }
+  }
+  const auto y = forward(input);
+  return torch::relu(residual.defined() ? y + residual : y);
 }
 
 }  // namespace torchfocal::models

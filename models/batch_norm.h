@@ -27,6 +27,11 @@ class BatchNorm2dImpl : public torch::nn::Cloneable<BatchNorm2dImpl> {
 
   torch::Tensor forward(const torch::Tensor& input);
 
+  // relu(forward(input) [+ residual]): the fused CPU passes of models/batch_norm_relu.h where
+  // they apply (not synchronised, channels-last float32; in evaluation only without a graph).
+  torch::Tensor forward_relu(const torch::Tensor& input,
+                             const torch::Tensor& residual = torch::Tensor());
+
   // torch::nn::BatchNorm2d's defaults (momentum 0.1, eps 1e-5, affine, running statistics).
   static constexpr double kMomentum = 0.1;
   static constexpr double kEps = 1e-5;

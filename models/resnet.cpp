@@ -33,10 +33,9 @@ ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool us
 }
 
 torch::Tensor ResidualImpl::forward(torch::Tensor x) {
-  auto y = torch::relu(bn1(conv1(x)));
-  y = bn2(conv2(y));
+  const auto y = conv2(bn1->forward_relu(conv1(x)));
   if (conv3) x = conv3(subsample(x, shortcut_stride));
-  return torch::relu(y + x);
+  return bn2->forward_relu(y, x);
 }
 
 SequentialBlock resnet_block(int64_t input_channels, int64_t num_channels, int64_t num_residuals,

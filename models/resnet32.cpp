@@ -26,13 +26,12 @@ BasicBlockAImpl::BasicBlockAImpl(int64_t in_planes, int64_t planes, int64_t stri
 }
 
 torch::Tensor BasicBlockAImpl::forward(torch::Tensor x) {
-  auto y = torch::relu(bn1(conv1(x)));
-  y = bn2(conv2(y));
+  const auto y = conv2(bn1->forward_relu(conv1(x)));
   if (stride != 1 || pad_channels != 0) {
     // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)) of the papers' code
     x = torch::constant_pad_nd(subsample(x, stride), {0, 0, 0, 0, pad_channels, pad_channels});
   }
-  return torch::relu(y + x);
+  return bn2->forward_relu(y, x);
 }
 
 torch::nn::Sequential make_resnet32(const ModelOptions& options) {

@@ -78,9 +78,8 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
 }
 
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
-  auto out = torch::relu(bn1(conv1(x)));
-  out = bn2(conv2(out));
-  return torch::relu(out + shortcut(downsample, x, stride));
+  const auto out = conv2(bn1->forward_relu(conv1(x)));
+  return bn2->forward_relu(out, shortcut(downsample, x, stride));
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride) : stride(stride) {
@@ -97,10 +96,9 @@ BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride
 }
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
-  auto out = torch::relu(bn1(conv1(x)));
-  out = torch::relu(bn2(conv2(out)));
-  out = bn3(conv3(out));
-  return torch::relu(out + shortcut(downsample, x, stride));
+  auto out = bn1->forward_relu(conv1(x));
+  out = conv3(bn2->forward_relu(conv2(out)));
+  return bn3->forward_relu(out, shortcut(downsample, x, stride));
 }
 
 torch::nn::Sequential make_resnet18(const ModelOptions& options) {
