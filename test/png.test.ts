@@ -4,7 +4,13 @@ import path from 'node:path';
 import test from 'ava';
 import sharp from 'sharp';
 import { loadDataset } from '../ts/index';
-import { decodePlainPng, plainPng, readStart, JS_PNG_MAX_PIXELS } from '../ts/data/png';
+import {
+  decodePlainPng,
+  decodePlainPngFile,
+  plainPng,
+  readStart,
+  JS_PNG_MAX_PIXELS,
+} from '../ts/data/png';
 import { tempDir } from './helpers/cli';
 
 function noise(bytes: number, seed: number): Buffer {
@@ -75,6 +81,7 @@ test('plain PNGs (8-bit grey, grey + alpha, RGB, RGBA; interlaced or not; with t
         t.truthy(png, what);
         t.like(png, { width: w, height: h, grey: kind.channels <= 2 }, what);
         const mine = decodePlainPng(file)!;
+        t.like(mine, { width: w, height: h }, what);
         const rgb = mine.grey ? greyToRgb(mine.grey) : Buffer.from(mine.rgb!);
         t.true(rgb.equals(await sharpRgb(file)), `${what}: pixels differ`);
       }
@@ -114,6 +121,7 @@ test('a damaged plain PNG throws (its image folder then asks sharp, for its mess
   fs.writeFileSync(file, bytes.subarray(0, bytes.length - 30)); // cut in its pixel data
   t.truthy(plainPng(readStart(file)));
   t.throws(() => decodePlainPng(file));
+  t.is(decodePlainPngFile(file), undefined);
 });
 
 test('an abort stops a load of small PNGs (decoded in JS, without waiting) within 100 ms', async (t) => {

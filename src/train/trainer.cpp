@@ -812,8 +812,8 @@ torch::Tensor Trainer::infer(const torch::Tensor& images) {
 }
 
 void Trainer::for_batch_shares(
-    int64_t batches, const std::function<void(int64_t, int64_t, int64_t, const Forward&)>& each) {
-  const int64_t shares = batch_share_count(device_, batches);
+    int64_t batches, int64_t shares,
+    const std::function<void(int64_t, int64_t, int64_t, const Forward&)>& each) {
   if (shares == 1) {
     each(0, 0, batches, [&](const torch::Tensor& x) { return infer(x); });
     return;
@@ -870,11 +870,13 @@ metrics::Metrics Trainer::evaluate(const data::DeviceDataset& dataset, double* l
   // threads (the loss up to the order of its float64 sum).
   std::vector<Sums> parts;
   try {
-    parts.resize(batch_share_count(device_, batches));
-    for_batch_shares(batches, [&](int64_t i, int64_t first, int64_t last, const Forward& forward) {
-      parts[i] = zero_sums();
-      add_batches(first, last, parts[i], forward);
-    });
+    const int64_t shares = batch_share_count(device_, batches);
+    parts.resize(shares);
+    for_batch_shares(batches, shares,
+                     [&](int64_t i, int64_t first, int64_t last, const Forward& forward) {
+                       parts[i] = zero_sums();
+                       add_batches(first, last, parts[i], forward);
+                     });
   } catch (const std::exception& e) {
     train_mode();
     if (!is_out_of_memory(e)) throw;
@@ -936,17 +938,20 @@ torch::Tensor Trainer::evaluate_batches(int64_t count,
   torch::NoGradGuard no_grad;
   model_->eval();
   const int64_t batch_size = config_.eval_batch_size;
-  std::vector<torch::Tensor> out((count + batch_size - 1) / batch_size);
-  for_batch_shares(static_cast<int64_t>(out.size()), [&](int64_t, int64_t first, int64_t last,
-                                                         const Forward& forward) {
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t begin = b * batch_size;
-      auto logits = forward(input(begin, std::min(count, begin + batch_size))).to(torch::kFloat32);
-      out[b] = (softmax ? torch::softmax(logits, /*dim=*/1) : logits).to(torch::kCPU);
-    }
-  });
+  const int64_t batches = (count + batch_size - 1) / batch_size;
+  std::vector<torch::Tensor> out(batches);
+  for_batch_shares(
+      batches, batch_share_count(device_, batches),
+      [&](int64_t, int64_t first, int64_t last, const Forward& forward) {
+        for (int64_t b = first; b < last; ++b) {
+          const int64_t begin = b * batch_size;
+          auto logits =
+              forward(input(begin, std::min(count, begin + batch_size))).to(torch::kFloat32);
+          out[b] = (softmax ? torch::softmax(logits, /*dim=*/1) : logits).to(torch::kCPU);
+        }
+      });
   train_mode();
-  return torch::cat(out);
+  return out.size() == 1 ? out[0] : torch::cat(out);  // one batch: no copy
 }
 
 NamedTensors Trainer::state_dict() const {

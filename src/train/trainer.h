@@ -254,13 +254,14 @@ class Trainer {
   // The network's output for a batch in evaluation mode, without autograd (the caller has put
   // the model in eval mode). On a CPU with several threads each thread runs its own slice.
   torch::Tensor infer(const torch::Tensor& images);
-  // Runs each(share, first, last, forward) over contiguous shares of batches [0, batches), where
-  // forward(inputs) is the network's output in evaluation mode. On a CPU with enough batches for
-  // its threads, one share per thread, each running its batches alone on single-threaded
-  // kernels (no barrier and no serial work between batches); else one share, whose forward is
-  // infer(). `share` is below batch_share_count(device, batches). The model is in eval mode.
+  // Runs each(share, first, last, forward) over `shares` contiguous shares of batches
+  // [0, batches), where forward(inputs) is the network's output in evaluation mode; `shares` is
+  // batch_share_count(device, batches), which the caller sizes its per-share results by. Several
+  // shares: one per CPU thread, each running its batches alone on single-threaded kernels (no
+  // barrier and no serial work between batches); one: its forward is infer(). The model is in
+  // eval mode.
   using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
-  void for_batch_shares(int64_t batches,
+  void for_batch_shares(int64_t batches, int64_t shares,
                         const std::function<void(int64_t, int64_t, int64_t, const Forward&)>& each);
   // One sync-free step on the batch of `indices` (device_sums_ keeps its figures); what the CUDA
   // graph captures.

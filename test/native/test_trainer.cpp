@@ -28,6 +28,16 @@ tf::train::TrainConfig mlp_config() {
   return c;
 }
 
+// LeNet or the d2l ResNet (batch norm) at an eighth of its width, on two threads.
+tf::train::TrainConfig two_thread_config(const std::string& model, int64_t eval_batch_size) {
+  auto c = mlp_config();
+  c.model = model;
+  c.width_divisor = 8;
+  c.threads = 2;
+  c.eval_batch_size = eval_batch_size;
+  return c;
+}
+
 }  // namespace
 
 TEST(Trainer, LearnsAnEasyTaskAndReportsMetrics) {
@@ -138,12 +148,8 @@ TEST(Trainer, LogitsAreThePredictionsBeforeTheSoftmax) {
 TEST(Trainer, ThreadSlicedInferenceEqualsWholeBatches) {
   for (const std::string model : {"lenet", "resnet"}) {
     SCOPED_TRACE(model);
-    auto c = mlp_config();
-    c.model = model;
-    c.width_divisor = 8;
-    c.threads = 2;
-    c.eval_batch_size = 37;  // slices of 18 and 19; the last batch (101 = 2 × 37 + 27) too
-    tf::train::Trainer t(c);
+    // slices of 18 and 19; the last batch (101 = 2 × 37 + 27) too
+    tf::train::Trainer t(two_thread_config(model, 37));
     auto [x, y] = halves(64, 3);
     t.set_train_data(x, y);
     t.train_epoch();  // batch norm's running statistics leave their initial values
@@ -170,11 +176,7 @@ TEST(Trainer, ThreadSlicedInferenceEqualsWholeBatches) {
 TEST(Trainer, ThreadSharedEvaluationEqualsOneThread) {
   for (const std::string model : {"lenet", "resnet"}) {
     SCOPED_TRACE(model);
-    auto c = mlp_config();
-    c.model = model;
-    c.width_divisor = 8;
-    c.eval_batch_size = 10;
-    c.threads = 2;
+    auto c = two_thread_config(model, 10);
     tf::train::Trainer two(c);
     c.threads = 1;
     tf::train::Trainer one(c);

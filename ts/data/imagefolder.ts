@@ -6,7 +6,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import sharp from 'sharp';
 import { isDirectory, luma, type Dataset, type DataSplit } from './dataset';
-import { decodePlainPng, plainPngFile, type PlainPng } from './png';
+import { decodePlainPngFile, plainPngFile, type PlainPng } from './png';
 import {
   cacheEntry,
   readCached,
@@ -548,16 +548,13 @@ export async function decodeImage(
   // it non-blocking and refuses anything but a regular file): a stat through the thread pool and
   // a second read were half of one-image predict's time from a file (§27). Anything else, or any
   // failure, takes the checks below and their messages.
-  let header: PlainPng | undefined;
-  const plain = decodePlainSafely(file, (png) => {
-    header = png;
+  const plain = decodePlainPngFile(file, (png) => {
     const fits = !size || (size.width === png.width && size.height === png.height);
     return fits && png.width * png.height <= maxPixels;
   });
-  if (plain && header) {
-    const { width, height } = header;
+  if (plain) {
     const pixels = plain.rgb ? toChannels(plain.rgb, channels) : greyAs(plain.grey, channels);
-    return { pixels, width, height };
+    return { pixels, width: plain.width, height: plain.height };
   }
   const st = await fs.stat(file).catch((err) => {
     throw new Error(`${file}: ${unreadableReason(err, err)}`);
@@ -574,18 +571,6 @@ export async function decodeImage(
       throw new Error(`${file}: ${(err as Error).message}`);
     }
     throw new Error(`${file}: ${await whyUnreadable(file, err)}`);
-  }
-}
-
-function decodePlainSafely(
-  file: string,
-  accept?: (png: PlainPng) => boolean,
-): ReturnType<typeof decodePlainPng> {
-  if (!file.toLowerCase().endsWith('.png')) return undefined;
-  try {
-    return decodePlainPng(file, accept);
-  } catch {
-    return undefined;
   }
 }
 
@@ -640,7 +625,7 @@ async function decodeSplit(
         const resize = needsResize(i) ? size : undefined;
         // A small plain PNG at the common size is decoded here; a grey one is its grey plane
         // (each channel of its RGB). A damaged one goes on to sharp, for sharp's message.
-        const plain = scan.plain[i] && !resize ? decodePlainSafely(file) : undefined;
+        const plain = scan.plain[i] && !resize ? decodePlainPngFile(file) : undefined;
         if (plain?.grey) return { grey: plain.grey };
         if (!plain && scan.grey[i] && channels !== 3) {
           const grey = await decodeGrey(file, resize, scan.maxPixels);

@@ -73,9 +73,14 @@ export function readStart(file: string, limit = HEAD_BYTES): Buffer {
   }
 }
 
+// Only files named *.png are read as PNGs here; any other goes to sharp.
+function pngName(file: string): boolean {
+  return file.toLowerCase().endsWith('.png');
+}
+
 /** The file's plain PNG header (see plainPng), or undefined for any other file. */
 export function plainPngFile(file: string): PlainPng | undefined {
-  if (!file.toLowerCase().endsWith('.png')) return undefined;
+  if (!pngName(file)) return undefined;
   try {
     return plainPng(readStart(file));
   } catch {
@@ -83,15 +88,39 @@ export function plainPngFile(file: string): PlainPng | undefined {
   }
 }
 
+/** A plain PNG's pixels: one grey plane, or interleaved RGB; and its size. */
+export type PlainPixels = (
+  { grey: Uint8Array; rgb?: never } | { rgb: Uint8Array; grey?: never }
+) & {
+  width: number;
+  height: number;
+};
+
+/**
+ * decodePlainPng for a file named *.png, undefined for any other and wherever decodePlainPng
+ * throws (the caller asks sharp, whose messages it keeps).
+ */
+export function decodePlainPngFile(
+  file: string,
+  accept: (png: PlainPng) => boolean = () => true,
+): PlainPixels | undefined {
+  if (!pngName(file)) return undefined;
+  try {
+    return decodePlainPng(file, accept);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A plain PNG file's pixels, alpha dropped: `grey` (one plane) for a grey PNG, else `rgb`
  * (interleaved); undefined when the file is not a plain PNG (any more) or `accept` refuses its
- * header. Throws when it is damaged (the caller asks sharp, whose messages it keeps).
+ * header. Throws when it is damaged or unreadable.
  */
 export function decodePlainPng(
   file: string,
   accept: (png: PlainPng) => boolean = () => true,
-): { grey: Uint8Array; rgb?: never } | { rgb: Uint8Array; grey?: never } | undefined {
+): PlainPixels | undefined {
   const head = readStart(file);
   const png = plainPng(head);
   if (!png || !accept(png)) return undefined;
@@ -103,7 +132,7 @@ export function decodePlainPng(
   if (png.grey) {
     const grey = new Uint8Array(pixels);
     for (let i = 0; i < pixels; i++) grey[i] = data[4 * i];
-    return { grey };
+    return { grey, width, height };
   }
   const rgb = new Uint8Array(3 * pixels);
   for (let i = 0, j = 0; i < pixels; i++, j += 4) {
@@ -111,5 +140,5 @@ export function decodePlainPng(
     rgb[3 * i + 1] = data[j + 1];
     rgb[3 * i + 2] = data[j + 2];
   }
-  return { rgb };
+  return { rgb, width, height };
 }
