@@ -225,8 +225,11 @@ Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
     return out;
   };
   // A few small images (serving one at a time) take well under a millisecond: run them at once.
+  // One image on the CPU runs on the JS thread itself: one batch, single-threaded kernels
+  // (Trainer::infer), so no OpenMP team of the JS thread's own.
   if (view.count * view.channels * view.height * view.width <= train::Trainer::kSmallInput) {
-    auto settled = Worker::TryNow(env, "predict", run, convert);
+    const bool here = view.count == 1 && trainer->device().is_cpu();
+    auto settled = Worker::TryNow(env, "predict", run, convert, here);
     if (settled) {
       Release()();
       return *settled;

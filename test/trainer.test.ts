@@ -151,6 +151,49 @@ test('one-image predict: at once when the engine is idle, queued behind another 
   for (const trainer of [busy, serving, unnormalised]) trainer.dispose();
 });
 
+// One CPU image runs on the JS thread itself, the engine thread held idle: on single-threaded
+// kernels, so the JS thread never opens an OpenMP team (a worker pool of its own); the same
+// probabilities as the image inside a batch, which runs on the engine thread. A batch-norm
+// network too (its fused evaluation pass).
+test('one-image predict on the JS thread starts no thread and equals the batched prediction', async (t) => {
+  const threads = () => fs.readdirSync('/proc/self/task').length;
+  for (const [model, channels, side] of [
+    ['lenet', 1, 28],
+    ['resnet32', 3, 32],
+  ] as const) {
+    const size = channels * side * side;
+    const count = 64;
+    const images = Uint8Array.from({ length: count * size }, (_, i) => (i * 7919) % 251);
+    const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
+    const classNames = [...'0123456789'];
+    const trainer = await Trainer.create({ model, classNames, channels, threads: 2, seed: 1 });
+    const shape = { height: side, width: side, channels };
+    await trainer.setData({
+      train: {
+        images,
+        labels,
+        count,
+        channels,
+        height: side,
+        width: side,
+        classNames,
+        source: 'test',
+      },
+    });
+    await trainer.fit(1);
+    const batch = await trainer.predict(images.subarray(0, 3 * size), { ...shape, count: 3 });
+    const before = threads();
+    let one = await trainer.predict(images.subarray(0, size), { ...shape, count: 1 });
+    for (let i = 0; i < 50; i++)
+      one = await trainer.predict(images.subarray(0, size), { ...shape, count: 1 });
+    t.is(threads(), before, model);
+    one[0].probabilities.forEach((p, k) =>
+      t.true(Math.abs(p - batch[0].probabilities[k]) < 1e-5, model),
+    );
+    trainer.dispose();
+  }
+});
+
 test('bad options and data are rejected with errors naming the argument', async (t) => {
   const names = ['a', 'b', 'c'];
   await t.throwsAsync(Trainer.create({ model: 'nosuchnet', classNames: names }), {

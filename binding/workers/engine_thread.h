@@ -20,4 +20,12 @@ void RunOnEngineThread(const std::function<void()>& job);
 // again: the JS thread waits for the job itself, never for someone else's.
 bool RunOnIdleEngineThread(const std::function<void()>& job);
 
+// Runs `job` on the calling thread when the engine thread is idle, holding it idle until `job`
+// returns (jobs posted meanwhile wait), and returns true; false, having run nothing, when it is
+// busy. For one image's CPU prediction: the two thread hand-offs of RunOnIdleEngineThread (wake
+// the engine thread, wake the caller) were a third of the call's time. Only for work that opens
+// no OpenMP parallel region (single-threaded kernels): libgomp would give the calling thread a
+// worker pool of its own.
+bool RunHereWhileEngineIdle(const std::function<void()>& job);
+
 }  // namespace torchfocal::binding

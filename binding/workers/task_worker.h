@@ -36,13 +36,15 @@ class TaskWorker final : public Napi::AsyncWorker {
 
   // The same task run at once, the JS thread waiting, when the engine thread is idle (engine
   // thread.h says for what); its promise comes back settled. Empty, having run nothing, when the
-  // engine thread is busy: Start it then.
+  // engine thread is busy: Start it then. `here`: run on the JS thread itself, the engine thread
+  // held idle (RunHereWhileEngineIdle: single-threaded CPU work only).
   static std::optional<Napi::Promise> TryNow(Napi::Env env, const std::string& op, const Run& run,
-                                             const Convert& convert) {
+                                             const Convert& convert, bool here = false) {
     auto deferred = Napi::Promise::Deferred::New(env);
     try {
       Result result{};
-      if (!RunOnIdleEngineThread([&] { result = run(); })) return std::nullopt;
+      const auto job = [&] { result = run(); };
+      if (!(here ? RunHereWhileEngineIdle(job) : RunOnIdleEngineThread(job))) return std::nullopt;
       deferred.Resolve(convert(env, result));
     } catch (const Napi::Error& e) {
       deferred.Reject(e.Value());
