@@ -157,21 +157,9 @@ TORCHFOCAL_ALWAYS_INLINE void run_block(Pass pass, const Args& a, int64_t begin,
       }
       break;
     case Pass::kApply:
-      for (int64_t i = begin; i < end; ++i) {
-        const float* __restrict x = a.x + i * C;
-        float* __restrict o = a.out + i * C;
-        if (a.r != nullptr) {
-          const float* __restrict r = a.r + i * C;
-          for (int64_t c = 0; c < C; ++c) {
-            const float v = x[c] * a.k0[c] + a.k1[c] + r[c];
-            o[c] = v < 0.0f ? 0.0f : v;  // NaN passes, as torch::relu lets it
-          }
-        } else {
-          for (int64_t c = 0; c < C; ++c) {
-            const float v = x[c] * a.k0[c] + a.k1[c];
-            o[c] = v < 0.0f ? 0.0f : v;
-          }
-        }
+      for (int64_t k = begin * C; k < end * C; ++k) {
+        const float v = a.x[k] * a.k0[k % C] + a.k1[k % C] + (a.r != nullptr ? a.r[k] : 0.0f);
+        a.out[k] = v < 0.0f ? 0.0f : v;  // NaN passes, as torch::relu lets it
       }
       break;
     case Pass::kGradSums:
@@ -180,34 +168,18 @@ TORCHFOCAL_ALWAYS_INLINE void run_block(Pass pass, const Args& a, int64_t begin,
         const float* __restrict x = a.x + i * C;
         const float* __restrict y = a.y + i * C;
         const float* __restrict g = a.g + i * C;
-        float* __restrict gres = a.gres != nullptr ? a.gres + i * C : nullptr;
         for (int64_t c = 0; c < C; ++c) {
           const float gz = y[c] <= 0.0f ? 0.0f : g[c];  // threshold_backward's test
+          if (a.gres != nullptr) a.gres[i * C + c] = gz;
           s[c] += gz;
           q[c] += static_cast<double>(gz) * (x[c] - a.mean[c]);
-        }
-        if (gres != nullptr) {
-          for (int64_t c = 0; c < C; ++c) gres[c] = y[c] <= 0.0f ? 0.0f : g[c];
         }
       }
       break;
     case Pass::kGradInput:
-      for (int64_t i = begin; i < end; ++i) {
-        const float* __restrict x = a.x + i * C;
-        float* __restrict o = a.out + i * C;
-        if (a.gres != nullptr) {
-          const float* __restrict gz = a.gres + i * C;
-          for (int64_t c = 0; c < C; ++c) {
-            o[c] = a.k0[c] * gz[c] + a.k1[c] * (x[c] - a.mean[c]) + a.k2[c];
-          }
-        } else {
-          const float* __restrict y = a.y + i * C;
-          const float* __restrict g = a.g + i * C;
-          for (int64_t c = 0; c < C; ++c) {
-            const float gz = y[c] <= 0.0f ? 0.0f : g[c];
-            o[c] = a.k0[c] * gz + a.k1[c] * (x[c] - a.mean[c]) + a.k2[c];
-          }
-        }
+      for (int64_t k = begin * C; k < end * C; ++k) {
+        const float gz = a.gres != nullptr ? a.gres[k] : a.y[k] <= 0.0f ? 0.0f : a.g[k];
+        a.out[k] = a.k0[k % C] * gz + a.k1[k % C] * (a.x[k] - a.mean[k % C]) + a.k2[k % C];
       }
       break;
   }
