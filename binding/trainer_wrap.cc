@@ -225,10 +225,10 @@ Napi::Value TrainerWrap::Predict(const Napi::CallbackInfo& info) {
     return out;
   };
   // A few small images (serving one at a time) take well under a millisecond: run them at once.
-  // One image on the CPU runs on the JS thread itself: one batch, single-threaded kernels
-  // (Trainer::infer), so no OpenMP team of the JS thread's own.
+  // One image that the engine infers on one thread runs on the JS thread itself: no OpenMP
+  // team of the JS thread's own.
   if (view.count * view.channels * view.height * view.width <= train::Trainer::kSmallInput) {
-    const bool here = view.count == 1 && trainer->device().is_cpu();
+    const bool here = view.count == 1 && trainer->infers_on_one_thread(1);
     auto settled = Worker::TryNow(env, "predict", run, convert, here);
     if (settled) {
       Release()();

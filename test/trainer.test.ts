@@ -164,12 +164,12 @@ test('one-image predict on the JS thread starts no thread and equals the batched
     const threads = () => fs.readdirSync('/proc/self/task').length;
     (async () => {
       const out = {};
-      for (const [model, channels, side] of [['lenet', 1, 28], ['resnet32', 3, 32]]) {
+      for (const [model, channels, side] of [['lenet', 1, 28], ['resnet32', 3, 32], ['resnet', 3, 28]]) {
         const size = channels * side * side, count = 64;
         const images = Uint8Array.from({ length: count * size }, (_, i) => (i * 7919) % 251);
         const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
         const classNames = [...'0123456789'];
-        const trainer = await Trainer.create({ model, classNames, channels, threads: 2, seed: 1 });
+        const trainer = await Trainer.create({ model, classNames, channels, threads: 2, seed: 1, widthDivisor: model === 'resnet' ? 8 : 1 });
         const shape = { height: side, width: side, channels };
         const train = { images, labels, count, channels, height: side, width: side, classNames, source: 'test' };
         await trainer.setData({ train });
@@ -185,7 +185,7 @@ test('one-image predict on the JS thread starts no thread and equals the batched
       console.log(JSON.stringify(out));
     })().catch((e) => { console.error(e); process.exit(1); });`;
   const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }));
-  for (const model of ['lenet', 'resnet32']) {
+  for (const model of ['lenet', 'resnet32', 'resnet']) {
     t.is(out[model].after, out[model].before, model);
     t.true(out[model].maxDiff < 1e-5, `${model}: ${out[model].maxDiff}`);
   }

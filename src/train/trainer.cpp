@@ -786,6 +786,11 @@ torch::Tensor Trainer::laid_out(torch::Tensor images) const {
                                              : std::move(images);
 }
 
+bool Trainer::infers_on_one_thread(int64_t count) const {
+  return device_.is_cpu() &&
+         count * config_.in_channels * transform_.side * transform_.side <= kSmallInput;
+}
+
 torch::Tensor Trainer::infer(const torch::Tensor& images) {
   const int64_t n = images.size(0);
   const int64_t slices = slice_count(device_, n);
@@ -794,7 +799,7 @@ torch::Tensor Trainer::infer(const torch::Tensor& images) {
     // runs on this thread alone; larger work keeps the intra-op threads.
     std::optional<SingleThreadScope> one_thread;
     std::optional<DirectConvolutionScope> direct;
-    if (device_.is_cpu() && images.numel() <= kSmallInput) {
+    if (infers_on_one_thread(n)) {
       one_thread.emplace();
       direct.emplace();
     }

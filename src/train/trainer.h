@@ -157,6 +157,12 @@ class Trainer {
 
   explicit Trainer(TrainConfig config);
 
+  // Whether infer() runs `count` images on the calling thread alone: the CPU, and at most
+  // kSmallInput values of model input (after the resize to input_size(), which can make a small
+  // image large). Only such work may run on a thread other than the engine's (the binding's
+  // one-image predict): it opens no OpenMP parallel region.
+  bool infers_on_one_thread(int64_t count) const;
+
   const TrainConfig& config() const { return config_; }
   const torch::Device& device() const { return device_; }
   int64_t input_size() const { return transform_.side; }
