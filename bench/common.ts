@@ -10,14 +10,34 @@ export function pythonPath(explicit?: string): string {
   return explicit ?? process.env.TORCHFOCAL_PYTHON ?? '/usr/bin/python3';
 }
 
-/** This process's environment without thread settings (native() sets OPENBLAS_NUM_THREADS). */
-export function threadFreeEnv(): NodeJS.ProcessEnv {
+/**
+ * PyTorch at its best on this CPU: one BLAS thread (DESIGN.md: a threaded OpenBLAS beside
+ * LibTorch's own threads costs up to 3×), and glibc's allocator held to the settings the addon
+ * makes for itself (src/train/runtime.cpp `configure_allocator`). Without them glibc hands
+ * ResNet-32's 8 MB activations back to the OS and faults them in again each step: 0.3–1.8 s of
+ * kernel time over a bench's PyTorch epochs, and 10–25% slower epochs (bench/NOTES.md §30).
+ */
+export const PYTORCH_BEST_ENV: Readonly<Record<string, string>> = {
+  OPENBLAS_NUM_THREADS: '1',
+  MALLOC_MMAP_THRESHOLD_: String(32 << 20),
+  MALLOC_TRIM_THRESHOLD_: String(1 << 30),
+};
+
+/**
+ * This process's environment without thread or allocator settings (native() sets
+ * OPENBLAS_NUM_THREADS), so that a baseline runs with exactly the settings it is given.
+ */
+export function untunedEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of [
     'OPENBLAS_NUM_THREADS',
     'OMP_NUM_THREADS',
     'MKL_NUM_THREADS',
     'GOTO_NUM_THREADS',
+    'MALLOC_MMAP_THRESHOLD_',
+    'MALLOC_TRIM_THRESHOLD_',
+    'MALLOC_TOP_PAD_',
+    'GLIBC_TUNABLES',
   ]) {
     delete env[k];
   }

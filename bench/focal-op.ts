@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { call, native } from '../ts/native';
 import { PACKAGE_ROOT } from '../ts/package';
-import { exec, lastLine, pythonUnavailable, round, threadFreeEnv } from './common';
+import { exec, lastLine, PYTORCH_BEST_ENV, pythonUnavailable, round, untunedEnv } from './common';
 
 /** Median seconds per forward + backward at one size. */
 export interface FocalOpSize {
@@ -102,8 +102,8 @@ export async function runFocalOpBench(options: FocalOpBenchOptions = {}): Promis
         options.device ?? 'cpu',
       ];
       const { code, stdout, stderr } = await exec(options.python, args, {
-        ...threadFreeEnv(),
-        OPENBLAS_NUM_THREADS: '1',
+        ...untunedEnv(),
+        ...PYTORCH_BEST_ENV,
       });
       if (code !== 0) throw new Error(`pytorch_focal.py exited with ${code}: ${lastLine(stderr)}`);
       const out = JSON.parse(lastLine(stdout)) as {

@@ -8,7 +8,7 @@ import type { CudaGraphMode, TrainerOptions } from '../ts/train/options';
 import { scheduleSpan } from '../ts/train/run';
 import { loadMnist } from '../ts/data/mnist';
 import type { DataSplit } from '../ts/data/dataset';
-import { checkInt, median, pythonPath, pythonUnavailable, round } from './common';
+import { checkInt, median, pythonPath, pythonUnavailable, PYTORCH_BEST_ENV, round } from './common';
 import { inferenceRatios, runInferenceBench, type InferenceFigures } from './inference';
 import { MissingDependency, PythonEpochs } from './pytorch-baseline';
 
@@ -23,6 +23,8 @@ export interface TimedRun {
   blas: string | null;
   /** OPENBLAS_NUM_THREADS as the run saw it (null: unset) */
   openblasThreads: string | null;
+  /** glibc allocator settings the run saw (MALLOC_*_ variables, `name=value, …`; null: none) */
+  malloc?: string | null;
   /** LibTorch / PyTorch version */
   torch: string;
   /** median CPU seconds per timed epoch, all threads of the process: user and kernel */
@@ -107,9 +109,9 @@ export interface LenetFigures {
    * not reach it); `best` names the fastest that did
    */
   timeTo99?: { recipes: AccuracyRun[]; best: string | null };
-  /** PyTorch in-memory loop, OPENBLAS_NUM_THREADS=1 and torchfocal's thread count */
+  /** PyTorch in-memory loop, PYTORCH_BEST_ENV (bench/common.ts) and torchfocal's thread count */
   pytorchBest?: TimedRun;
-  /** the same loop with nothing tuned: no OPENBLAS_NUM_THREADS, PyTorch's own thread count */
+  /** the same loop with nothing tuned: no BLAS or malloc settings, PyTorch's own thread count */
   pytorchDefault?: TimedRun;
   /**
    * the original experiment's data path: PNG decode of every image, every epoch (PyTorch's
@@ -186,14 +188,16 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<{
     [];
   const startBaselines = async () => {
     const torchfocalThreads = native().runtimeInfo().threads;
-    log(`PyTorch best: OPENBLAS_NUM_THREADS=1, ${torchfocalThreads} threads`);
+    log(
+      `PyTorch best: OPENBLAS_NUM_THREADS=1, the addon's malloc settings, ${torchfocalThreads} threads`,
+    );
     baselines.push({
       name: 'pytorchBest',
       run: await PythonEpochs.start(
         baseline,
         'PyTorch best',
         ['--data-dir', dataDir, '--threads', String(torchfocalThreads), '--device', device],
-        { OPENBLAS_NUM_THREADS: '1' },
+        PYTORCH_BEST_ENV,
       ),
     });
     log('PyTorch default: no OPENBLAS_NUM_THREADS, PyTorch chooses its threads');

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { eachLine, lastLine, round, threadFreeEnv } from './common';
+import { eachLine, lastLine, round, untunedEnv } from './common';
 import type { OriginalRun, TimedRun } from './lenet';
 
 /** pytorch_lenet.py's exit status when PIL is missing for --original */
@@ -77,7 +77,7 @@ export class PythonEpochs {
       '--json',
     ];
     const child = spawn(run.python, argv, {
-      env: { ...threadFreeEnv(), ...env },
+      env: { ...untunedEnv(), ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const baseline = new PythonEpochs(child, label, path.basename(run.script));
@@ -176,6 +176,7 @@ function toRun(out: Record<string, unknown>): TimedRun | OriginalRun {
     threads: out.threads as number,
     blas: (out.blas as string | null) ?? null,
     openblasThreads: (out.openblasThreads as string | null) ?? null,
+    malloc: (out.malloc as string | null) ?? null,
     torch: out.torch as string,
     userSeconds: round(out.userSeconds as number, 3),
     systemSeconds: round(out.systemSeconds as number, 3),

@@ -30,9 +30,9 @@ after its timed epochs (--epochs is then unused). Requests:
                        ToTensor's arithmetic, forward, softmax): {"p50": s, "p99": s}
 
 Epoch lines go to stderr in train.py's format; --json prints one JSON object on stdout:
-torch, threads, blas, openblasThreads, mode, epochSeconds (timed epochs), median, and
-userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads); --original adds
-decoder, images (per pass), epochImages and measuredSeconds (unscaled pass times).
+torch, threads, blas, openblasThreads, malloc (the MALLOC_*_ settings), mode, epochSeconds (timed
+epochs), median, and userSeconds/systemSeconds (median CPU seconds per timed epoch, all threads);
+--original adds decoder, images (per pass), epochImages and measuredSeconds (unscaled pass times).
 Run it with Debian's /usr/bin/python3 (python3-torch), e.g.
 
     OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_lenet.py \
@@ -184,6 +184,9 @@ def runtime_facts() -> dict:
         "threads": torch.get_num_threads(),
         "blas": blas_library(),
         "openblasThreads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        # glibc's allocator settings (the bench's best runs use the addon's: bench/common.ts)
+        "malloc": ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                            if k.startswith("MALLOC_") and k.endswith("_")) or None,
     }
 
 

@@ -7,12 +7,15 @@ layers and parameters as torchfocal's zoo `resnet32`) trained on --images random
 momentum 0.9, cross-entropy: pytorch_lenet.py's in-memory loop (whole set one uint8 tensor,
 randperm + index batches).
 
-PyTorch's best configuration: run it with OPENBLAS_NUM_THREADS=1 and --threads as torchfocal's;
+PyTorch's best configuration: run it with OPENBLAS_NUM_THREADS=1, glibc's allocator held as the
+addon holds its own (MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824: without
+them ResNet-32's activations are faulted in again every step) and --threads as torchfocal's;
 after one cold warm-up epoch, one more epoch in each memory layout (NCHW, channels_last) picks
 the faster for the timed epochs (--layout fixes it instead). --serve, --warmup, --json: as
 pytorch_lenet.py (epoch requests only); the JSON adds "layout" and "layoutSeconds".
 
-    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/pytorch_resnet32.py --images 5000 --threads 2
+    OPENBLAS_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+        /usr/bin/python3 bench/pytorch_resnet32.py --images 5000 --threads 2
 """
 
 import argparse

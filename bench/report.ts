@@ -193,7 +193,7 @@ function runSummary(r: TimedRun): string {
   const epochs = r.epochSeconds.map((s) => s.toFixed(2)).join(', ');
   const blas = r.blas ? r.blas.split(', ').map(basename).join(' + ') : 'BLAS unknown';
   const cpu = `cpu ${r.userSeconds.toFixed(1)} user + ${r.systemSeconds.toFixed(1)} sys`;
-  return `${secs(r.seconds)} (epochs ${epochs}; ${cpu}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}`;
+  return `${secs(r.seconds)} (epochs ${epochs}; ${cpu}); torch ${r.torch}, ${r.threads} thread${r.threads === 1 ? '' : 's'}, ${blas}, OPENBLAS_NUM_THREADS=${r.openblasThreads ?? 'unset'}${r.malloc ? `, ${r.malloc}` : ''}`;
 }
 
 function basename(file: string): string {

@@ -11,7 +11,15 @@ import { PACKAGE_ROOT } from '../ts/package';
 import { Trainer } from '../ts/train/trainer';
 import type { Dataset } from '../ts/data/dataset';
 import { MNIST_CLASSES } from '../ts/data/mnist';
-import { exec, lastLine, median, pythonUnavailable, round, threadFreeEnv } from './common';
+import {
+  exec,
+  lastLine,
+  median,
+  PYTORCH_BEST_ENV,
+  pythonUnavailable,
+  round,
+  untunedEnv,
+} from './common';
 import type { TimedRun } from './lenet';
 import { PythonEpochs } from './pytorch-baseline';
 
@@ -24,7 +32,7 @@ export interface Resnet32Figures {
   timedEpochs: number;
   /** torchfocal's epochs without augmentation: seconds in round order, and their median */
   torchfocal: { seconds: number; epochSeconds: number[] };
-  /** the same loop in PyTorch: OPENBLAS_NUM_THREADS=1, torchfocal's threads, its faster layout */
+  /** the same loop in PyTorch: PYTORCH_BEST_ENV (bench/common.ts), torchfocal's threads, its faster layout */
   pytorch?: TimedRun;
 }
 
@@ -107,12 +115,14 @@ export async function runResnet32Bench(options: {
     const python = options.python;
     const missing = python && (await pythonUnavailable(python, TRAIN_SCRIPT, 'import torch'));
     if (python && !missing) {
-      log(`PyTorch ResNet-32: OPENBLAS_NUM_THREADS=1, ${threads} threads, the faster layout`);
+      log(
+        `PyTorch ResNet-32: OPENBLAS_NUM_THREADS=1, the addon's malloc settings, ${threads} threads, the faster layout`,
+      );
       pytorch = await PythonEpochs.start(
         { python, script: TRAIN_SCRIPT, seed, warmup, log },
         'PyTorch ResNet-32',
         ['--images', String(count), '--threads', String(threads)],
-        { OPENBLAS_NUM_THREADS: '1' },
+        PYTORCH_BEST_ENV,
       );
     } else {
       notes.push(`ResNet-32: no PyTorch baseline: ${missing || 'no python given'}`);
@@ -156,7 +166,7 @@ export async function runResnet32Bench(options: {
   if (!python || missing) {
     notes.push(`augment: no torchvision baseline: ${missing || 'no python given'}`);
   } else {
-    const r = await exec(python, [AUGMENT_SCRIPT, String(count), String(repeats)], threadFreeEnv());
+    const r = await exec(python, [AUGMENT_SCRIPT, String(count), String(repeats)], untunedEnv());
     if (r.code !== 0) throw new Error(`augment bench: ${lastLine(r.stderr)}`);
     const tv = JSON.parse(lastLine(r.stdout)) as { augmented: number; plain: number };
     augment.torchvisionAugmentSeconds = round(tv.augmented, 3);
