@@ -4,8 +4,11 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
+
+#include "src/common/torch_compat.h"
 
 namespace torchfocal::models {
 
@@ -28,6 +31,38 @@ inline torch::nn::Conv2d conv_no_bias(int64_t in, int64_t out, int64_t kernel_si
                                .stride(stride)
                                .padding(kernel_size / 2)
                                .bias(false));
+}
+
+namespace detail {
+struct SymmetricPadding {
+  std::optional<int64_t> operator()(const torch::ExpandingArray<2>& p) const {
+    if ((*p)[0] != (*p)[1]) return std::nullopt;
+    return (*p)[0];
+  }
+  std::optional<int64_t> operator()(torch::enumtype::kValid) const { return 0; }
+  std::optional<int64_t> operator()(torch::enumtype::kSame) const { return std::nullopt; }
+};
+
+struct ZeroPadding {
+  bool operator()(torch::enumtype::kZeros) const { return true; }
+  template <typename Other>
+  bool operator()(Other) const {
+    return false;
+  }
+};
+}  // namespace detail
+
+// A Conv2d's padding when it is the same number on every side ("valid": 0; "same": none). Options:
+// Conv2dOptions, or the module's own (detail::ConvNdOptions<2>).
+template <typename Options>
+std::optional<int64_t> symmetric_padding(const Options& o) {
+  return compat::visit_option(detail::SymmetricPadding{}, o.padding());
+}
+
+// Whether a Conv2d pads with zeros (not reflection, replication or circular padding).
+template <typename Options>
+bool zero_padding(const Options& o) {
+  return compat::visit_option(detail::ZeroPadding{}, o.padding_mode());
 }
 
 // x[:, :, ::stride, ::stride]: the pixels a strided 1x1 convolution reads. The ResNets' strided

@@ -1,6 +1,7 @@
 #include "models/resnet.h"
 
 #include "models/layers.h"
+#include "models/winograd_conv.h"
 
 namespace torchfocal::models {
 
@@ -33,7 +34,7 @@ ResidualImpl::ResidualImpl(int64_t input_channels, int64_t num_channels, bool us
 }
 
 torch::Tensor ResidualImpl::forward(torch::Tensor x) {
-  const auto y = conv2(bn1->forward_relu(conv1(x)));
+  const auto y = conv2d_forward(*conv2, bn1->forward_relu(conv2d_forward(*conv1, x)));
   if (conv3) x = conv3(subsample(x, shortcut_stride));
   return bn2->forward_relu(y, x);
 }

@@ -4,6 +4,7 @@
 
 #include "models/layers.h"
 #include "models/sequential_block.h"
+#include "models/winograd_conv.h"
 
 namespace torchfocal::models {
 
@@ -26,7 +27,7 @@ BasicBlockAImpl::BasicBlockAImpl(int64_t in_planes, int64_t planes, int64_t stri
 }
 
 torch::Tensor BasicBlockAImpl::forward(torch::Tensor x) {
-  const auto y = conv2(bn1->forward_relu(conv1(x)));
+  const auto y = conv2d_forward(*conv2, bn1->forward_relu(conv2d_forward(*conv1, x)));
   if (stride != 1 || pad_channels != 0) {
     // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)) of the papers' code
     x = torch::constant_pad_nd(subsample(x, stride), {0, 0, 0, 0, pad_channels, pad_channels});

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/layers.h"
 #include "src/common/cpu_features.h"
 #include "src/common/float_lanes.h"
 #include "src/common/torch_compat.h"
@@ -413,32 +414,6 @@ struct SingleChannelConvFunction : public torch::autograd::Function<SingleChanne
   }
 };
 
-bool cpu_autocast() {
-#if TORCHFOCAL_TORCH_AT_LEAST(2, 4)
-  return at::autocast::is_autocast_enabled(at::kCPU);
-#else
-  return at::autocast::is_cpu_enabled();
-#endif
-}
-
-// The padding of a Conv2d when it is the same number on every side.
-struct SymmetricPadding {
-  std::optional<int64_t> operator()(const torch::ExpandingArray<2>& p) const {
-    if ((*p)[0] != (*p)[1]) return std::nullopt;
-    return (*p)[0];
-  }
-  std::optional<int64_t> operator()(torch::enumtype::kValid) const { return 0; }
-  std::optional<int64_t> operator()(torch::enumtype::kSame) const { return std::nullopt; }
-};
-
-struct ZeroPadding {
-  bool operator()(torch::enumtype::kZeros) const { return true; }
-  template <typename Other>
-  bool operator()(Other) const {
-    return false;
-  }
-};
-
 }  // namespace
 
 bool single_channel_conv_applies(const torch::Tensor& x, const torch::Tensor& weight) {
@@ -446,7 +421,7 @@ bool single_channel_conv_applies(const torch::Tensor& x, const torch::Tensor& we
          weight.is_cpu() && weight.scalar_type() == torch::kFloat32 && x.dim() == 4 &&
          x.size(1) == 1 && weight.dim() == 4 && weight.size(1) == 1 &&
          weight.size(2) == weight.size(3) && (weight.size(2) == 3 || weight.size(2) == 5) &&
-         !(x.requires_grad() && torch::GradMode::is_enabled()) && !cpu_autocast();
+         !(x.requires_grad() && torch::GradMode::is_enabled()) && !compat::cpu_autocast_enabled();
 }
 
 torch::Tensor single_channel_conv2d(const torch::Tensor& x, const torch::Tensor& weight,
@@ -466,10 +441,9 @@ torch::Tensor single_channel_conv2d(const torch::Tensor& x, const torch::Tensor&
 
 torch::Tensor SingleChannelConv2dImpl::forward(const torch::Tensor& x) {
   const auto& o = options;
-  const auto padding = compat::visit_option(SymmetricPadding{}, o.padding());
+  const auto padding = symmetric_padding(o);
   const bool plain = (*o.stride())[0] == 1 && (*o.stride())[1] == 1 && (*o.dilation())[0] == 1 &&
-                     (*o.dilation())[1] == 1 && o.groups() == 1 && o.bias() &&
-                     compat::visit_option(ZeroPadding{}, o.padding_mode());
+                     (*o.dilation())[1] == 1 && o.groups() == 1 && o.bias() && zero_padding(o);
   if (plain && padding && single_channel_conv_applies(x, weight) &&
       x.size(2) + 2 * *padding >= weight.size(2) && x.size(3) + 2 * *padding >= weight.size(3)) {
     return single_channel_conv2d(x, weight, bias, *padding);

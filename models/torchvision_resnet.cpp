@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/layers.h"
+#include "models/winograd_conv.h"
 
 namespace torchfocal::models {
 
@@ -78,7 +79,7 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
 }
 
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
-  const auto out = conv2(bn1->forward_relu(conv1(x)));
+  const auto out = conv2d_forward(*conv2, bn1->forward_relu(conv2d_forward(*conv1, x)));
   return bn2->forward_relu(out, shortcut(downsample, x, stride));
 }
 
@@ -97,7 +98,7 @@ BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
   auto out = bn1->forward_relu(conv1(x));
-  out = conv3(bn2->forward_relu(conv2(out)));
+  out = conv3(bn2->forward_relu(conv2d_forward(*conv2, out)));
   return bn3->forward_relu(out, shortcut(downsample, x, stride));
 }
 

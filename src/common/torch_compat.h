@@ -32,6 +32,15 @@ inline void set_autocast(bool cuda, bool enabled, at::ScalarType dtype) {
 #endif
 }
 
+// Whether CPU autocast (bf16) is on: LibTorch 2.4 replaced the CPU-specific query.
+inline bool cpu_autocast_enabled() {
+#if TORCHFOCAL_TORCH_AT_LEAST(2, 4)
+  return at::autocast::is_autocast_enabled(at::kCPU);
+#else
+  return at::autocast::is_cpu_enabled();
+#endif
+}
+
 namespace detail {
 template <typename Options, typename = void>
 struct HasUseLibUV : std::false_type {};
