@@ -1,6 +1,7 @@
 // Inputs and result holders that several native tests share.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -24,5 +25,16 @@ struct ValueGrad {
   torch::Tensor value;
   torch::Tensor grad;
 };
+
+// f() run with n intra-op threads; the count is restored afterwards, also when f throws.
+template <typename F>
+auto with_threads(int n, F&& f) {
+  struct Restore {
+    int saved;
+    ~Restore() { at::set_num_threads(saved); }
+  } restore{at::get_num_threads()};
+  at::set_num_threads(n);
+  return f();
+}
 
 }  // namespace torchfocal::testing

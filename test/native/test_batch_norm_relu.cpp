@@ -7,6 +7,7 @@
 
 #include "models/batch_norm.h"
 #include "models/batch_norm_relu.h"
+#include "test/native/helpers.h"
 
 namespace tfm = torchfocal::models;
 
@@ -131,12 +132,8 @@ TEST(BatchNormRelu, TrainingMatchesComposedFloat64) {
 TEST(BatchNormRelu, ThreadCountDoesNotChangeResults) {
   torch::manual_seed(11);
   const auto in = make_inputs({16, 16, 16, 16, true});
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const auto one = fused(in);
-  at::set_num_threads(2);
-  const auto two = fused(in);
-  at::set_num_threads(threads);
+  const auto one = torchfocal::testing::with_threads(1, [&] { return fused(in); });
+  const auto two = torchfocal::testing::with_threads(2, [&] { return fused(in); });
   EXPECT_TRUE(torch::equal(one.out, two.out));
   EXPECT_TRUE(torch::equal(one.dx, two.dx));
   EXPECT_TRUE(torch::equal(one.dweight, two.dweight));

@@ -126,6 +126,7 @@ torch::Tensor reduce_ref(const torch::Tensor& rows, Reduction reduction, double 
 // Value and gradient of the op through autograd, with a fixed random upstream gradient for
 // reduction none (so the per-row scaling is exercised).
 using torchfocal::testing::ValueGrad;
+using torchfocal::testing::with_threads;
 
 ValueGrad run_op(const torch::Tensor& input, const torch::Tensor& target,
                  const FocalOptions& options, const torch::Tensor& upstream) {
@@ -484,12 +485,8 @@ TEST(FocalLoss, ParallelRowsMatchOneThread) {
   const torch::Tensor target = random_target(20000, 10, -100);
   const torch::Tensor upstream = torch::randn({20000});
   const FocalOptions o = softmax_options(2.0, torch::rand({10}) + 0.5, Reduction::kNone);
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const ValueGrad one = run_op(x, target, o, upstream);
-  at::set_num_threads(2);
-  const ValueGrad two = run_op(x, target, o, upstream);
-  at::set_num_threads(threads);
+  const ValueGrad one = with_threads(1, [&] { return run_op(x, target, o, upstream); });
+  const ValueGrad two = with_threads(2, [&] { return run_op(x, target, o, upstream); });
   EXPECT_TRUE(torch::equal(one.value, two.value));
   EXPECT_TRUE(torch::equal(one.grad, two.grad));
 }

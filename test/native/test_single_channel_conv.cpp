@@ -10,6 +10,7 @@
 
 #include "models/single_channel_conv.h"
 #include "src/common/cpu_features.h"
+#include "test/native/helpers.h"
 
 namespace tf = torchfocal;
 
@@ -71,12 +72,8 @@ TEST(SingleChannelConv, WeightGradientDoesNotDependOnTheThreads) {
     const auto y = tf::models::single_channel_conv2d(x, weight, bias, 2);
     return torch::autograd::grad({y}, {weight}, {upstream})[0];
   };
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const auto one = gradient();
-  at::set_num_threads(2);
-  const auto two = gradient();
-  at::set_num_threads(threads);
+  const auto one = torchfocal::testing::with_threads(1, gradient);
+  const auto two = torchfocal::testing::with_threads(2, gradient);
   EXPECT_TRUE(torch::equal(one, two));
 }
 

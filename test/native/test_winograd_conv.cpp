@@ -14,6 +14,7 @@
 #include "models/layers.h"
 #include "models/winograd_conv.h"
 #include "src/common/cpu_features.h"
+#include "test/native/helpers.h"
 
 namespace tfm = torchfocal::models;
 
@@ -92,12 +93,8 @@ TEST(WinogradConv, ThreadCountDoesNotChangeResults) {
   const auto x = torch::randn({9, 32, 12, 10}).contiguous(kChannelsLast);
   const auto w = torch::randn({32, 32, 3, 3});
   const auto g = torch::randn({9, 32, 12, 10});
-  const int threads = at::get_num_threads();
-  at::set_num_threads(1);
-  const auto one = run(x, w, g, true);
-  at::set_num_threads(2);
-  const auto two = run(x, w, g, true);
-  at::set_num_threads(threads);
+  const auto one = torchfocal::testing::with_threads(1, [&] { return run(x, w, g, true); });
+  const auto two = torchfocal::testing::with_threads(2, [&] { return run(x, w, g, true); });
   EXPECT_TRUE(torch::equal(one.y, two.y));
   EXPECT_TRUE(torch::equal(one.dx, two.dx));
 }
