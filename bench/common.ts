@@ -1,9 +1,18 @@
 // What the benchmarks share: running the PyTorch baselines and small statistics.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../ts/package';
 
 /** a baseline run that takes longer than this is stopped */
 const PYTHON_TIMEOUT_MS = 15 * 60 * 1000;
+
+/** Where the bench keeps what it writes once (PNG copies of MNIST): $TORCHFOCAL_CACHE, else node_modules/.cache/torchfocal. */
+export function benchCacheDir(): string {
+  return (
+    process.env.TORCHFOCAL_CACHE ?? path.join(PACKAGE_ROOT, 'node_modules', '.cache', 'torchfocal')
+  );
+}
 
 /** The python that runs the baselines: explicit, $TORCHFOCAL_PYTHON or Debian's. */
 export function pythonPath(explicit?: string): string {

@@ -8,7 +8,15 @@ import type { CudaGraphMode, TrainerOptions } from '../ts/train/options';
 import { scheduleSpan } from '../ts/train/run';
 import { loadMnist } from '../ts/data/mnist';
 import type { DataSplit } from '../ts/data/dataset';
-import { checkInt, median, pythonPath, pythonUnavailable, PYTORCH_BEST_ENV, round } from './common';
+import {
+  benchCacheDir,
+  checkInt,
+  median,
+  pythonPath,
+  pythonUnavailable,
+  PYTORCH_BEST_ENV,
+  round,
+} from './common';
 import { inferenceRatios, runInferenceBench, type InferenceFigures } from './inference';
 import { MissingDependency, PythonEpochs } from './pytorch-baseline';
 
@@ -217,7 +225,7 @@ export async function runLenetBench(options: LenetBenchOptions = {}): Promise<{
     } else {
       const images = options.originalImages ?? 6400;
       checkInt('originalImages', images, 1);
-      const pngDir = options.pngDir ?? path.join(cacheDir(), 'mnist-png');
+      const pngDir = options.pngDir ?? path.join(benchCacheDir(), 'mnist-png');
       log(`original: PNG decode every epoch, ${images} images per pass scaled to a full epoch`);
       try {
         const run = await PythonEpochs.start(
@@ -451,12 +459,6 @@ async function timeToAccuracy(
     epochs,
     accuracy: round(accuracy, 4),
   };
-}
-
-function cacheDir(): string {
-  return (
-    process.env.TORCHFOCAL_CACHE ?? path.join(PACKAGE_ROOT, 'node_modules', '.cache', 'torchfocal')
-  );
 }
 
 function threadCount(n: number): string {

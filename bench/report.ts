@@ -1,6 +1,7 @@
 // What `torchfocal bench` reports, and the report as readable lines.
 import type { DistributedFigures } from './distributed';
 import type { FocalOpFigures } from './focal-op';
+import type { ImageFolderFigures } from './image-folder';
 import type { InferenceFigures, Latency } from './inference';
 import type { LenetFigures, TimedRun } from './lenet';
 import type { AugmentFigures, Resnet32Figures } from './resnet32';
@@ -31,6 +32,8 @@ export interface BenchReport {
   resnet32?: Resnet32Figures;
   /** on-device augmentation's cost on that epoch (bench/resnet32.ts), on the CPU */
   augment?: AugmentFigures;
+  /** an image folder's load, cold and cached, and `eval` on it (bench/image-folder.ts), on the CPU */
+  imageFolder?: ImageFolderFigures;
   ratios: Record<string, number>;
   notes: string[];
 }
@@ -49,6 +52,7 @@ const RATIO_LABELS: Record<string, string> = {
   augmentEpochRatio: 'ResNet-32 epoch crop:4,flip / plain',
   cudaGraphVsUncaptured: 'CUDA graph / uncaptured step',
   distributedSpeedup: '--nproc 2 images/s / one process (speed-up)',
+  evalFolderVsIdx: 'eval on a PNG folder (cached) / on the IDX files',
 };
 
 /** The readable report: a headline, one line per run, every ratio, the notes. */
@@ -97,6 +101,7 @@ export function formatBenchReport(report: BenchReport): string[] {
   lines.push('', ...formatInference(report.inference));
   if (report.resnet32) lines.push('', ...formatResnet32(report.resnet32));
   if (report.focalOp) lines.push('', ...formatFocalOp(report.focalOp));
+  if (report.imageFolder) lines.push('', ...formatImageFolder(report.imageFolder));
 
   const names = Object.keys(ratios);
   if (names.length > 0) {
@@ -112,6 +117,14 @@ export function formatBenchReport(report: BenchReport): string[] {
   );
   for (const note of report.notes) lines.push(`note: ${note}`);
   return lines;
+}
+
+/** The image folder's loads and the two `eval` commands. */
+function formatImageFolder(f: ImageFolderFigures): string[] {
+  return [
+    `image folder, ${f.files} MNIST PNGs: load ${secs(f.decodeSeconds)} without the decoded cache, ${secs(f.coldCacheSeconds)} into an empty one, ${secs(f.cachedSeconds)} from it`,
+    `eval of a LeNet checkpoint trained on it (whole command, median of ${f.evalRuns}): ${secs(f.evalFolderSeconds)} on the folder, ${secs(f.evalIdxSeconds)} on the IDX files`,
+  ];
 }
 
 /** Evaluation rates and prediction latencies, torchfocal's row then PyTorch's. */

@@ -3,6 +3,7 @@ import os from 'node:os';
 import { pythonPath, round } from './common';
 import { runDistributedBench } from './distributed';
 import { runFocalOpBench } from './focal-op';
+import { runImageFolderBench } from './image-folder';
 import { runLenetBench, type LenetBenchOptions } from './lenet';
 import type { BenchReport } from './report';
 import { runResnet32Bench } from './resnet32';
@@ -50,6 +51,9 @@ export async function runBench(options: LenetBenchOptions = {}): Promise<BenchRe
     report.resnet32 = resnet.figures;
     report.augment = resnet.augment;
     add(resnet);
+    const folder = await runImageFolderBench({ quick: options.quick, log: options.log });
+    report.imageFolder = folder.figures;
+    add(folder);
   }
   const busyAfter = await busyFraction();
   report.machine.busyAfter = round(busyAfter, 2);
