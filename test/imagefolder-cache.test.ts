@@ -11,6 +11,7 @@ import {
   type LoadOptions,
   type LoadProgress,
 } from '../ts/index';
+import { cacheLimit } from '../ts/data/decode-cache';
 import { jsonLines, quickTrainArgs, runCli, tempDir } from './helpers/cli';
 import { mnistImageFolder } from './helpers/imagefolder';
 
@@ -192,6 +193,71 @@ test('decoded cache: a cache folder that cannot be written costs a warning, not 
   t.regex(warnings[0], /training: the decoded images could not be kept in the cache: .*ENOTDIR/);
 });
 
+// The files in CACHE/decoded/ now, and those a load added.
+function cacheFiles(cache: string): string[] {
+  const dir = path.join(cache, 'decoded');
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+}
+
+test("decoded cache: kept under its limit, least recently used first; splits of deleted folders and dead writers' temporary files go", async (t) => {
+  const cache = tempDir();
+  const [a, b, c, d] = [
+    await makeFolder(),
+    await makeFolder(),
+    await makeFolder(),
+    await makeFolder(),
+  ];
+  const added = async (root: string, options: LoadOptions = {}) => {
+    const before = new Set(cacheFiles(cache));
+    await load(root, { cache, ...options });
+    return cacheFiles(cache).filter((f) => !before.has(f));
+  };
+  const filesA = await added(a);
+  const filesB = await added(b);
+  t.is(filesA.length + filesB.length, 4);
+  const size = (f: string) => fs.statSync(path.join(cache, 'decoded', f)).size;
+  const biggest = Math.max(...[...filesA, ...filesB].map(size));
+  // A read back now, B not since: B is the least recently used (mtimes 2 s apart)
+  const past = new Date(Date.now() - 2000);
+  for (const f of [...filesA, ...filesB]) fs.utimesSync(path.join(cache, 'decoded', f), past, past);
+  t.deepEqual((await load(a, { cache })).last.cached, 32);
+  // a dead writer's temporary file (two hours old) and a live one's
+  const dead = path.join(cache, 'decoded', 'x.bin.1.dead.tmp');
+  const live = path.join(cache, 'decoded', 'x.bin.2.live.tmp');
+  fs.writeFileSync(dead, 'partial');
+  fs.writeFileSync(live, 'partial');
+  const old = new Date(Date.now() - 2 * 3600 * 1000);
+  fs.utimesSync(dead, old, old);
+  // room for A and two splits more: C's two writes push out B's two files, oldest first
+  const limit = size(filesA[0]) + size(filesA[1]) + 2 * biggest + 100;
+  const filesC = await added(c, { cacheLimit: limit });
+  t.is(filesC.length, 2);
+  t.deepEqual(cacheFiles(cache), [...filesA, ...filesC, path.basename(live)].sort());
+  // A's folder deleted: the next write (D, no limit to speak of) removes A's splits
+  fs.rmSync(a, { recursive: true });
+  const filesD = await added(d);
+  t.deepEqual(cacheFiles(cache), [...filesC, ...filesD, path.basename(live)].sort());
+});
+
+test('decoded cache: a limit that is no whole number of MiB stops train before it decodes, in one line', async (t) => {
+  t.is(cacheLimit({}), 10 * 2 ** 30);
+  t.is(cacheLimit({ TORCHFOCAL_DECODE_CACHE_MB: '512' }), 512 * 2 ** 20);
+  t.throws(() => cacheLimit({ TORCHFOCAL_DECODE_CACHE_MB: '2GB' }), {
+    message: "TORCHFOCAL_DECODE_CACHE_MB must be a whole number of MiB, not '2GB'",
+  });
+  const root = await mnistImageFolder(20, 10);
+  const cache = tempDir();
+  const out = path.join(tempDir(), 'run');
+  const env = { TORCHFOCAL_CACHE: cache, TORCHFOCAL_DECODE_CACHE_MB: '-1' };
+  const r = await runCli(quickTrainArgs(root, out, '--epochs', '1'), { env });
+  t.not(r.code, 0);
+  t.regex(
+    r.stderr.trim(),
+    /^[^\n]*TORCHFOCAL_DECODE_CACHE_MB must be a whole number of MiB, not '-1'$/,
+  );
+  t.deepEqual(cacheFiles(cache), []);
+});
+
 test('CLI: train keeps both splits, --resume and eval read them back (never rewritten), --no-decode-cache keeps nothing', async (t) => {
   const root = await mnistImageFolder(20, 10);
   const cache = tempDir();
@@ -202,7 +268,9 @@ test('CLI: train keeps both splits, --resume and eval read them back (never rewr
   t.is(trained.code, 0, trained.stderr);
   const files = fs.readdirSync(decoded).map((f) => path.join(decoded, f));
   t.is(files.length, 2);
-  const written = files.map((f) => fs.statSync(f, { bigint: true }).mtimeNs);
+  // A write goes to a temporary file renamed into place: a new inode. (A read sets the
+  // modification time, the cache's record of use, so that cannot tell.)
+  const written = files.map((f) => fs.statSync(f, { bigint: true }).ino);
   const resumed = await runCli(quickTrainArgs(root, out, '--epochs', '2', '--resume'), { env });
   t.is(resumed.code, 0, resumed.stderr);
   const evaluated = await runCli(['eval', '--checkpoint', out, '--threads', '1', '--json'], {
@@ -216,7 +284,7 @@ test('CLI: train keeps both splits, --resume and eval read them back (never rewr
   // a decode would have replaced them (a miss writes the split again)
   t.deepEqual(fs.readdirSync(decoded).sort(), files.map((f) => path.basename(f)).sort());
   t.deepEqual(
-    files.map((f) => fs.statSync(f, { bigint: true }).mtimeNs),
+    files.map((f) => fs.statSync(f, { bigint: true }).ino),
     written,
   );
   const empty = tempDir();

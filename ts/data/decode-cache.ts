@@ -10,6 +10,12 @@ import type { Dataset } from './dataset';
 /** Bumped whenever decoding could give another pixel, so that older caches are not served. */
 export const DECODE_VERSION = 1;
 
+/** The size CACHE/decoded/ is kept under unless $TORCHFOCAL_DECODE_CACHE_MB says otherwise: 10 GiB. */
+export const DEFAULT_CACHE_LIMIT = 10 * 2 ** 30;
+
+// A temporary file this old belongs to a writer that died (a write takes seconds).
+const STALE_TEMP_MS = 60 * 60 * 1000;
+
 // A cache file: MAGIC, u32 LE format, u32 LE header length, the header (JSON), the labels
 // (int32 LE, one a image), the images (count × channels × height × width bytes).
 const MAGIC = Buffer.from('TFDECODE');
@@ -123,6 +129,11 @@ export async function readCached(entry: CacheEntry): Promise<DecodedSplit | unde
     labels[i] = bytes.readInt32LE(headerEnd + 4 * i);
     if (labels[i] < 0 || labels[i] >= split.classNames.length) return undefined;
   }
+  // Marks it used, in its modification time (access times move with any read, pruneCache's
+  // header reads too, or not at all on noatime mounts): pruneCache removes the least recently
+  // used splits first.
+  const now = new Date();
+  await fsp.utimes(entry.file, now, now).catch(() => {});
   return { ...split, labels, images: bytes.subarray(headerEnd + 4 * count) };
 }
 
@@ -133,7 +144,12 @@ export async function readCached(entry: CacheEntry): Promise<DecodedSplit | unde
  */
 export async function writeCached(entry: CacheEntry, dir: string, split: DecodedSplit) {
   const { images, labels, ...rest } = split;
-  const header: Header = { digest: entry.digest, asked: entry.asked, dir, split: rest };
+  const header: Header = {
+    digest: entry.digest,
+    asked: entry.asked,
+    dir: path.resolve(dir),
+    split: rest,
+  };
   const json = Buffer.from(JSON.stringify(header));
   const preamble = Buffer.alloc(PREAMBLE);
   MAGIC.copy(preamble);
@@ -158,5 +174,83 @@ export async function writeCached(entry: CacheEntry, dir: string, split: Decoded
     await out.close().catch(() => {});
     await fsp.rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * The limit CACHE/decoded/ is kept under, in bytes: $TORCHFOCAL_DECODE_CACHE_MB (a whole number
+ * of MiB) or DEFAULT_CACHE_LIMIT. Throws on anything else, naming the variable.
+ */
+export function cacheLimit(env: NodeJS.ProcessEnv = process.env): number {
+  const value = env.TORCHFOCAL_DECODE_CACHE_MB;
+  if (value === undefined || value === '') return DEFAULT_CACHE_LIMIT;
+  if (!/^\d+$/.test(value.trim())) {
+    throw new Error(`TORCHFOCAL_DECODE_CACHE_MB must be a whole number of MiB, not '${value}'`);
+  }
+  return Number(value.trim()) * 2 ** 20;
+}
+
+/**
+ * Tidies CACHE/decoded/ after a split was written there (`kept`, which always stays): temporary
+ * files older than an hour (their writer died) go, then splits whose image folder no longer
+ * exists, then the least recently used splits (read or written longest ago: readCached sets the
+ * modification time) until the rest fit in `limit` bytes. Returns the files removed; a file that cannot be removed is left.
+ */
+export async function pruneCache(cache: string, limit: number, kept?: string): Promise<string[]> {
+  const dir = path.join(cache, 'decoded');
+  const names = await fsp.readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  const remove = async (file: string) => {
+    const gone = await fsp.rm(file, { force: true }).then(
+      () => true,
+      () => false,
+    );
+    if (gone) removed.push(file);
+    return gone;
+  };
+  const splits: { file: string; size: number; used: number }[] = [];
+  let total = 0;
+  for (const name of names) {
+    const file = path.join(dir, name);
+    const st = await fsp.stat(file).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    if (name.endsWith('.tmp')) {
+      if (Date.now() - st.mtimeMs > STALE_TEMP_MS) await remove(file);
+      continue;
+    }
+    if (!name.endsWith('.bin')) continue;
+    total += st.size;
+    if (file === kept) continue;
+    const source = await sourceFolder(file);
+    if (source !== undefined && !fs.existsSync(source)) {
+      if (await remove(file)) total -= st.size;
+      continue;
+    }
+    splits.push({ file, size: st.size, used: st.mtimeMs });
+  }
+  for (const split of splits.sort((a, b) => a.used - b.used)) {
+    if (total <= limit) break;
+    if (await remove(split.file)) total -= split.size;
+  }
+  return removed;
+}
+
+// The folder a cache file's split was decoded from, as its header records it (absolute paths
+// only: older files may hold a relative one), or undefined.
+async function sourceFolder(file: string): Promise<string | undefined> {
+  const handle = await fsp.open(file, 'r').catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const preamble = Buffer.alloc(PREAMBLE);
+    await handle.read(preamble, 0, PREAMBLE, 0);
+    if (!preamble.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
+    const json = Buffer.alloc(preamble.readUInt32LE(MAGIC.length + 4));
+    await handle.read(json, 0, json.length, PREAMBLE);
+    const { dir } = JSON.parse(json.toString('utf8')) as Partial<Header>;
+    return typeof dir === 'string' && path.isAbsolute(dir) ? dir : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close();
   }
 }

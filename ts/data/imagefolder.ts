@@ -9,6 +9,8 @@ import { isDirectory, luma, type Dataset, type DataSplit } from './dataset';
 import { decodePlainPngFile, plainPngFile, type PlainPng } from './png';
 import {
   cacheEntry,
+  cacheLimit,
+  pruneCache,
   readCached,
   writeCached,
   type CacheEntry,
@@ -73,6 +75,12 @@ export interface LoadOptions {
    * settings are unchanged is read back instead of decoded. Default: none, every load decodes.
    */
   cache?: string;
+  /**
+   * The size in bytes `cache`'s decoded/ folder is kept under: after each split it writes, the
+   * least recently used splits go (and those of folders that no longer exist). Default:
+   * $TORCHFOCAL_DECODE_CACHE_MB MiB, else 10 GiB.
+   */
+  cacheLimit?: number;
   /** a decoded split could not be kept in the cache, and why (default: process.emitWarning) */
   onWarning?: (message: string) => void;
 }
@@ -791,6 +799,8 @@ async function loadSplit(
     maxCommonSide: MAX_COMMON_SIDE,
   };
   const { dir, classes, files, labels } = listed;
+  // Read first, so that a bad $TORCHFOCAL_DECODE_CACHE_MB stops the load before any decoding.
+  const limit = options.cache === undefined ? 0 : (options.cacheLimit ?? cacheLimit());
   const entry =
     options.cache === undefined
       ? undefined
@@ -812,12 +822,19 @@ async function loadSplit(
     counter,
     options.signal,
   );
-  if (entry) await keep(entry, listed, decoded, options);
+  if (entry) await keep(entry, listed, decoded, options, limit);
   return decoded;
 }
 
-// Writes a decoded split to the cache; a failure (a read-only or full disk) costs only speed.
-async function keep(entry: CacheEntry, listed: Listed, ds: Dataset, options: LoadOptions) {
+// Writes a decoded split to the cache, then keeps the cache under `limit`; a failure (a
+// read-only or full disk) costs only speed.
+async function keep(
+  entry: CacheEntry,
+  listed: Listed,
+  ds: Dataset,
+  options: LoadOptions,
+  limit: number,
+) {
   const listing = new Set(listed.skipped);
   const split = {
     images: ds.images,
@@ -831,10 +848,19 @@ async function keep(entry: CacheEntry, listed: Listed, ds: Dataset, options: Loa
     resized: ds.resized ?? 0,
     ...(ds.capped && { capped: ds.capped }),
   };
-  await writeCached(entry, listed.dir, split).catch((err: Error) => {
-    const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
-    warn(`${listed.dir}: the decoded images could not be kept in the cache: ${err.message}`);
-  });
+  const warn = options.onWarning ?? ((m: string) => process.emitWarning(m, 'TorchfocalWarning'));
+  try {
+    await writeCached(entry, listed.dir, split);
+  } catch (err) {
+    warn(
+      `${listed.dir}: the decoded images could not be kept in the cache: ${(err as Error).message}`,
+    );
+    return;
+  }
+  // options.cache is set: there is an entry
+  await pruneCache(options.cache!, limit, entry.file).catch((err: Error) =>
+    warn(`${path.dirname(entry.file)}: could not be pruned: ${err.message}`),
+  );
 }
 
 /**
