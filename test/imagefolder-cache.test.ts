@@ -296,3 +296,55 @@ test('CLI: train keeps both splits, --resume and eval read them back (never rewr
   t.is(off.stdout, evaluated.stdout);
   t.deepEqual(fs.readdirSync(empty), []);
 });
+
+test('CLI: experiment starve keeps the folder decoded and a second one reads it back; --no-decode-cache keeps nothing', async (t) => {
+  const root = await mnistImageFolder(20, 10);
+  const cache = tempDir();
+  const decoded = path.join(cache, 'decoded');
+  const starve = (env: Record<string, string>, ...extra: string[]) =>
+    runCli(
+      [
+        'experiment',
+        'starve',
+        '--dataset',
+        root,
+        '--model',
+        'mlp',
+        '--epochs',
+        '1',
+        '--keep',
+        '0.5',
+        '--threads',
+        '1',
+        '--json',
+        '--out',
+        path.join(tempDir(), 'starve'),
+        ...extra,
+      ],
+      { env },
+    );
+  const first = await starve({ TORCHFOCAL_CACHE: cache });
+  t.is(first.code, 0, first.stderr);
+  const files = fs.readdirSync(decoded).map((f) => path.join(decoded, f));
+  t.is(files.length, 2); // both splits
+  const before = files.map((f) => fs.statSync(f, { bigint: true }));
+  const second = await starve({ TORCHFOCAL_CACHE: cache });
+  t.is(second.code, 0, second.stderr);
+  const after = files.map((f) => fs.statSync(f, { bigint: true }));
+  // read back (a read marks the file used), not decoded again (a write is a new inode)
+  t.deepEqual(
+    after.map((s) => s.ino),
+    before.map((s) => s.ino),
+  );
+  t.true(after.every((s, i) => s.mtimeNs > before[i].mtimeNs));
+  // the same pixels, so the same results
+  const results = (r: { stdout: string }) =>
+    jsonLines(r.stdout)
+      .at(-1)!
+      .rows.map((row: { name: string; eval: unknown }) => [row.name, row.eval]);
+  t.deepEqual(results(second), results(first));
+  const empty = tempDir();
+  const off = await starve({ TORCHFOCAL_CACHE: empty }, '--no-decode-cache');
+  t.is(off.code, 0, off.stderr);
+  t.false(fs.existsSync(path.join(empty, 'decoded')));
+});

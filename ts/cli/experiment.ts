@@ -1,10 +1,11 @@
 // `torchfocal experiment --config FILE.json` (a sweep: mean ± std over seeds) and
 // `torchfocal experiment starve` (the original experiment's table in one run).
 import { Command } from 'commander';
+import { cacheDir } from '../data/cache';
 import { runStarve, type StarveRow } from '../experiment/starve';
 import { loadSweepConfig, runSweep, type MeanStd, type SweepGroup } from '../experiment/sweep';
 import { addTrainingOptions, defaultRunDir, type TrainingFlags } from './train';
-import { intAtLeast, unitFraction } from './parse';
+import { intAtLeast, noDecodeCacheOption, unitFraction } from './parse';
 import {
   EpochProgress,
   epochEvent,
@@ -17,6 +18,7 @@ import {
 import { ExperimentInterrupted } from '../experiment/interrupted';
 
 interface StarveFlags extends TrainingFlags {
+  decodeCache: boolean;
   class: number;
   keep: number;
   ablation?: boolean;
@@ -28,6 +30,7 @@ interface StarveFlags extends TrainingFlags {
 interface SweepFlags {
   config?: string;
   out?: string;
+  decodeCache: boolean;
   resume?: boolean;
   json?: boolean;
   threads?: number;
@@ -49,6 +52,7 @@ export function experimentCommand(): Command {
     .option('--device <name>', 'auto, cpu or cuda for every run, over the config')
     .option('--json', 'print JSON lines on stdout (progress goes to stderr)')
     .option(RESUME_FLAG, RESUME_HELP)
+    .addOption(noDecodeCacheOption())
     .action(sweepAction);
   const starve = new Command('starve').description(
     'starve one class, then train balanced-ce, imbalanced-ce and imbalanced-focal',
@@ -68,17 +72,20 @@ export function experimentCommand(): Command {
     )
     .option('--out <dir>', 'checkpoints in DIR/<run>, report in DIR (default runs/starve-<time>)')
     .option(RESUME_FLAG, RESUME_HELP)
+    .addOption(noDecodeCacheOption())
     .action(async (flags: StarveFlags) => {
       const progress = new EpochProgress();
       if (flags.resume && !flags.out) throw new Error('--resume needs --out DIR: the experiment');
       const out = flags.out ?? (await defaultRunDir('starve', flags.model));
-      const { json, class: starvedClass, ...options } = flags; // json, class: the CLI's words
+      // json, class, decodeCache: the CLI's words
+      const { json, class: starvedClass, decodeCache, ...options } = flags;
       void json;
       const { rows, findings, report } = await interruptible(out, flags.json, (signal) =>
         runStarve(
           { ...options, out, starvedClass },
           {
             signal,
+            decodeCache: decodeCache ? cacheDir() : undefined,
             onProgress: progress.update,
             onRunStart: (name) => {
               if (!flags.json) console.log(`== ${name}`);
@@ -128,6 +135,7 @@ async function sweepAction(flags: SweepFlags): Promise<void> {
     runSweep(config, {
       out,
       signal,
+      decodeCache: flags.decodeCache ? cacheDir() : undefined,
       resume: flags.resume,
       onProgress: (_, p) => progress.update(p),
       onRunStart: (run, total) => {

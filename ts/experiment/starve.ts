@@ -121,7 +121,11 @@ export async function runStarve(
   } = {},
 ): Promise<StarveResult> {
   const datasetName = o.dataset ?? 'mnist';
-  const data = await loadDataset(datasetName, { signal: hooks.signal });
+  const data = await loadDataset(datasetName, {
+    signal: hooks.signal,
+    cache: hooks.decodeCache,
+    onProgress: hooks.onLoadProgress,
+  });
   const classNames = data.train.classNames;
   const c = o.starvedClass ?? 6;
   if (!Number.isSafeInteger(c) || c < 0 || c >= classNames.length) {

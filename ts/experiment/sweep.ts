@@ -137,6 +137,8 @@ export interface SweepHooks {
   onEpoch?: (run: SweepRun, result: EpochResult) => void;
   onProgress?: (run: SweepRun, progress: Progress) => void;
   signal?: AbortSignal;
+  /** the cache folder (`cacheDir()`) where an image folder's decoded splits are kept (RunHooks) */
+  decodeCache?: string;
   /**
    * continue an interrupted sweep in `out`: finished runs are taken from their folders, the
    * interrupted one resumes from its checkpoint, the others run
@@ -523,7 +525,9 @@ export async function runSweep(config: SweepConfig, hooks: SweepHooks = {}): Pro
   const c = parseSweepConfig(config);
   const runs = sweepRuns(c);
   const datasetName = c.dataset ?? 'mnist';
-  const data = hooks.data ?? (await loadDataset(datasetName, { signal: hooks.signal }));
+  const data =
+    hooks.data ??
+    (await loadDataset(datasetName, { signal: hooks.signal, cache: hooks.decodeCache }));
   const classNames = data.train.classNames;
   const counts = classCounts(data.train);
   c.imbalance.forEach((spec, i) => {
