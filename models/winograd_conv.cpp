@@ -81,10 +81,25 @@ torch::Tensor transform_weights(const torch::Tensor& weight, bool input_gradient
   return U;
 }
 
+// A thread's transformed tiles, on a cache line's boundary: the products' vector loads and stores
+// then never span two lines (unaligned, a 64-channel convolution took 1.1× as long).
+class Buffer {
+ public:
+  explicit Buffer(int64_t floats) : storage_(floats + 16) {}
+  float* data() {
+    const auto at = reinterpret_cast<std::uintptr_t>(storage_.data());
+    return reinterpret_cast<float*>((at + 63) & ~std::uintptr_t{63});
+  }
+
+ private:
+  std::vector<float> storage_;
+};
+
 struct Geometry {
-  const float* x = nullptr;  // [N, H, W, C]
-  const float* u = nullptr;  // [16, C, K]
-  float* y = nullptr;        // [N, H, W, K]
+  const float* x = nullptr;   // [N, H, W, C]
+  const float* u = nullptr;   // [16, C, K]
+  float* y = nullptr;         // [N, H, W, K]
+  const float* dy = nullptr;  // [N, H, W, K]: the output's gradient, for the weight gradient
   int64_t n = 0, h = 0, w = 0, c = 0, k = 0;
   int64_t tile_rows = 0, tile_cols = 0;  // ⌈H / 2⌉, ⌈W / 2⌉
 };
@@ -135,6 +150,66 @@ TORCHFOCAL_AVX2_FMA void multiply8(const float* v, const float* u, float* m, int
   }
 }
 
+// The weight gradient's products: w[c][k0, k0 + KB·16) += Σ_t v[t][c] · m[t][k0, …) for the
+// input channels [c0, c0 + CB) of one of the 16 positions, over T tiles: CB × KB accumulators
+// loaded once, the sum over the tiles in registers.
+template <int CB, int KB>
+TORCHFOCAL_AVX512 void accumulate16(const float* v, const float* m, float* w, int64_t C, int64_t K,
+                                    int64_t T, int64_t c0, int64_t k0) {
+  __m512 acc[CB][KB];
+  for (int i = 0; i < CB; ++i) {
+    for (int j = 0; j < KB; ++j) acc[i][j] = _mm512_loadu_ps(w + (c0 + i) * K + k0 + j * 16);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    __m512 grads[KB];
+    for (int j = 0; j < KB; ++j) grads[j] = _mm512_loadu_ps(m + t * K + k0 + j * 16);
+    for (int i = 0; i < CB; ++i) {
+      const __m512 value = _mm512_set1_ps(v[t * C + c0 + i]);
+      for (int j = 0; j < KB; ++j) acc[i][j] = _mm512_fmadd_ps(value, grads[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < CB; ++i) {
+    for (int j = 0; j < KB; ++j) _mm512_storeu_ps(w + (c0 + i) * K + k0 + j * 16, acc[i][j]);
+  }
+}
+
+// The same at 8 lanes (AVX2).
+template <int CB, int KB>
+TORCHFOCAL_AVX2_FMA void accumulate8(const float* v, const float* m, float* w, int64_t C, int64_t K,
+                                     int64_t T, int64_t c0, int64_t k0) {
+  __m256 acc[CB][KB];
+  for (int i = 0; i < CB; ++i) {
+    for (int j = 0; j < KB; ++j) acc[i][j] = _mm256_loadu_ps(w + (c0 + i) * K + k0 + j * 8);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    __m256 grads[KB];
+    for (int j = 0; j < KB; ++j) grads[j] = _mm256_loadu_ps(m + t * K + k0 + j * 8);
+    for (int i = 0; i < CB; ++i) {
+      const __m256 value = _mm256_set1_ps(v[t * C + c0 + i]);
+      for (int j = 0; j < KB; ++j) acc[i][j] = _mm256_fmadd_ps(value, grads[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < CB; ++i) {
+    for (int j = 0; j < KB; ++j) _mm256_storeu_ps(w + (c0 + i) * K + k0 + j * 8, acc[i][j]);
+  }
+}
+
+// All of one position's w[C][K] over T tiles, CB input channels and KB vectors of output
+// channels at a time.
+template <int W, int CB, int KB>
+TORCHFOCAL_ALWAYS_INLINE void accumulate_all(const float* v, const float* m, float* w, int64_t C,
+                                             int64_t K, int64_t T) {
+  for (int64_t c0 = 0; c0 < C; c0 += CB) {
+    for (int64_t k0 = 0; k0 < K; k0 += KB * W) {
+      if constexpr (W == 16) {
+        accumulate16<CB, KB>(v, m, w, C, K, T, c0, k0);
+      } else {
+        accumulate8<CB, KB>(v, m, w, C, K, T, c0, k0);
+      }
+    }
+  }
+}
+
 template <int W, int KB, int TB>
 TORCHFOCAL_ALWAYS_INLINE void multiply(const float* v, const float* u, float* m, int64_t C,
                                        int64_t K, int64_t t0, int64_t k0) {
@@ -156,14 +231,40 @@ TORCHFOCAL_ALWAYS_INLINE void multiply_all(const float* v, const float* u, float
   }
 }
 
-// The addresses of tile `id`'s 4×4 input pixels (tiles numbered image by image, row by row),
-// `zeros` for those outside the image.
-TORCHFOCAL_ALWAYS_INLINE void pixels(const Geometry& g, int64_t id, const float* zeros,
+// Where a tile is: its image and the top left of its 2×2 outputs. Tiles are numbered image by
+// image, row by row, and a block steps through its own: one division a block, none a tile.
+struct Tile {
+  int64_t n = 0, row = 0, col = 0;
+};
+
+TORCHFOCAL_ALWAYS_INLINE Tile tile_at(const Geometry& g, int64_t id) {
+  const int64_t per_image = g.tile_rows * g.tile_cols, in_image = id % per_image;
+  return {id / per_image, 2 * (in_image / g.tile_cols), 2 * (in_image % g.tile_cols)};
+}
+
+TORCHFOCAL_ALWAYS_INLINE void advance(const Geometry& g, Tile& t) {
+  t.col += 2;
+  if (t.col >= g.w) {
+    t.col = 0;
+    t.row += 2;
+    if (t.row >= g.h) {
+      t.row = 0;
+      ++t.n;
+    }
+  }
+}
+
+// The addresses of a tile's 4×4 input pixels, `zeros` for those outside the image (padding).
+TORCHFOCAL_ALWAYS_INLINE void pixels(const Geometry& g, const Tile& tile, const float* zeros,
                                      const float* (&at)[4][4]) {
-  const int64_t per_image = g.tile_rows * g.tile_cols, n = id / per_image;
-  const int64_t row = 2 * ((id % per_image) / g.tile_cols) - 1;
-  const int64_t col = 2 * ((id % per_image) % g.tile_cols) - 1;
-  const float* image = g.x + n * g.h * g.w * g.c;
+  const int64_t row = tile.row - 1, col = tile.col - 1;
+  const float* image = g.x + tile.n * g.h * g.w * g.c;
+  if (row >= 0 && row + 3 < g.h && col >= 0 && col + 3 < g.w) {
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 4; ++j) at[i][j] = image + ((row + i) * g.w + col + j) * g.c;
+    }
+    return;
+  }
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) {
       const int64_t yy = row + i, xx = col + j;
@@ -172,29 +273,31 @@ TORCHFOCAL_ALWAYS_INLINE void pixels(const Geometry& g, int64_t id, const float*
   }
 }
 
-// Tiles [first, first + T) (numbered image by image, row by row): the input transform
-// V = Bᵀ d B of each 4×4 input block d (`zeros`, C of them, outside the image) into v[16][T][C],
-// the products into m[16][T][K], the output transform Aᵀ M A into each 2×2 block of y.
+// The input transform V = Bᵀ d B of each 4×4 input block d of tiles [first, first + T) (numbered
+// image by image, row by row; `zeros`, C of them, outside the image) into v[16][T][C].
 template <int W>
-TORCHFOCAL_ALWAYS_INLINE void tiles(const Geometry& g, int64_t first, int64_t T, float* v, float* m,
-                                    const float* zeros) {
+TORCHFOCAL_ALWAYS_INLINE void input_transform(const Geometry& g, int64_t first, int64_t T, float* v,
+                                              const float* zeros) {
   using L = FloatLanes<W>;
   using V = typename L::V;
-  const int64_t C = g.c, K = g.k, per_image = g.tile_rows * g.tile_cols;
-  for (int64_t t = 0; t < T; ++t) {
+  const int64_t C = g.c;
+  Tile tile = tile_at(g, first), ahead = tile;
+  advance(g, ahead);
+  advance(g, ahead);
+  for (int64_t t = 0; t < T; ++t, advance(g, tile), advance(g, ahead)) {
     // The 16 pixels' addresses, the zero row for those outside the image: chosen without
     // branches, so that d stays in registers.
     const float* at[4][4];
-    pixels(g, first + t, zeros, at);
+    pixels(g, tile, zeros, at);
     // The columns that tile t + 2 reads first, into the cache while this one computes: the
     // activations come from memory, and the loads' misses were a third of this function's time.
-    if (first + t + 2 < g.n * per_image) {
-      const float* ahead[4][4];
-      pixels(g, first + t + 2, zeros, ahead);
+    if (ahead.n < g.n) {
+      const float* next[4][4];
+      pixels(g, ahead, zeros, next);
       for (int i = 0; i < 4; ++i) {
         for (int64_t c = 0; c < C; c += 16) {
-          __builtin_prefetch(ahead[i][2] + c);
-          __builtin_prefetch(ahead[i][3] + c);
+          __builtin_prefetch(next[i][2] + c);
+          __builtin_prefetch(next[i][3] + c);
         }
       }
     }
@@ -220,6 +323,17 @@ TORCHFOCAL_ALWAYS_INLINE void tiles(const Geometry& g, int64_t first, int64_t T,
       }
     }
   }
+}
+
+// Tiles [first, first + T): the input transform into v[16][T][C], the products into m[16][T][K],
+// the output transform Aᵀ M A into each 2×2 block of y.
+template <int W>
+TORCHFOCAL_ALWAYS_INLINE void tiles(const Geometry& g, int64_t first, int64_t T, float* v, float* m,
+                                    const float* zeros) {
+  using L = FloatLanes<W>;
+  using V = typename L::V;
+  const int64_t C = g.c, K = g.k;
+  input_transform<W>(g, first, T, v, zeros);
   for (int xi = 0; xi < 16; ++xi) {
     const float* vx = v + xi * T * C;
     const float* ux = g.u + xi * C * K;
@@ -231,11 +345,10 @@ TORCHFOCAL_ALWAYS_INLINE void tiles(const Geometry& g, int64_t first, int64_t T,
       multiply_all<W, 1, W == 16 ? 16 : 8>(vx, ux, mx, C, K, T);
     }
   }
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t id = first + t, n = id / per_image;
-    const int64_t row = 2 * ((id % per_image) / g.tile_cols);
-    const int64_t col = 2 * ((id % per_image) % g.tile_cols);
-    float* image = g.y + n * g.h * g.w * K;
+  Tile tile = tile_at(g, first);
+  for (int64_t t = 0; t < T; ++t, advance(g, tile)) {
+    const int64_t row = tile.row, col = tile.col;
+    float* image = g.y + tile.n * g.h * g.w * K;
     for (int64_t k = 0; k < K; k += W) {
       V a[4][4];
       for (int i = 0; i < 4; ++i) {
@@ -253,6 +366,98 @@ TORCHFOCAL_ALWAYS_INLINE void tiles(const Geometry& g, int64_t first, int64_t T,
       }
     }
   }
+}
+
+// The output gradient's transform A δ Aᵀ of each 2×2 block δ of dy (zeros outside the image) of
+// tiles [first, first + T) into m[16][T][K]: the transpose of the forward's output transform.
+template <int W>
+TORCHFOCAL_ALWAYS_INLINE void gradient_transform(const Geometry& g, int64_t first, int64_t T,
+                                                 float* m, const float* zeros) {
+  using L = FloatLanes<W>;
+  using V = typename L::V;
+  const int64_t K = g.k;
+  Tile tile = tile_at(g, first), ahead = tile;
+  advance(g, ahead);
+  advance(g, ahead);
+  for (int64_t t = 0; t < T; ++t, advance(g, tile), advance(g, ahead)) {
+    const int64_t row = tile.row, col = tile.col;
+    const float* at = g.dy + ((tile.n * g.h + row) * g.w + col) * K;
+    const bool down = row + 1 < g.h, right = col + 1 < g.w;
+    const float* rows[2][2] = {
+        {at, right ? at + K : zeros},
+        {down ? at + g.w * K : zeros, down && right ? at + (g.w + 1) * K : zeros}};
+    // Tile t + 2's gradients into the cache meanwhile: they come from memory, and their loads'
+    // misses were most of this function's time.
+    if (ahead.n < g.n) {
+      const float* next = g.dy + ((ahead.n * g.h + ahead.row) * g.w + ahead.col) * K;
+      for (int64_t k = 0; k < 2 * K; k += 16) {
+        __builtin_prefetch(next + k);
+        if (ahead.row + 1 < g.h) __builtin_prefetch(next + g.w * K + k);
+      }
+    }
+    for (int64_t k = 0; k < K; k += W) {
+      V d[2][2];
+      for (int i = 0; i < 2; ++i) {
+        for (int j = 0; j < 2; ++j) d[i][j] = L::load(rows[i][j] + k);
+      }
+      V s[4][2];  // A δ, A = [1 0; 1 1; 1 -1; 0 -1]
+      for (int j = 0; j < 2; ++j) {
+        s[0][j] = d[0][j];
+        s[1][j] = d[0][j] + d[1][j];
+        s[2][j] = d[0][j] - d[1][j];
+        s[3][j] = -d[1][j];
+      }
+      float* out = m + t * K + k;
+      const int64_t stride = T * K;
+      for (int i = 0; i < 4; ++i) {
+        L::store(out + (4 * i + 0) * stride, s[i][0]);
+        L::store(out + (4 * i + 1) * stride, s[i][0] + s[i][1]);
+        L::store(out + (4 * i + 2) * stride, s[i][0] - s[i][1]);
+        L::store(out + (4 * i + 3) * stride, -s[i][1]);
+      }
+    }
+  }
+}
+
+// Tiles [first, first + T) of the weight gradient: both transforms, then the Winograd-domain
+// gradient w[16][C][K] += Σ_t v[t][c] · m[t][k] at each position.
+template <int W>
+TORCHFOCAL_ALWAYS_INLINE void weight_tiles(const Geometry& g, int64_t first, int64_t T, float* v,
+                                           float* m, float* w, const float* zeros) {
+  const int64_t C = g.c, K = g.k;
+  input_transform<W>(g, first, T, v, zeros);
+  gradient_transform<W>(g, first, T, m, zeros);
+  for (int p = 0; p < 16; ++p) {
+    const float* vp = v + p * T * C;
+    const float* mp = m + p * T * K;
+    float* wp = w + p * C * K;
+    // Accumulators: 16 of the 32 AVX-512 registers, 8 of AVX2's 16.
+    if constexpr (W == 16) {
+      if (K % 64 == 0) {
+        accumulate_all<W, 4, 4>(vp, mp, wp, C, K, T);
+      } else if (K % 32 == 0) {
+        accumulate_all<W, 8, 2>(vp, mp, wp, C, K, T);
+      } else {
+        accumulate_all<W, 16, 1>(vp, mp, wp, C, K, T);
+      }
+    } else {
+      if (K % 16 == 0) {
+        accumulate_all<W, 4, 2>(vp, mp, wp, C, K, T);
+      } else {
+        accumulate_all<W, 8, 1>(vp, mp, wp, C, K, T);
+      }
+    }
+  }
+}
+
+TORCHFOCAL_AVX2_FMA void weight_tiles_avx2(const Geometry& g, int64_t first, int64_t T, float* v,
+                                           float* m, float* w, const float* zeros) {
+  weight_tiles<8>(g, first, T, v, m, w, zeros);
+}
+
+TORCHFOCAL_AVX512 void weight_tiles_avx512(const Geometry& g, int64_t first, int64_t T, float* v,
+                                           float* m, float* w, const float* zeros) {
+  weight_tiles<16>(g, first, T, v, m, w, zeros);
 }
 
 TORCHFOCAL_AVX2_FMA void tiles_avx2(const Geometry& g, int64_t first, int64_t T, float* v, float* m,
@@ -290,7 +495,8 @@ torch::Tensor convolve(const torch::Tensor& x, const torch::Tensor& u) {
 #ifdef TORCHFOCAL_X86_TARGETS
   const auto kernel = lanes() == 16 ? tiles_avx512 : tiles_avx2;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> v(16 * kTiles * g.c), m(16 * kTiles * g.k), zeros(g.c);
+    Buffer v(16 * kTiles * g.c), m(16 * kTiles * g.k);
+    std::vector<float> zeros(g.c);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * kTiles;
       kernel(g, first, std::min(kTiles, tiles - first), v.data(), m.data(), zeros.data());
@@ -301,6 +507,81 @@ torch::Tensor convolve(const torch::Tensor& x, const torch::Tensor& u) {
   throw std::logic_error("winograd conv: no vector kernels in this build");
 #endif
   return y;
+}
+
+// The weight gradient's blocks of tiles (their transforms, 16 · kWeightTiles · (C + K) floats, and
+// the Winograd-domain gradient stay in the core's L2 cache), and its chunks: each chunk's tiles
+// summed into a gradient of its own, the chunks' gradients then added in order, so that the
+// result does not depend on the thread count. The number of chunks depends on the size only.
+constexpr int64_t kWeightTiles = 32;
+constexpr int64_t kChunkTiles = 512;
+constexpr int64_t kMaxChunks = 16;
+
+// dL/dg = Gᵀ (Σ_tiles V ⊙ A δ Aᵀ) G for each filter g: the transpose of the forward's map from g
+// to the output. x [N, C, H, W] and dy [N, K, H, W] channels-last; returns [K, C, 3, 3].
+torch::Tensor weight_gradient(const torch::Tensor& x, const torch::Tensor& dy) {
+  if (lanes() == 0) throw std::invalid_argument("winograd conv: this CPU has no AVX2 or AVX-512");
+  const auto in = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto grad = dy.contiguous(torch::MemoryFormat::ChannelsLast);
+  Geometry g;
+  g.n = in.size(0);
+  g.c = in.size(1);
+  g.h = in.size(2);
+  g.w = in.size(3);
+  g.k = grad.size(1);
+  g.tile_rows = (g.h + 1) / 2;
+  g.tile_cols = (g.w + 1) / 2;
+  g.x = in.data_ptr<float>();
+  g.dy = grad.data_ptr<float>();
+  const int64_t C = g.c, K = g.k, size = 16 * C * K;
+  const int64_t tiles = g.n * g.tile_rows * g.tile_cols;
+  const int64_t chunks =
+      std::clamp((tiles + kChunkTiles - 1) / kChunkTiles, int64_t{1}, kMaxChunks);
+  const int64_t per_chunk = (tiles + chunks - 1) / chunks;
+  auto sums = torch::zeros({chunks, size}, in.options());
+  float* const s = sums.data_ptr<float>();
+#ifdef TORCHFOCAL_X86_TARGETS
+  const auto kernel = lanes() == 16 ? weight_tiles_avx512 : weight_tiles_avx2;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    Buffer v(16 * kWeightTiles * C), m(16 * kWeightTiles * K);
+    std::vector<float> zeros(std::max(C, K));
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t last = std::min(tiles, (chunk + 1) * per_chunk);
+      for (int64_t first = chunk * per_chunk; first < last; first += kWeightTiles) {
+        kernel(g, first, std::min(kWeightTiles, last - first), v.data(), m.data(), s + chunk * size,
+               zeros.data());
+      }
+    }
+  });
+#else
+  throw std::logic_error("winograd conv: no vector kernels in this build");
+#endif
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+    for (int64_t i = 0; i < size; ++i) s[i] += s[chunk * size + i];
+  }
+  // Gᵀ Ŵ G for each channel pair, Ŵ[a][b] = s[(4a + b) C K + c K + k]; Gᵀ's rows are
+  // [1 ½ ½ 0], [0 ½ -½ 0], [0 ½ ½ 1].
+  auto dw = torch::empty({K, C, 3, 3}, in.options());
+  float* out = dw.data_ptr<float>();
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t k = 0; k < K; ++k) {
+      float t[3][4];
+      for (int b = 0; b < 4; ++b) {
+        const float w0 = s[(0 + b) * C * K + c * K + k], w1 = s[(4 + b) * C * K + c * K + k];
+        const float w2 = s[(8 + b) * C * K + c * K + k], w3 = s[(12 + b) * C * K + c * K + k];
+        t[0][b] = w0 + 0.5f * (w1 + w2);
+        t[1][b] = 0.5f * (w1 - w2);
+        t[2][b] = 0.5f * (w1 + w2) + w3;
+      }
+      float* f = out + (k * C + c) * 9;
+      for (int i = 0; i < 3; ++i) {
+        f[3 * i + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        f[3 * i + 1] = 0.5f * (t[i][1] - t[i][2]);
+        f[3 * i + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+  }
+  return dw;
 }
 
 struct WinogradConvFunction : torch::autograd::Function<WinogradConvFunction> {
@@ -320,10 +601,7 @@ struct WinogradConvFunction : torch::autograd::Function<WinogradConvFunction> {
       dx = convolve(dy, transform_weights(weight, /*input_gradient=*/true));
     }
     if (ctx->needs_input_grad(1)) {
-      // LibTorch's (oneDNN's) weight gradient: what its own convolution's backward runs.
-      dw = std::get<1>(at::convolution_backward(dy, x, weight, c10::nullopt, {1, 1}, {1, 1}, {1, 1},
-                                                /*transposed=*/false, {0, 0},
-                                                /*groups=*/1, {false, true, false}));
+      dw = weight_gradient(x, dy).contiguous(weight.suggest_memory_format());
     }
     return {dx, dw};
   }

@@ -1,6 +1,7 @@
 // The Winograd 3×3 convolution against LibTorch's convolution in float64 on fresh random inputs:
-// output, input and weight gradients, at ResNet widths, odd sides and uneven tile blocks; the same
-// bits whatever the thread count; and conv2d_forward choosing it only where it applies.
+// output, input and weight gradients, at ResNet widths, odd sides, uneven tile blocks and several
+// weight-gradient chunks; the same bits whatever the thread count; and conv2d_forward choosing it
+// only where it applies.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -62,7 +63,7 @@ TEST(WinogradConv, MatchesLibTorchFloat64) {
   const int64_t v = lanes();
   const std::vector<std::array<int64_t, 5>> cases = {
       {3, 16, 16, 32, 32}, {5, 32, 32, 16, 16}, {7, 64, 64, 8, 8},   {2, 16, 32, 9, 13},
-      {3, v, v, 7, 5},     {1, 2 * v, v, 1, 3}, {4, v, 3 * v, 6, 2},
+      {3, v, v, 7, 5},     {1, 2 * v, v, 1, 3}, {4, v, 3 * v, 6, 2}, {9, 32, 64, 24, 22},
   };
   for (const auto& [n, c, k, h, w] : cases) {
     SCOPED_TRACE(testing::Message() << n << "x" << c << "->" << k << " " << h << "x" << w);
@@ -86,17 +87,19 @@ TEST(WinogradConv, MatchesLibTorchFloat64) {
   }
 }
 
-// Each output comes from its own tile: one thread or two give the same bits.
+// Each output comes from its own tile, and the weight gradient's chunks (two here, of 300
+// tiles each) are set by the size alone and added in order: one thread or two give the same bits.
 TEST(WinogradConv, ThreadCountDoesNotChangeResults) {
   if (lanes() == 0) return;  // never run there: the test above checks that
   torch::manual_seed(9);
-  const auto x = torch::randn({9, 32, 12, 10}).contiguous(kChannelsLast);
+  const auto x = torch::randn({20, 32, 12, 10}).contiguous(kChannelsLast);
   const auto w = torch::randn({32, 32, 3, 3});
-  const auto g = torch::randn({9, 32, 12, 10});
+  const auto g = torch::randn({20, 32, 12, 10});
   const auto one = torchfocal::testing::with_threads(1, [&] { return run(x, w, g, true); });
   const auto two = torchfocal::testing::with_threads(2, [&] { return run(x, w, g, true); });
   EXPECT_TRUE(torch::equal(one.y, two.y));
   EXPECT_TRUE(torch::equal(one.dx, two.dx));
+  EXPECT_TRUE(torch::equal(one.dw, two.dw));
 }
 
 // conv2d_forward: Winograd for the 3×3 stride-1 padding-1 convolutions of 32–64 channels of
