@@ -5,7 +5,7 @@
 // in vector registers beside the products. The input gradient is the same convolution with each
 // filter flipped and its channels swapped; the weight gradient is the transposed algorithm,
 // Gᵀ (Σ_tiles V ⊙ A δ Aᵀ) G. Used for 16 to 64 channels, where a convolution's forward and both
-// gradients take 0.58–0.70× the time of oneDNN's direct kernels (LibTorch's otherwise) on this
+// gradients take 0.63–0.83× the time of oneDNN's direct kernels (LibTorch's otherwise) on this
 // project's CPU (bench/NOTES.md §31, §33). The price: float32 rounding errors up to 12× (outputs,
 // input gradients) and 20× (weight gradients) those of a direct convolution.
 #pragma once
