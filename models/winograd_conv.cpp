@@ -537,9 +537,8 @@ torch::Tensor convolve(const torch::Tensor& x, const torch::Tensor& weight, bool
 // The weight gradient's blocks of tiles (their transforms, N² · kWeightTiles · (C + K) floats,
 // and the Winograd-domain gradient stay in the core's L2 cache), and its chunks: each chunk's
 // tiles summed into a gradient of its own, the chunks' gradients then added in order, so that the
-// result does not depend on the thread count. The number of chunks depends on the size only: at
-// most 8, an even share
-// for 2, 4 or 8 threads where there are tiles enough.
+// result does not depend on the thread count. The number of chunks depends on the size only: one
+// for every 128 tiles, at most 8 (their sums, 8 · N² · C · K floats, are zeroed and added).
 constexpr int64_t kWeightTiles = 16;
 constexpr int64_t kChunkTiles = 128;
 constexpr int64_t kMaxChunks = 8;
