@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -49,15 +50,19 @@ int lanes() {
 template <int M>
 torch::Tensor filter_transform() {
   constexpr int N = Transform<M>::kIn;
-  const auto& G = Transform<M>::kG;
-  auto gg = torch::empty({N * N, 9}, torch::kFloat64);
-  auto a = gg.accessor<double, 2>();
-  for (int p = 0; p < N * N; ++p) {
-    for (int q = 0; q < 9; ++q) {
-      a[p][q] = static_cast<double>(G[p / N][q / 3]) * static_cast<double>(G[p % N][q % 3]);
+  // Built once (in double, then rounded); the tensor wraps it without a copy and never writes.
+  static const auto table = [] {
+    const auto& G = Transform<M>::kG;
+    std::array<float, N * N * 9> t{};
+    for (int p = 0; p < N * N; ++p) {
+      for (int q = 0; q < 9; ++q) {
+        t[p * 9 + q] = static_cast<float>(static_cast<double>(G[p / N][q / 3]) *
+                                          static_cast<double>(G[p % N][q % 3]));
+      }
     }
-  }
-  return gg.to(torch::kFloat32);
+    return t;
+  }();
+  return torch::from_blob(const_cast<float*>(table.data()), {N * N, 9}, torch::kFloat32);
 }
 
 // U[N a + b][i][o] = (G g Gᵀ)[a][b] for each 3×3 filter g from input channel i to output channel o:
